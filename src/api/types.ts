@@ -1,0 +1,124 @@
+// Request and response types shared by the CLI (client) and the daemon: one source of truth for
+// the wire format of the HTTP API served on the daemon's Unix socket.
+
+export type JobType = "process" | "runc" | "containerd";
+
+/** Live status of a job's process; `halted` when it no longer runs. */
+export type JobStatus = "running" | "sleeping" | "stopped" | "zombie" | "halted";
+
+export interface CheckpointSummary {
+  id: string;
+  path: string;
+  time: string;
+  size: number;
+}
+
+export interface Job {
+  jid: string;
+  type: JobType;
+  pid: number | null;
+  status: JobStatus;
+  exitCode: number | null;
+  /** Signal name when the job was killed by a signal (e.g. "SIGKILL"). */
+  exitSignal: string | null;
+  /** True when the job was adopted and is not the daemon's child: no exit code can be known. */
+  adopted: boolean;
+  log: string | null;
+  attachable: boolean;
+  tty: boolean;
+  gpu: boolean;
+  cmdline: string[];
+  cwd: string;
+  /** When the job's process started (ISO time). */
+  startedAt: string | null;
+  createdAt: string;
+  updatedAt: string;
+  /** Plugin specific facts (bundle, container id, ...). */
+  details: Record<string, unknown>;
+  checkpoint: CheckpointSummary | null;
+}
+
+export interface FdInfo {
+  fd: number;
+  target: string;
+}
+
+export interface JobInspect extends Job {
+  fds: FdInfo[];
+  children: number[];
+  /** Whether the daemon still holds the job's I/O (attachable jobs lose it when the daemon restarts). */
+  ioAvailable: boolean;
+}
+
+export interface RunProcessRequest {
+  jid?: string;
+  /** Command and arguments. */
+  args: string[];
+  cwd: string;
+  env: Record<string, string>;
+  /** Keep the job's I/O in the daemon for `attach` (instead of a log file). */
+  attachable?: boolean;
+  tty?: boolean;
+  cols?: number;
+  rows?: number;
+  /** Log file for a non-attachable job; default `<output_dir>/cedana-output-<JID>.log`. */
+  log?: string;
+  pidFile?: string;
+  gpu?: boolean;
+}
+
+export interface ManageProcessRequest {
+  pid: number;
+  jid?: string;
+  gpu?: boolean;
+}
+
+export interface KillRequest {
+  jids: string[];
+  all?: boolean;
+  /** Signal name or number; default SIGKILL. */
+  signal?: string;
+}
+
+export interface KillResult {
+  /** The signal sent, by name. */
+  signal: string;
+  killed: string[];
+  /** JIDs that were not running (nothing to signal). */
+  skipped: string[];
+}
+
+export interface DeleteRequest {
+  jids: string[];
+  all?: boolean;
+}
+
+export interface DeleteResult {
+  deleted: string[];
+}
+
+export interface HealthResponse {
+  version: string;
+  pid: number;
+  db: string;
+  address: string;
+}
+
+export interface ErrorBody {
+  error: { code: string; message: string; details?: string[] };
+}
+
+// Attach protocol (WebSocket at /v1/jobs/:jid/attach?since=N):
+// server -> client binary frames: 1 byte stream id (STREAM_STDOUT / STREAM_STDERR) + data;
+// server -> client text frames: AttachServerMessage as JSON;
+// client -> server binary frames: stdin data; text frames: AttachClientMessage as JSON.
+export const STREAM_STDOUT = 1;
+export const STREAM_STDERR = 2;
+
+export type AttachServerMessage =
+  | { type: "exit"; exitCode: number | null; exitSignal: string | null }
+  | { type: "error"; message: string };
+
+export type AttachClientMessage =
+  | { type: "resize"; cols: number; rows: number }
+  | { type: "eof" };

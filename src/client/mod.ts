@@ -1,0 +1,83 @@
+// The CLI's side of the API: JSON over HTTP on the daemon's Unix socket. Errors come back as
+// CedanaErrors with the daemon's code, so main.ts maps them to the same exit codes.
+
+import type { HealthResponse } from "../api/types.ts";
+import { CedanaError, isErrorCode, unavailable } from "../errors.ts";
+
+export class DaemonClient {
+  #http: Deno.HttpClient | null = null;
+
+  constructor(readonly address: string) {}
+
+  get http(): Deno.HttpClient {
+    return this.#http ??= Deno.createHttpClient({ proxy: { transport: "unix", path: this.address } });
+  }
+
+  #unreachable(e: unknown): CedanaError {
+    let why: string;
+    try {
+      Deno.statSync(this.address);
+      why = (e as Error).message.includes("refused") ? "connection refused" : (e as Error).message;
+    } catch {
+      why = "no such socket";
+    }
+    return unavailable(
+      `cannot reach the cedana daemon at ${this.address} (${why}); start it with: cedana daemon start`,
+    );
+  }
+
+  async call<T>(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(`http://cedana${path}`, {
+        method,
+        client: this.http,
+        headers: body !== undefined ? { "content-type": "application/json" } : undefined,
+        body: body !== undefined ? JSON.stringify(body) : undefined,
+        signal: timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined,
+      });
+    } catch (e) {
+      throw this.#unreachable(e);
+    }
+    const text = await res.text();
+    let data: unknown;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      throw new CedanaError("internal", `daemon sent a non-JSON response (HTTP ${res.status})`);
+    }
+    if (!res.ok) {
+      const err = (data as { error?: { code?: string; message?: string; details?: string[] } })?.error;
+      throw new CedanaError(
+        isErrorCode(err?.code) ? err.code : "internal",
+        err?.message ?? `daemon answered HTTP ${res.status}`,
+        err?.details ?? [],
+      );
+    }
+    return data as T;
+  }
+
+  get<T>(path: string): Promise<T> {
+    return this.call<T>("GET", path);
+  }
+
+  post<T>(path: string, body: unknown): Promise<T> {
+    return this.call<T>("POST", path, body);
+  }
+
+  health(timeoutMs?: number): Promise<HealthResponse> {
+    return this.call<HealthResponse>("GET", "/v1/health", undefined, timeoutMs);
+  }
+
+  websocket(path: string): WebSocket {
+    // Deno's WebSocket accepts the same unix-socket HTTP client as fetch.
+    const ws = new WebSocket(`ws://cedana${path}`, { client: this.http } as unknown as string[]);
+    ws.binaryType = "arraybuffer";
+    return ws;
+  }
+
+  close(): void {
+    this.#http?.close();
+    this.#http = null;
+  }
+}

@@ -1,0 +1,118 @@
+// The terminal side of `attach`: job output to our stdout/stderr, our stdin to the job, window
+// size changes to a tty job. Resolves with the job's exit code, or null when the user detached.
+
+import type { AttachServerMessage, JobInspect } from "../api/types.ts";
+import { STREAM_STDERR } from "../api/types.ts";
+import type { DaemonClient } from "../client/mod.ts";
+import { failedPrecondition, unavailable } from "../errors.ts";
+import { SIGNALS } from "../daemon/signals.ts";
+
+function writeAll(w: { writeSync(p: Uint8Array): number }, data: Uint8Array) {
+  let off = 0;
+  while (off < data.length) off += w.writeSync(data.subarray(off));
+}
+
+const CTRL_P = 0x10, CTRL_Q = 0x11;
+
+export interface AttachOptions {
+  /** Replay buffered output from this byte offset (0 = from the job's start). */
+  since?: number;
+  /** Forward our stdin (default true). */
+  stdin?: boolean;
+}
+
+export async function attachJob(
+  client: DaemonClient,
+  jid: string,
+  opts: AttachOptions = {},
+): Promise<number | null> {
+  const job = await client.get<JobInspect>(`/v1/jobs/${encodeURIComponent(jid)}`);
+  if (!job.attachable) {
+    throw failedPrecondition(`job ${jid} is not attachable (it was not started with --attachable)`);
+  }
+  if (!job.ioAvailable) {
+    throw failedPrecondition(`job ${jid}'s I/O is gone: it was held by a daemon that has since stopped`);
+  }
+  const q = opts.since !== undefined ? `?since=${opts.since}` : "";
+  const ws = client.websocket(`/v1/jobs/${encodeURIComponent(jid)}/attach${q}`);
+  const rawMode = job.tty && Deno.stdin.isTerminal();
+  const cleanups: (() => void)[] = [];
+
+  const result = new Promise<number | null>((resolve, reject) => {
+    let done = false;
+    const finish = (v: number | null | Error) => {
+      if (done) return;
+      done = true;
+      v instanceof Error ? reject(v) : resolve(v);
+    };
+    ws.onmessage = (e) => {
+      if (typeof e.data === "string") {
+        const m = JSON.parse(e.data) as AttachServerMessage;
+        if (m.type === "exit") finish(m.exitCode ?? 128 + (SIGNALS[m.exitSignal ?? ""] ?? 0));
+        else if (m.type === "error") finish(unavailable(m.message));
+        return;
+      }
+      const frame = new Uint8Array(e.data as ArrayBuffer);
+      writeAll(frame[0] === STREAM_STDERR ? Deno.stderr : Deno.stdout, frame.subarray(1));
+    };
+    ws.onerror = () => finish(unavailable(`lost the connection to the daemon while attached to ${jid}`));
+    ws.onclose = () => finish(unavailable(`the daemon closed the connection to job ${jid}`));
+    const detach = () => finish(null);
+    if (!rawMode) {
+      // Without a pty, Ctrl+C belongs to us: it detaches and leaves the job running.
+      Deno.addSignalListener("SIGINT", detach);
+      cleanups.push(() => Deno.removeSignalListener("SIGINT", detach));
+    }
+    ws.onopen = () => {
+      if (job.tty) sendSize();
+      if (opts.stdin !== false) void pumpStdin(detach);
+    };
+  });
+
+  const sendSize = () => {
+    if (!Deno.stdout.isTerminal() || ws.readyState !== WebSocket.OPEN) return;
+    const { columns, rows } = Deno.consoleSize();
+    ws.send(JSON.stringify({ type: "resize", cols: columns, rows }));
+  };
+  if (job.tty) {
+    Deno.addSignalListener("SIGWINCH", sendSize);
+    cleanups.push(() => Deno.removeSignalListener("SIGWINCH", sendSize));
+  }
+  if (rawMode) {
+    Deno.stdin.setRaw(true);
+    cleanups.push(() => Deno.stdin.setRaw(false));
+  }
+
+  async function pumpStdin(detach: () => void) {
+    let prev = -1;
+    const buf = new Uint8Array(8192);
+    for (;;) {
+      let n: number | null;
+      try {
+        n = await Deno.stdin.read(buf);
+      } catch {
+        n = null;
+      }
+      if (ws.readyState !== WebSocket.OPEN) return;
+      if (n === null) {
+        ws.send(JSON.stringify({ type: "eof" }));
+        return;
+      }
+      const chunk = buf.slice(0, n);
+      if (rawMode) {
+        // Ctrl+P Ctrl+Q detaches (as in docker); Ctrl+C goes to the job.
+        const i = chunk.findIndex((b, k) => b === CTRL_Q && (k ? chunk[k - 1] : prev) === CTRL_P);
+        if (i >= 0) return detach();
+        prev = chunk[n - 1];
+      }
+      ws.send(chunk);
+    }
+  }
+
+  try {
+    return await result;
+  } finally {
+    for (const c of cleanups) c();
+    if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close();
+  }
+}

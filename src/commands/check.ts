@@ -1,0 +1,118 @@
+// `cedana check` / `cedana daemon check`: is everything needed for checkpoint/restore here?
+import { Command } from "@commander-js/extra-typings";
+import { criuCheck, criuVersion, findCriu, MIN_CRIU, versionAtLeast } from "../criu/mod.ts";
+import { closeFd, pidfdOpen } from "../sys/mod.ts";
+import { configOf } from "./context.ts";
+import { DaemonClient } from "../client/mod.ts";
+import { printJson } from "./render.ts";
+
+interface Item {
+  name: string;
+  ok: boolean;
+  required: boolean;
+  detail: string;
+  fix?: string;
+}
+
+// deno-lint-ignore no-explicit-any
+async function runChecks(cmd: Command<any, any, any>, daemonRequired: boolean): Promise<Item[]> {
+  const cfg = configOf(cmd);
+  const items: Item[] = [];
+  const criu = findCriu(cfg);
+  const fix =
+    "install CRIU >= 4.2 (scripts/setup.sh does it) or set criu.binary_path / CEDANA_CRIU_BINARY_PATH";
+  if (!criu) {
+    items.push({ name: "criu", ok: false, required: true, detail: "not found on PATH", fix });
+  } else {
+    const v = await criuVersion(criu);
+    const vok = v !== null && versionAtLeast(v, MIN_CRIU);
+    items.push({
+      name: "criu",
+      ok: vok,
+      required: true,
+      detail: `${criu} (version ${v ?? "unknown"})`,
+      fix: vok ? undefined : `${fix}; 4.1 and older cannot dump TCP sockets on current kernels`,
+    });
+    const chk = await criuCheck(criu);
+    items.push({
+      name: "criu check",
+      ok: chk.ok,
+      required: true,
+      detail: chk.ok ? "looks good" : chk.lines.slice(-3).join("; "),
+      fix: chk.ok ? undefined : "run `criu check` as root to see what the kernel lacks",
+    });
+  }
+  const kernel = Deno.osRelease();
+  let pidfd = true;
+  try {
+    closeFd(pidfdOpen(Deno.pid));
+  } catch {
+    pidfd = false;
+  }
+  items.push({
+    name: "kernel",
+    ok: pidfd,
+    required: true,
+    detail: `${kernel}, pidfd ${pidfd ? "supported" : "missing"}`,
+    fix: pidfd ? undefined : "Linux >= 5.3 is needed (pidfd_open)",
+  });
+  const root = Deno.uid() === 0;
+  items.push({
+    name: "privileges",
+    ok: root,
+    required: false,
+    detail: root ? "running as root" : `uid ${Deno.uid()}`,
+    fix: root ? undefined : "checkpoint/restore needs root (or CAP_CHECKPOINT_RESTORE and CAP_SYS_ADMIN)",
+  });
+  const client = new DaemonClient(cfg.address);
+  try {
+    const h = await client.health(2000);
+    items.push({
+      name: "daemon",
+      ok: true,
+      required: daemonRequired,
+      detail: `${cfg.address} (pid ${h.pid}, v${h.version}, db ${h.db})`,
+    });
+  } catch (e) {
+    items.push({
+      name: "daemon",
+      ok: false,
+      required: daemonRequired,
+      detail: `not reachable at ${cfg.address}`,
+      fix: (e as Error).message.includes("no such socket")
+        ? "start it: cedana daemon start"
+        : (e as Error).message,
+    });
+  } finally {
+    client.close();
+  }
+  return items;
+}
+
+export function checkAction(daemonRequired: boolean) {
+  // deno-lint-ignore no-explicit-any
+  return async (opts: { json?: boolean }, cmd: Command<any, any, any>) => {
+    const items = await runChecks(cmd, daemonRequired);
+    const failed = items.filter((i) => i.required && !i.ok);
+    if (opts.json) printJson({ ok: failed.length === 0, checks: items });
+    else {
+      for (const i of items) {
+        const mark = i.ok ? "ok  " : i.required ? "FAIL" : "warn";
+        console.log(
+          `${mark}  ${i.name.padEnd(11)} ${i.detail}${i.ok || !i.fix ? "" : `\n      fix: ${i.fix}`}`,
+        );
+      }
+      console.log(
+        failed.length ? `\n${failed.length} required check(s) failed` : "\nall required checks passed",
+      );
+    }
+    if (failed.length) Deno.exit(1);
+  };
+}
+
+export function checkCommand(): Command<[], { json?: boolean }> {
+  return new Command("check")
+    .description("Check that CRIU, the kernel and the daemon are ready for checkpoint/restore")
+    .option("--json", "machine-readable output")
+    .action(checkAction(false));
+}

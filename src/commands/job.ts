@@ -1,0 +1,139 @@
+// `cedana job list|kill|delete|inspect|attach` and the top-level shortcuts (ps, jobs, attach).
+import { Command } from "@commander-js/extra-typings";
+import type { DeleteResult, Job, JobInspect, KillResult } from "../api/types.ts";
+import { invalidArgument } from "../errors.ts";
+import { attachJob } from "./attach_client.ts";
+import { clientOf } from "./context.ts";
+import { parsePid } from "./manage.ts";
+import { humanSize, JOB_HEADER, jobRow, printJson, statusText, table } from "./render.ts";
+
+function listCommand(name: string) {
+  return new Command(name)
+    .description("List managed jobs")
+    .option("--json", "machine-readable output")
+    .action(async (opts, cmd) => {
+      const jobs = await clientOf(cmd).get<Job[]>("/v1/jobs");
+      if (opts.json) return printJson(jobs);
+      console.log(table(JOB_HEADER, jobs.map(jobRow)));
+    });
+}
+
+async function attachAndExit(code: Promise<number | null>, jid: string) {
+  const c = await code;
+  if (c === null) console.error(`detached from job ${jid} (still running)`);
+  else Deno.exit(c);
+}
+
+function attachJidCommand() {
+  return new Command("attach")
+    .description("Attach to an attachable job's stdio (Ctrl+C detaches; Ctrl+P Ctrl+Q for tty jobs)")
+    .argument("<jid>")
+    .option("--no-stdin", "do not forward stdin")
+    .action(async (jid, opts, cmd) => {
+      await attachAndExit(attachJob(clientOf(cmd), jid, { stdin: opts.stdin }), jid);
+    });
+}
+
+function inspectText(j: JobInspect): string {
+  const rows: [string, string][] = [
+    ["JID", j.jid],
+    ["Type", j.type],
+    ["PID", j.pid === null ? "" : String(j.pid)],
+    ["Status", statusText(j)],
+    [
+      "Exit code",
+      j.exitCode !== null ? String(j.exitCode) : j.exitSignal ?? (j.adopted ? "unknowable (adopted)" : ""),
+    ],
+    [
+      "Command",
+      j.cmdline.map((a) => /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`).join(" "),
+    ],
+    ["Working dir", j.cwd],
+    ["Started", j.startedAt ?? ""],
+    ["Created", j.createdAt],
+    [
+      "Log",
+      j.attachable ? `[Attachable]${j.ioAvailable ? "" : " (I/O lost: daemon restarted)"}` : j.log ?? "",
+    ],
+    ["TTY", j.tty ? "yes" : "no"],
+    ["GPU", j.gpu ? "yes" : "no"],
+    ["Adopted", j.adopted ? "yes" : "no"],
+    [
+      "Checkpoint",
+      j.checkpoint ? `${j.checkpoint.path} (${humanSize(j.checkpoint.size)}, ${j.checkpoint.time})` : "",
+    ],
+    ["Children", j.children.join(" ")],
+  ];
+  for (const [k, v] of Object.entries(j.details)) {
+    rows.push([k, typeof v === "string" ? v : JSON.stringify(v)]);
+  }
+  const out = rows.map(([k, v]) => `${(k + ":").padEnd(13)}${v}`);
+  if (j.fds.length) {
+    out.push(
+      "Open files:",
+      ...j.fds.map((f) => `  ${String(f.fd).padStart(4)}  ${f.target}`),
+    );
+  }
+  return out.join("\n");
+}
+
+export function jobCommand() {
+  const job = new Command("job").description("Manage jobs");
+  job.addCommand(listCommand("list").alias("ls"));
+  job.command("kill")
+    .description("Send a signal to jobs (default SIGKILL, to the process group each job leads)")
+    .argument("[jids...]")
+    .option("-s, --signal <signal>", "signal name or number", "SIGKILL")
+    .option("--all", "every running job")
+    .option("--json", "machine-readable output")
+    .action(async (jids, opts, cmd) => {
+      if (!jids.length && !opts.all) throw invalidArgument("name one or more jobs, or use --all");
+      const r = await clientOf(cmd).post<KillResult>("/v1/jobs/kill", {
+        jids,
+        all: !!opts.all,
+        signal: opts.signal,
+      });
+      if (opts.json) return printJson(r);
+      for (const j of r.killed) console.log(`sent ${r.signal} to job ${j}`);
+      if (opts.all && !r.killed.length) console.log("no running jobs");
+    });
+  job.command("delete")
+    .alias("rm")
+    .description("Delete halted jobs from the DB (a running job is refused: kill it first)")
+    .argument("[jids...]")
+    .option("--all", "every halted job")
+    .option("--json", "machine-readable output")
+    .action(async (jids, opts, cmd) => {
+      if (!jids.length && !opts.all) throw invalidArgument("name one or more jobs, or use --all");
+      const r = await clientOf(cmd).post<DeleteResult>("/v1/jobs/delete", { jids, all: !!opts.all });
+      if (opts.json) return printJson(r);
+      for (const j of r.deleted) console.log(`deleted job ${j}`);
+      if (opts.all && !r.deleted.length) console.log("no halted jobs to delete");
+    });
+  job.command("inspect")
+    .description("Show everything known about a job")
+    .argument("<jid>")
+    .option("--json", "machine-readable output")
+    .action(async (jid, opts, cmd) => {
+      const j = await clientOf(cmd).get<JobInspect>(`/v1/jobs/${encodeURIComponent(jid)}`);
+      if (opts.json) return printJson(j);
+      console.log(inspectText(j));
+    });
+  job.addCommand(attachJidCommand());
+  return job;
+}
+
+export const psCommand = () => listCommand("ps").description("List managed jobs (alias of `job list`)");
+export const jobsCommand = () => listCommand("jobs").description("List managed jobs (alias of `job list`)");
+
+export function attachPidCommand() {
+  return new Command("attach")
+    .description("Attach to the attachable job running as PID")
+    .argument("<pid>")
+    .option("--no-stdin", "do not forward stdin")
+    .action(async (pid, opts, cmd) => {
+      const client = clientOf(cmd);
+      const job = await client.get<Job>(`/v1/pids/${parsePid(pid)}`);
+      await attachAndExit(attachJob(client, job.jid, { stdin: opts.stdin }), job.jid);
+    });
+}

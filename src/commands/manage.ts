@@ -1,0 +1,31 @@
+// `cedana manage process PID`: adopt a running process as a job.
+import { Command } from "@commander-js/extra-typings";
+import type { Job, ManageProcessRequest } from "../api/types.ts";
+import { invalidArgument } from "../errors.ts";
+import { clientOf } from "./context.ts";
+import { printJson } from "./render.ts";
+
+export function parsePid(s: string): number {
+  if (!/^\d+$/.test(s) || Number(s) <= 0) throw invalidArgument(`invalid PID "${s}"`);
+  return Number(s);
+}
+
+export function manageCommand() {
+  const manage = new Command("manage").description("Adopt an existing process or container as a managed job");
+  manage.command("process")
+    .description("Manage a running process (its exit is noticed; its exit code cannot be known)")
+    .argument("<pid>", "process ID")
+    .option("-j, --jid <jid>", "job ID (default: a random name)")
+    .option("--gpu-enabled", "mark the job as a GPU job")
+    .option("--json", "print the job as JSON")
+    .action(async (pid, opts, cmd) => {
+      const req: ManageProcessRequest = { pid: parsePid(pid), jid: opts.jid, gpu: !!opts.gpuEnabled };
+      const job = await clientOf(cmd).post<Job>("/v1/manage/process", req);
+      if (opts.json) printJson(job);
+      else {
+        console.log(`managing PID ${job.pid} as job ${job.jid}`);
+        console.log("note: the process is not a child of the daemon, so its exit code will not be known");
+      }
+    });
+  return manage;
+}

@@ -1,0 +1,57 @@
+// The command tree and the one place where errors become a line on stderr and an exit code.
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import { CedanaError, EXIT_CODE, toCedanaError } from "../errors.ts";
+import { VERSION } from "../version.ts";
+import { checkCommand } from "./check.ts";
+import { daemonCommand } from "./daemon.ts";
+import { attachPidCommand, jobCommand, jobsCommand, psCommand } from "./job.ts";
+import { manageCommand } from "./manage.ts";
+import { execCommand, runCommand } from "./run.ts";
+
+export function buildProgram(): Command {
+  const program = new Command("cedana")
+    .description("Checkpoint/restore manager for Linux processes and containers")
+    .version(VERSION, "-v, --version")
+    .option("--address <socket>", "daemon socket (config: address, env CEDANA_ADDRESS)")
+    .option("--config-dir <dir>", "config directory (default /etc/cedana, env CEDANA_CONFIG_DIR)")
+    .enablePositionalOptions()
+    .showSuggestionAfterError()
+    .exitOverride();
+  for (
+    const c of [
+      daemonCommand(),
+      runCommand(),
+      execCommand(),
+      manageCommand(),
+      jobCommand(),
+      psCommand(),
+      jobsCommand(),
+      attachPidCommand(),
+      checkCommand(),
+    ]
+  ) program.addCommand(c as unknown as Command);
+  // Errors of subcommands must reach main() too, not exit inside commander.
+  const override = (c: Command) => {
+    c.exitOverride();
+    c.commands.forEach((s) => override(s as Command));
+  };
+  override(program);
+  return program;
+}
+
+export async function main(args: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(args, { from: "user" });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // commander already printed its message (or help/version) to the terminal.
+      return e.exitCode === 0 ? 0 : EXIT_CODE.invalid_argument;
+    }
+    const err = e instanceof CedanaError ? e : toCedanaError(e);
+    console.error(`Error: ${err.message}`);
+    for (const d of err.details) console.error(`  ${d}`);
+    return EXIT_CODE[err.code];
+  }
+}

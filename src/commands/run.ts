@@ -1,0 +1,76 @@
+// `cedana run process` (alias `cedana exec`): start a managed job.
+import { Command, Option } from "@commander-js/extra-typings";
+import type { Job, RunProcessRequest } from "../api/types.ts";
+import { invalidArgument } from "../errors.ts";
+import { attachJob } from "./attach_client.ts";
+import { clientOf } from "./context.ts";
+import { printJson } from "./render.ts";
+import { resolve } from "node:path";
+
+interface RunOpts {
+  jid?: string;
+  attach?: boolean;
+  attachable?: boolean;
+  tty?: boolean;
+  out?: string;
+  pidFile?: string;
+  gpuEnabled?: boolean;
+  json?: boolean;
+}
+
+function processCommand(name: string) {
+  return new Command(name)
+    .description("Run a process as a managed job")
+    .usage("[options] -- COMMAND [ARGS...]")
+    .argument("<command...>", "command and its arguments")
+    .option("-j, --jid <jid>", "job ID (default: a random name)")
+    .option("-a, --attach", "attach to the job's stdio; exit with its exit code (Ctrl+C detaches)")
+    .option("--attachable", "keep the job's stdio in the daemon for `cedana job attach`")
+    .option("-t, --tty", "give the job a pseudo-terminal (implies --attachable)")
+    .addOption(
+      new Option("-o, --out <file>", "log file for the job's output").conflicts(["attach", "attachable"]),
+    )
+    .option("--pid-file <file>", "write the job's PID to this file")
+    .option("--gpu-enabled", "mark the job as a GPU job")
+    .option("--json", "print the job as JSON")
+    .passThroughOptions()
+    .action(async (args: string[], opts: RunOpts, cmd) => {
+      if (opts.tty && opts.out) throw invalidArgument("--tty jobs are attachable and have no log file");
+      const attachable = !!(opts.attach || opts.attachable || opts.tty);
+      const size = opts.tty && Deno.stdout.isTerminal() ? Deno.consoleSize() : undefined;
+      const req: RunProcessRequest = {
+        jid: opts.jid,
+        args,
+        cwd: Deno.cwd(),
+        env: Deno.env.toObject(),
+        attachable,
+        tty: !!opts.tty,
+        cols: size?.columns,
+        rows: size?.rows,
+        log: opts.out ? resolve(opts.out) : undefined,
+        pidFile: opts.pidFile ? resolve(opts.pidFile) : undefined,
+        gpu: !!opts.gpuEnabled,
+      };
+      const client = clientOf(cmd);
+      const job = await client.post<Job>("/v1/run/process", req);
+      if (opts.attach) {
+        const code = await attachJob(client, job.jid, { since: 0 });
+        if (code === null) console.error(`detached from job ${job.jid} (still running)`);
+        else Deno.exit(code);
+        return;
+      }
+      if (opts.json) printJson(job);
+      else console.log(`started job ${job.jid} (pid ${job.pid})${job.log ? `, output in ${job.log}` : ""}`);
+    });
+}
+
+export function runCommand() {
+  return new Command("run")
+    .description("Run a managed job")
+    .enablePositionalOptions()
+    .addCommand(processCommand("process"));
+}
+
+export function execCommand() {
+  return processCommand("exec").description("Run a process as a managed job (alias of `run process`)");
+}

@@ -1,0 +1,51 @@
+import { assertEquals, assertThrows } from "../testing/asserts.ts";
+import { envName, loadConfig } from "./mod.ts";
+
+function dirWith(config?: unknown): string {
+  const dir = Deno.makeTempDirSync();
+  if (config !== undefined) Deno.writeTextFileSync(`${dir}/config.json`, JSON.stringify(config));
+  return dir;
+}
+
+Deno.test("env names follow Cedana's CEDANA_<KEY> scheme", () => {
+  assertEquals(envName("db.path"), "CEDANA_DB_PATH");
+  assertEquals(envName("criu.binary_path"), "CEDANA_CRIU_BINARY_PATH");
+});
+
+Deno.test("precedence: defaults < file < env < flags", () => {
+  const dir = dirWith({ address: "/file.sock", db: { path: "/file.db" }, checkpoint: { dir: "/ck" } });
+  const env = { CEDANA_DB_PATH: "/env.db", CEDANA_GPU_LOCK_TIMEOUT: "500" };
+  const cfg = loadConfig({ configDir: dir, env, flags: { "db.path": "/flag.db" } });
+  assertEquals(cfg.address, "/file.sock");
+  assertEquals(cfg.db.path, "/flag.db");
+  assertEquals(cfg.checkpoint.dir, "/ck");
+  assertEquals(cfg.gpu.lock_timeout, 500);
+  assertEquals(cfg.log_level, "info");
+  assertEquals(loadConfig({ configDir: dir, env }).db.path, "/env.db");
+});
+
+Deno.test("bad config gives a clear error", () => {
+  const bad = Deno.makeTempDirSync();
+  Deno.writeTextFileSync(`${bad}/config.json`, "{nope");
+  assertThrows(() => loadConfig({ configDir: bad, env: {} }), Error, "not valid JSON");
+  assertThrows(
+    () => loadConfig({ configDir: dirWith({ adress: "x" }), env: {} }),
+    Error,
+    'unknown key "adress"',
+  );
+  assertThrows(
+    () => loadConfig({ configDir: dirWith({ db: { path: 3 } }), env: {} }),
+    Error,
+    "must be a string",
+  );
+  assertThrows(
+    () => loadConfig({ configDir: dirWith(), env: { CEDANA_GPU_LOCK_TIMEOUT: "soon" } }),
+    Error,
+    "must be a number",
+  );
+  assertThrows(
+    () => loadConfig({ configDir: dirWith(), env: { CEDANA_LOG_LEVEL: "loud" } }),
+    Error,
+    "log_level",
+  );
+});

@@ -1,0 +1,124 @@
+// Configuration like Cedana's: defaults < <config dir>/config.json < CEDANA_<KEY> env vars < flags.
+// A key's env name is its dotted path upper-cased with "_" (db.path -> CEDANA_DB_PATH).
+
+import { join } from "node:path";
+import { invalidArgument } from "../errors.ts";
+
+export interface Config {
+  /** Unix socket of the daemon. */
+  address: string;
+  log_level: "debug" | "info" | "warn" | "error";
+  /** Where log files of non-attachable jobs go by default. */
+  output_dir: string;
+  db: { path: string };
+  checkpoint: { dir: string; compression: string };
+  criu: { binary_path: string; leave_running: boolean };
+  gpu: { lock_timeout: number };
+}
+
+export const DEFAULT_CONFIG_DIR = "/etc/cedana";
+
+export function defaults(): Config {
+  return {
+    address: "/run/cedana.sock",
+    log_level: "info",
+    output_dir: "/var/log",
+    db: { path: "/tmp/cedana.db" },
+    checkpoint: { dir: "/tmp", compression: "none" },
+    criu: { binary_path: "", leave_running: false },
+    gpu: { lock_timeout: 10_000 },
+  };
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Flattened leaves of the defaults: "db.path" -> default value (its type drives env parsing). */
+function leaves(o: Obj, prefix = ""): [string, unknown][] {
+  return Object.entries(o).flatMap(([k, v]) =>
+    isObj(v) ? leaves(v, `${prefix}${k}.`) : [[`${prefix}${k}`, v] as [string, unknown]]
+  );
+}
+
+export const envName = (key: string) => `CEDANA_${key.replaceAll(".", "_").toUpperCase()}`;
+
+function setPath(o: Obj, key: string, value: unknown) {
+  const parts = key.split(".");
+  let cur = o;
+  for (const p of parts.slice(0, -1)) cur = (isObj(cur[p]) ? cur[p] : (cur[p] = {})) as Obj;
+  cur[parts.at(-1)!] = value;
+}
+
+function parseValue(key: string, raw: string, like: unknown, source: string): unknown {
+  if (typeof like === "number") {
+    const n = Number(raw);
+    if (raw.trim() === "" || !Number.isFinite(n)) throw invalidArgument(`${source}: ${key} must be a number`);
+    return n;
+  }
+  if (typeof like === "boolean") {
+    if (/^(1|true|yes|on)$/i.test(raw)) return true;
+    if (/^(0|false|no|off)$/i.test(raw)) return false;
+    throw invalidArgument(`${source}: ${key} must be true or false`);
+  }
+  return raw;
+}
+
+/** Merge `over` into `base`, checking every key exists and has the default's type. */
+function merge(base: Obj, over: Obj, source: string, prefix = ""): void {
+  for (const [k, v] of Object.entries(over)) {
+    const key = `${prefix}${k}`;
+    if (!(k in base)) throw invalidArgument(`${source}: unknown key "${key}"`);
+    if (isObj(base[k])) {
+      if (!isObj(v)) throw invalidArgument(`${source}: "${key}" must be an object`);
+      merge(base[k] as Obj, v, source, `${key}.`);
+    } else if (typeof v !== typeof base[k]) {
+      throw invalidArgument(`${source}: "${key}" must be a ${typeof base[k]}`);
+    } else base[k] = v;
+  }
+}
+
+export interface LoadOptions {
+  configDir?: string;
+  env?: Record<string, string>;
+  /** Flat overrides from flags, e.g. { address: "/tmp/x.sock", "db.path": "/tmp/x.db" }. */
+  flags?: Record<string, unknown>;
+}
+
+export function configDir(opts: LoadOptions = {}): string {
+  const env = opts.env ?? Deno.env.toObject();
+  return opts.configDir ?? env.CEDANA_CONFIG_DIR ?? DEFAULT_CONFIG_DIR;
+}
+
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const env = opts.env ?? Deno.env.toObject();
+  const cfg = defaults() as unknown as Obj;
+  const file = join(configDir(opts), "config.json");
+  let text: string | undefined;
+  try {
+    text = Deno.readTextFileSync(file);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) {
+      throw invalidArgument(`cannot read ${file}: ${(e as Error).message}`);
+    }
+  }
+  if (text !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (e) {
+      throw invalidArgument(`${file} is not valid JSON: ${(e as Error).message}`);
+    }
+    if (!isObj(parsed)) throw invalidArgument(`${file} must hold a JSON object`);
+    merge(cfg, parsed, file);
+  }
+  for (const [key, like] of leaves(defaults() as unknown as Obj)) {
+    const raw = env[envName(key)];
+    if (raw !== undefined) setPath(cfg, key, parseValue(key, raw, like, envName(key)));
+  }
+  for (const [key, v] of Object.entries(opts.flags ?? {})) if (v !== undefined) setPath(cfg, key, v);
+  const out = cfg as unknown as Config;
+  if (!["debug", "info", "warn", "error"].includes(out.log_level)) {
+    throw invalidArgument(`log_level must be one of debug, info, warn, error (got "${out.log_level}")`);
+  }
+  return out;
+}

@@ -1,0 +1,165 @@
+// HTTP API of the daemon (Hono). Routes only parse and validate; the job service does the work.
+// Every error leaves here as { error: { code, message, details } } with the status for its code.
+
+import { Hono } from "hono";
+import type { Context } from "hono";
+import { upgradeWebSocket } from "hono/deno";
+import type {
+  AttachClientMessage,
+  AttachServerMessage,
+  DeleteRequest,
+  ErrorBody,
+  HealthResponse,
+  KillRequest,
+  ManageProcessRequest,
+  RunProcessRequest,
+} from "../api/types.ts";
+import { CedanaError, HTTP_STATUS, invalidArgument, toCedanaError } from "../errors.ts";
+import { VERSION } from "../version.ts";
+import type { JobService } from "./job_service.ts";
+import type { Logger } from "./log.ts";
+
+async function body<T>(c: Context, check: (b: Record<string, unknown>) => void): Promise<T> {
+  let b: unknown;
+  try {
+    b = await c.req.json();
+  } catch {
+    throw invalidArgument("request body is not valid JSON");
+  }
+  if (typeof b !== "object" || b === null || Array.isArray(b)) {
+    throw invalidArgument("request body must be a JSON object");
+  }
+  check(b as Record<string, unknown>);
+  return b as T;
+}
+
+const isStrArray = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === "string");
+function expect(cond: boolean, msg: string) {
+  if (!cond) throw invalidArgument(msg);
+}
+const optional = (v: unknown, type: string) => v === undefined || typeof v === type;
+
+function checkRun(b: Record<string, unknown>) {
+  expect(isStrArray(b.args), "args must be an array of strings");
+  expect(typeof b.cwd === "string", "cwd must be a string");
+  expect(typeof b.env === "object" && b.env !== null, "env must be an object");
+  for (const k of ["jid", "log", "pidFile"]) expect(optional(b[k], "string"), `${k} must be a string`);
+  for (const k of ["attachable", "tty", "gpu"]) expect(optional(b[k], "boolean"), `${k} must be a boolean`);
+  for (const k of ["cols", "rows"]) expect(optional(b[k], "number"), `${k} must be a number`);
+}
+
+function checkJids(b: Record<string, unknown>) {
+  expect(b.jids === undefined || isStrArray(b.jids), "jids must be an array of strings");
+  expect(optional(b.all, "boolean"), "all must be a boolean");
+  b.jids ??= [];
+}
+
+export function createApp(svc: JobService, info: { address: string; db: string }, log: Logger): Hono {
+  const app = new Hono();
+
+  app.use(async (c, next) => {
+    const t0 = performance.now();
+    await next();
+    log.debug("request", {
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      ms: +(performance.now() - t0).toFixed(1),
+    });
+  });
+
+  app.onError((err, c) => {
+    const e = toCedanaError(err);
+    if (!(err instanceof CedanaError)) {
+      log.error("request failed", { path: c.req.path, error: String(err?.stack ?? err) });
+    }
+    const b: ErrorBody = { error: { code: e.code, message: e.message, details: e.details } };
+    return c.json(b, HTTP_STATUS[e.code]);
+  });
+  app.notFound((c) =>
+    c.json({ error: { code: "not_found", message: `no route ${c.req.method} ${c.req.path}` } }, 404)
+  );
+
+  app.get("/v1/health", (c) => c.json<HealthResponse>({ version: VERSION, pid: Deno.pid, ...info }));
+
+  app.get("/v1/jobs", (c) => c.json(svc.list()));
+  app.get("/v1/jobs/:jid", (c) => c.json(svc.inspect(c.req.param("jid"))));
+  app.get("/v1/pids/:pid", (c) => {
+    const pid = Number(c.req.param("pid"));
+    if (!Number.isInteger(pid) || pid <= 0) throw invalidArgument(`invalid PID ${c.req.param("pid")}`);
+    return c.json(svc.byPid(pid));
+  });
+
+  app.post("/v1/run/:type", async (c) => {
+    const req = await body<RunProcessRequest>(c, checkRun);
+    return c.json(await svc.run(c.req.param("type") as never, req), 201);
+  });
+  app.post("/v1/manage/:type", async (c) => {
+    const req = await body<ManageProcessRequest>(c, (b) => {
+      expect(typeof b.pid === "number", "pid must be a number");
+      expect(optional(b.jid, "string"), "jid must be a string");
+      expect(optional(b.gpu, "boolean"), "gpu must be a boolean");
+    });
+    return c.json(await svc.manage(c.req.param("type") as never, req), 201);
+  });
+  app.post("/v1/jobs/kill", async (c) => {
+    const req = await body<KillRequest>(c, (b) => {
+      checkJids(b);
+      expect(optional(b.signal, "string"), "signal must be a string");
+    });
+    return c.json(svc.kill(req));
+  });
+  app.post("/v1/jobs/delete", async (c) => c.json(await svc.delete(await body<DeleteRequest>(c, checkJids))));
+
+  app.get(
+    "/v1/jobs/:jid/attach",
+    async (c, next) => {
+      svc.hub(c.req.param("jid")!); // refuse before upgrading, so the client gets a clear error
+      await next();
+    },
+    upgradeWebSocket((c) => {
+      const hub = svc.hub(c.req.param("jid")!);
+      const since = c.req.query("since");
+      let detach = () => {};
+      return {
+        onOpen(_e, ws) {
+          detach = hub.attach({
+            output(stream, data) {
+              const frame = new Uint8Array(data.length + 1);
+              frame[0] = stream;
+              frame.set(data, 1);
+              ws.send(frame);
+            },
+            exit(status) {
+              const m: AttachServerMessage = {
+                type: "exit",
+                exitCode: status.code,
+                exitSignal: status.signal,
+              };
+              ws.send(JSON.stringify(m));
+              ws.close(1000, "job exited");
+            },
+          }, since !== undefined ? Number(since) : undefined);
+        },
+        onMessage(e) {
+          if (typeof e.data === "string") {
+            let m: AttachClientMessage;
+            try {
+              m = JSON.parse(e.data);
+            } catch {
+              return;
+            }
+            if (m.type === "resize") hub.resize(m.cols, m.rows);
+            else if (m.type === "eof") hub.endInput();
+          } else if (e.data instanceof ArrayBuffer) hub.input(new Uint8Array(e.data));
+          else if (e.data instanceof Blob) e.data.arrayBuffer().then((b) => hub.input(new Uint8Array(b)));
+        },
+        onClose() {
+          detach();
+        },
+      };
+    }),
+  );
+
+  return app;
+}

@@ -1,0 +1,183 @@
+// Starting a process job. A log-mode job writes straight into its log file (opened for
+// appending and handed over as stdout/stderr), so it never depends on the daemon staying up.
+// An attachable job gets pipes or a pseudo-terminal held by the daemon.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
+import type { Buffer } from "node:buffer";
+import { STREAM_STDERR, STREAM_STDOUT } from "../../api/types.ts";
+import { failedPrecondition, invalidArgument } from "../../errors.ts";
+import { closeFd, openpty, readFd, setWindowSize, writeFd } from "../../sys/mod.ts";
+import { signalName, SIGNALS } from "../../daemon/signals.ts";
+import type { ExitStatus, JobIo } from "../types.ts";
+
+/** Finds the executable like execvp does, using the job's own PATH. */
+export function resolveExecutable(cmd: string, path: string | undefined, cwd: string): string {
+  const isExec = (p: string) => {
+    try {
+      const st = Deno.statSync(p);
+      return st.isFile && ((st.mode ?? 0) & 0o111) !== 0;
+    } catch {
+      return false;
+    }
+  };
+  if (cmd.includes("/")) {
+    const full = cmd.startsWith("/") ? cmd : `${cwd}/${cmd}`;
+    if (!isExec(full)) throw invalidArgument(`${cmd}: no such executable file`);
+    return full;
+  }
+  for (const dir of (path ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
+    const full = `${dir || "."}/${cmd}`;
+    if (isExec(full)) return full;
+  }
+  throw invalidArgument(`${cmd}: executable file not found in $PATH`);
+}
+
+export function checkCwd(cwd: string): void {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.statSync(cwd);
+  } catch {
+    throw invalidArgument(`working directory ${cwd} does not exist`);
+  }
+  if (!st.isDirectory) throw invalidArgument(`working directory ${cwd} is not a directory`);
+}
+
+export function openLog(path: string): number {
+  try {
+    return openSync(path, "a", 0o644);
+  } catch (e) {
+    throw failedPrecondition(`cannot open log file ${path}: ${(e as Error).message}`);
+  }
+}
+
+function exitPromise(child: ChildProcess): Promise<ExitStatus> {
+  return new Promise((resolve) => {
+    child.once("exit", (code, sig) => {
+      resolve({ code: code ?? null, signal: sig ? (sig in SIGNALS ? sig : signalName(Number(sig))) : null });
+    });
+  });
+}
+
+export interface SpawnSpec {
+  exe: string;
+  args: string[];
+  cwd: string;
+  env: Record<string, string>;
+}
+
+export interface Spawned {
+  pid: number;
+  exited: Promise<ExitStatus>;
+  io?: JobIo;
+}
+
+function spawnError(e: unknown): never {
+  throw failedPrecondition(`cannot start process: ${(e as Error).message}`);
+}
+
+/** The job leads its own session (detached) so it is immune to the daemon's terminal and signals. */
+export function spawnToLog(spec: SpawnSpec, logPath: string): Spawned {
+  const fd = openLog(logPath);
+  try {
+    const child = spawn(spec.exe, spec.args.slice(1), {
+      argv0: spec.args[0],
+      cwd: spec.cwd,
+      env: spec.env,
+      detached: true,
+      stdio: ["ignore", fd, fd],
+    });
+    if (child.pid === undefined) spawnError(new Error("no pid"));
+    child.unref();
+    return { pid: child.pid!, exited: exitPromise(child) };
+  } catch (e) {
+    spawnError(e);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function spawnWithPipes(spec: SpawnSpec): Spawned {
+  let child: ChildProcess;
+  try {
+    child = spawn(spec.exe, spec.args.slice(1), {
+      argv0: spec.args[0],
+      cwd: spec.cwd,
+      env: spec.env,
+      detached: true,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+  } catch (e) {
+    spawnError(e);
+  }
+  if (child.pid === undefined) spawnError(new Error("no pid"));
+  const exited = exitPromise(child);
+  // An attached client going away must never kill the job with EPIPE on its stdin.
+  child.stdin!.on("error", () => {});
+  const io: JobIo = {
+    onOutput(cb, end) {
+      let open = 2;
+      const done = () => --open === 0 && end();
+      child.stdout!.on("data", (d: Buffer) => cb(STREAM_STDOUT, new Uint8Array(d)));
+      child.stderr!.on("data", (d: Buffer) => cb(STREAM_STDERR, new Uint8Array(d)));
+      child.stdout!.on("close", done);
+      child.stderr!.on("close", done);
+    },
+    write: (data) => void child.stdin!.write(data),
+    endInput: () => void child.stdin!.end(),
+  };
+  child.unref();
+  return { pid: child.pid!, exited, io };
+}
+
+/**
+ * A pty job: `setsid -c` makes the job a session leader with the slave as its controlling
+ * terminal (so job control and Ctrl+C work inside it); it execs, so the pid is the job's.
+ */
+export function spawnWithPty(spec: SpawnSpec, cols = 80, rows = 24): Spawned {
+  const pty = openpty();
+  let child: ChildProcess;
+  try {
+    setWindowSize(pty.master, cols, rows);
+    child = spawn("setsid", ["-c", "--", spec.exe, ...spec.args.slice(1)], {
+      cwd: spec.cwd,
+      env: { TERM: "xterm-256color", ...spec.env },
+      stdio: [pty.slave, pty.slave, pty.slave],
+    });
+  } catch (e) {
+    closeFd(pty.master);
+    spawnError(e);
+  } finally {
+    closeFd(pty.slave);
+  }
+  if (child.pid === undefined) spawnError(new Error("no pid"));
+  const exited = exitPromise(child);
+  let closed = false;
+  const io: JobIo = {
+    onOutput(cb, end) {
+      (async () => {
+        for (;;) {
+          const buf = new Uint8Array(16384);
+          const n = await readFd(pty.master, buf);
+          if (n <= 0) break; // EIO once the last slave fd is closed
+          cb(STREAM_STDOUT, buf.subarray(0, n));
+        }
+        closed = true;
+        closeFd(pty.master);
+        end();
+      })();
+    },
+    write: (data) => {
+      if (!closed) writeFd(pty.master, data);
+    },
+    // Ctrl+D (VEOF) at the start of a line is how a terminal says end of input.
+    endInput: () => {
+      if (!closed) writeFd(pty.master, new Uint8Array([4]));
+    },
+    resize: (c, r) => {
+      if (!closed) setWindowSize(pty.master, c, r);
+    },
+  };
+  child.unref();
+  return { pid: child.pid!, exited, io };
+}

@@ -1,0 +1,272 @@
+/**
+ * Thin FFI bindings to glibc (`libc.so.6`) for the few syscalls Deno does not expose:
+ * ptys, pidfds, waitid(P_PIDFD), the child-subreaper flag and sysconf.
+ *
+ * The library is opened lazily on first use so that CLI commands which merely import this
+ * module do not pay for dlopen (and do not need --allow-ffi unless they actually call in).
+ *
+ * Nothing here ever waits on "any child" (waitpid(-1) and friends): Deno reaps its own
+ * `Deno.Command` children and must keep doing so.
+ */
+
+const SYMBOLS = {
+  openpty: { parameters: ["buffer", "buffer", "pointer", "pointer", "pointer"], result: "i32" },
+  ptsname_r: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  // fcntl/ioctl/syscall are variadic in C; passing the extra arguments as fixed integer/pointer
+  // parameters is ABI-compatible on x86_64 and aarch64 Linux.
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  syscall: { parameters: ["i64", "i64", "i64"], result: "i64" },
+  // A blocking poll must not stall the event loop, so it runs on Deno's blocking thread pool.
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  // A pty master read blocks until the job prints something, so it also runs off the event loop.
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  waitid: { parameters: ["i32", "u32", "buffer", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
+  sysconf: { parameters: ["i32"], result: "i64" },
+  __errno_location: { parameters: [], result: "pointer" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+} as const;
+
+type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let libc: Libc | null = null;
+
+/** Opens libc once; the handle is kept for the life of the process (never closed). */
+function lib(): Libc {
+  libc ??= Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  return libc;
+}
+
+// Constants from the Linux/glibc headers (identical on x86_64 and aarch64).
+const F_GETFD = 1;
+const F_SETFD = 2;
+const FD_CLOEXEC = 1;
+const TIOCSWINSZ = 0x5414;
+const SYS_PIDFD_OPEN = 434;
+const POLLIN = 0x1;
+const POLLNVAL = 0x20;
+const P_PIDFD = 3;
+const WNOHANG = 1;
+const WEXITED = 4;
+const CLD_EXITED = 1;
+const CLD_KILLED = 2;
+const CLD_DUMPED = 3;
+const PR_SET_CHILD_SUBREAPER = 36;
+const SC_CLK_TCK = 2;
+const SIGINFO_SIZE = 128;
+/** Bounded so an AbortSignal is noticed within this long even if the process never exits. */
+const POLL_SLICE_MS = 1000;
+
+export const ESRCH = 3;
+export const EINTR = 4;
+export const ECHILD = 10;
+export const EINVAL = 22;
+
+/** A failed libc call; `errno` lets callers branch on the cause (e.g. ESRCH) without parsing text. */
+export class ErrnoError extends Error {
+  constructor(readonly call: string, readonly errno: number) {
+    super(`${call}: ${describeErrno(errno)} (errno ${errno})`);
+    this.name = "ErrnoError";
+  }
+}
+
+function describeErrno(errno: number): string {
+  const ptr = lib().strerror(errno);
+  return ptr === null ? "unknown error" : new Deno.UnsafePointerView(ptr).getCString();
+}
+
+/**
+ * errno is thread-local; this must be read right after the failing call on the same (main)
+ * thread, so it is only meaningful for synchronous symbols, never for `poll`.
+ */
+function lastErrno(): number {
+  const ptr = lib().__errno_location();
+  return ptr === null ? 0 : new Deno.UnsafePointerView(ptr).getInt32(0);
+}
+
+function check(call: string, rc: number): number {
+  if (rc < 0) throw new ErrnoError(call, lastErrno());
+  return rc;
+}
+
+function setCloexec(fd: number): void {
+  const flags = check("fcntl(F_GETFD)", lib().fcntl(fd, F_GETFD, 0));
+  check("fcntl(F_SETFD)", lib().fcntl(fd, F_SETFD, flags | FD_CLOEXEC));
+}
+
+function ptsName(master: number): string {
+  const buf = new Uint8Array(128);
+  const rc = lib().ptsname_r(master, buf, BigInt(buf.length));
+  // ptsname_r returns the error number itself rather than setting errno.
+  if (rc !== 0) throw new ErrnoError("ptsname_r", rc);
+  return new TextDecoder().decode(buf.subarray(0, buf.indexOf(0)));
+}
+
+/**
+ * Allocates a pseudo-terminal pair. Both ends are close-on-exec: the master must never leak
+ * into jobs (it would keep the terminal alive), and the slave is meant to be handed to a child
+ * by path or via dup2 onto stdio, which clears the flag on the duplicate anyway.
+ */
+export function openpty(): { master: number; slave: number; slavePath: string } {
+  const masterBuf = new Int32Array(1);
+  const slaveBuf = new Int32Array(1);
+  check("openpty", lib().openpty(masterBuf, slaveBuf, null, null, null));
+  const master = masterBuf[0];
+  const slave = slaveBuf[0];
+  try {
+    setCloexec(master);
+    setCloexec(slave);
+    return { master, slave, slavePath: ptsName(master) };
+  } catch (err) {
+    closeFd(master);
+    closeFd(slave);
+    throw err;
+  }
+}
+
+/**
+ * Reads up to `buf.length` bytes from a raw fd (such as a pty master, which Deno's own file APIs
+ * cannot wrap) on Deno's blocking thread pool. Resolves 0 at EOF and also -1 on error: a pty
+ * master reports EIO once every slave fd is closed, which callers treat as end of output.
+ */
+export async function readFd(fd: number, buf: Uint8Array): Promise<number> {
+  return Number(await lib().read(fd, buf, BigInt(buf.length)));
+}
+
+/** Writes all of `data` to a raw fd (a pty master); throws ErrnoError on failure. */
+export function writeFd(fd: number, data: Uint8Array): void {
+  let off = 0;
+  while (off < data.length) {
+    const n = Number(lib().write(fd, data.subarray(off), BigInt(data.length - off)));
+    if (n < 0) {
+      const errno = lastErrno();
+      if (errno === EINTR) continue;
+      throw new ErrnoError(`write(${fd})`, errno);
+    }
+    off += n;
+  }
+}
+
+/**
+ * One poll over many fds (POLLIN), on the blocking pool; resolves the fds that are readable
+ * (or invalid) when it returns. Used to watch every job's pidfd with a single thread.
+ */
+export async function pollReadable(fds: number[], timeoutMs: number): Promise<number[]> {
+  if (!fds.length) return [];
+  const view = new DataView(new ArrayBuffer(8 * fds.length));
+  fds.forEach((fd, i) => {
+    view.setInt32(8 * i, fd, true);
+    view.setInt16(8 * i + 4, POLLIN, true);
+  });
+  const rc = await lib().poll(new Uint8Array(view.buffer), BigInt(fds.length), timeoutMs);
+  if (rc <= 0) return [];
+  return fds.filter((_, i) => view.getInt16(8 * i + 6, true) !== 0);
+}
+
+/** Sets the terminal size (struct winsize: u16 rows, cols, xpixel, ypixel) via TIOCSWINSZ. */
+export function setWindowSize(fd: number, cols: number, rows: number): void {
+  const winsize = new Uint16Array([rows, cols, 0, 0]);
+  check("ioctl(TIOCSWINSZ)", lib().ioctl(fd, BigInt(TIOCSWINSZ), new Uint8Array(winsize.buffer)));
+}
+
+/** Returns a pidfd for `pid`; throws ErrnoError (errno ESRCH when there is no such process). */
+export function pidfdOpen(pid: number): number {
+  const rc = Number(lib().syscall(BigInt(SYS_PIDFD_OPEN), BigInt(pid), 0n));
+  return check(`pidfd_open(${pid})`, rc);
+}
+
+function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException("Aborted", "AbortError");
+}
+
+/** One bounded poll; resolves true once the pidfd is readable, i.e. the process has exited. */
+async function pollOnce(pidfd: number): Promise<boolean> {
+  const pollfd = new DataView(new ArrayBuffer(8)); // struct pollfd { int fd; short events, revents; }
+  pollfd.setInt32(0, pidfd, true);
+  pollfd.setInt16(4, POLLIN, true);
+  const rc = await lib().poll(new Uint8Array(pollfd.buffer), 1n, POLL_SLICE_MS);
+  // errno of a nonblocking call lives on a pool thread; a failure here is almost always EINTR,
+  // so just try again on the next slice.
+  if (rc <= 0) return false;
+  const revents = pollfd.getInt16(6, true);
+  if (revents & POLLNVAL) throw new ErrnoError(`poll(pidfd ${pidfd})`, EINVAL);
+  return true;
+}
+
+/**
+ * Resolves when the process behind `pidfd` exits (it may still be an unreaped zombie).
+ * Works for any process, not only our children. Rejects with `signal.reason` on abort; an
+ * in-flight poll slice then finishes in the background within POLL_SLICE_MS.
+ *
+ * Each pending call occupies one thread of Deno's blocking pool while it polls.
+ */
+export async function waitForExit(pidfd: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) throw abortReason(signal);
+  let onAbort = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(abortReason(signal!));
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+  aborted.catch(() => {}); // observed via Promise.race below; avoid an unhandled rejection
+  try {
+    while (!(await Promise.race([pollOnce(pidfd), aborted]))) {
+      // timed out this slice; loop so an abort is noticed
+    }
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+/** Exit status as reported by waitid: exactly one of the fields is non-null. */
+export interface ExitStatus {
+  code: number | null;
+  signal: number | null;
+}
+
+/**
+ * Reaps the process behind `pidfd` if it has exited and is our child (including orphans we
+ * adopted as child subreaper). Returns null when it has not exited yet or is not our child
+ * (ECHILD), e.g. because Deno already reaped its own `Deno.Command` child.
+ *
+ * Never use this on a child whose status Deno is awaiting: the reaping would race Deno's.
+ */
+export function waitidPidfd(pidfd: number): ExitStatus | null {
+  const info = new Uint8Array(SIGINFO_SIZE); // zeroed: si_pid stays 0 if nothing was waitable
+  const rc = lib().waitid(P_PIDFD, pidfd, info, WEXITED | WNOHANG);
+  if (rc < 0) {
+    const errno = lastErrno();
+    if (errno === ECHILD) return null;
+    throw new ErrnoError(`waitid(P_PIDFD, ${pidfd})`, errno);
+  }
+  return decodeSiginfo(new DataView(info.buffer));
+}
+
+function decodeSiginfo(view: DataView): ExitStatus | null {
+  const siPid = view.getInt32(16, true);
+  if (siPid === 0) return null; // WNOHANG and still running
+  const siCode = view.getInt32(8, true);
+  const siStatus = view.getInt32(24, true);
+  if (siCode === CLD_EXITED) return { code: siStatus, signal: null };
+  if (siCode === CLD_KILLED || siCode === CLD_DUMPED) return { code: null, signal: siStatus };
+  return null; // stop/continue events cannot appear with WEXITED alone
+}
+
+export function closeFd(fd: number): void {
+  check(`close(${fd})`, lib().close(fd));
+}
+
+/**
+ * Marks this process as child subreaper, so jobs that daemonize (double-fork) are re-parented
+ * to us instead of init and stay waitable through waitidPidfd.
+ */
+export function setChildSubreaper(): void {
+  check("prctl(PR_SET_CHILD_SUBREAPER)", lib().prctl(PR_SET_CHILD_SUBREAPER, 1n, 0n, 0n, 0n));
+}
+
+/** Clock ticks per second (USER_HZ), the unit of /proc/PID/stat times. */
+export function getClockTicks(): number {
+  return check("sysconf(_SC_CLK_TCK)", Number(lib().sysconf(SC_CLK_TCK)));
+}

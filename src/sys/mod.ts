@@ -1,0 +1,2 @@
+export * from "./libc.ts";
+export * from "./exit_watcher.ts";

@@ -1,0 +1,78 @@
+// Bad input: one clear line on stderr, a non-zero exit code, and a daemon that keeps serving.
+import { assertEquals, assertStringIncludes } from "../src/testing/asserts.ts";
+import { opts, TestDaemon, withDaemon } from "./helpers.ts";
+
+async function expectError(d: TestDaemon, code: number, includes: string, ...args: string[]) {
+  const r = await d.cli(...args);
+  assertEquals(r.code, code, `cedana ${args.join(" ")}: ${r.stderr}`);
+  assertStringIncludes(r.stderr, includes);
+  assertEquals(r.stderr.trim().split("\n").length, 1, r.stderr);
+}
+
+Deno.test(
+  "bad inputs give one-line errors with distinct exit codes",
+  opts,
+  withDaemon(async (d) => {
+    await expectError(d, 3, "job nope not found", "job", "inspect", "nope");
+    await expectError(d, 3, "job nope not found", "job", "kill", "nope");
+    await expectError(d, 2, 'invalid PID "abc"', "manage", "process", "abc");
+    await expectError(d, 3, "no running process with PID 99999999", "manage", "process", "99999999");
+    await expectError(d, 2, "executable file not found", "run", "process", "--", "no-such-binary-xyz");
+    await expectError(d, 2, "no such executable file", "run", "process", "--", "./nope.sh");
+    await expectError(
+      d,
+      5,
+      "cannot open log file /nonexistent/dir/x.log",
+      "run",
+      "process",
+      "-o",
+      "/nonexistent/dir/x.log",
+      "--",
+      "true",
+    );
+    await expectError(d, 2, "invalid job ID", "run", "process", "--jid", "bad/jid", "--", "true");
+    await expectError(d, 2, "unknown signal", "job", "kill", "--all", "--signal", "SIGFOO");
+    await expectError(d, 2, "unknown command", "frobnicate");
+    await expectError(d, 2, "name one or more jobs", "job", "kill");
+    await d.ok("run", "process", "--jid", "dup", "--", "sleep", "30");
+    await expectError(d, 4, "job dup already exists", "run", "process", "--jid", "dup", "--", "true");
+    await expectError(d, 3, "no job with PID 1", "attach", "1");
+    // malformed requests straight to the socket
+    const client = Deno.createHttpClient({ proxy: { transport: "unix", path: d.socket } });
+    for (const body of ["{nope", "[]", '{"args": "x", "cwd": "/", "env": {}}']) {
+      const res = await fetch("http://cedana/v1/run/process", { method: "POST", body, client });
+      assertEquals(res.status, 400);
+      const b = await res.json();
+      assertEquals(b.error.code, "invalid_argument");
+    }
+    const res = await fetch("http://cedana/v1/run/nosuchtype", {
+      method: "POST",
+      body: JSON.stringify({ args: ["true"], cwd: "/", env: {} }),
+      client,
+    });
+    assertEquals(res.status, 404);
+    await res.body?.cancel();
+    client.close();
+    // still alive and serving
+    assertEquals((await d.json<unknown[]>("ps")).length, 1);
+  }),
+);
+
+Deno.test("no daemon: clear error naming the socket", opts, async () => {
+  const d = new TestDaemon();
+  try {
+    await expectError(d, 6, `cannot reach the cedana daemon at ${d.socket}`, "ps");
+  } finally {
+    await d.cleanup();
+  }
+});
+
+Deno.test("bad config file is reported, not ignored", opts, async () => {
+  const d = new TestDaemon();
+  try {
+    Deno.writeTextFileSync(`${d.env.CEDANA_CONFIG_DIR}/config.json`, "{broken");
+    await expectError(d, 2, "config.json is not valid JSON", "ps");
+  } finally {
+    await d.cleanup();
+  }
+});

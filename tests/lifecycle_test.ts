@@ -1,0 +1,192 @@
+// manage, kill, delete, inspect, and the daemon's own lifecycle (restart, reconcile, refusal).
+import { DatabaseSync } from "node:sqlite";
+import type { Job, JobInspect } from "../src/api/types.ts";
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "../src/testing/asserts.ts";
+import { opts, pidAlive, sleep, TestDaemon, waitFor, withDaemon } from "./helpers.ts";
+
+async function spawnSleeper(seconds = 60): Promise<Deno.ChildProcess> {
+  const c = new Deno.Command("sleep", { args: [String(seconds)], stdout: "null", stderr: "null" }).spawn();
+  await sleep(50);
+  return c;
+}
+
+Deno.test(
+  "manage process: adopt, notice the exit, kill with a signal",
+  opts,
+  withDaemon(async (d) => {
+    const child = await spawnSleeper();
+    const out = await d.ok("manage", "process", String(child.pid), "--jid", "adopted");
+    assertStringIncludes(out, "exit code will not be known");
+    const dup = await d.cli("manage", "process", String(child.pid));
+    assertEquals(dup.code, 4, dup.stderr);
+    const job = (await d.json<Job[]>("ps"))[0];
+    assertEquals([job.jid, job.pid, job.adopted, job.status], ["adopted", child.pid, true, "sleeping"]);
+    assertMatch(job.cmdline.join(" "), /sleep 60$/);
+    const k = await d.ok("job", "kill", "adopted", "--signal", "term");
+    assertStringIncludes(k, "sent SIGTERM to job adopted");
+    assertEquals((await child.status).signal, "SIGTERM");
+    const halted = await waitFor(async () => {
+      const j = (await d.json<Job[]>("ps"))[0];
+      return j.status === "halted" && j;
+    }, "adopted job to be seen halted");
+    assertEquals(halted.exitCode, null);
+    assertStringIncludes(await d.ok("job", "inspect", "adopted"), "unknowable (adopted)");
+  }),
+);
+
+Deno.test(
+  "kill: default SIGKILL to the whole process group; custom signal reaches a trap",
+  opts,
+  withDaemon(async (d) => {
+    await d.ok("run", "process", "--jid", "tree", "--", "sh", "-c", "sleep 100 & sleep 100 & wait");
+    const tree = await waitFor(async () => {
+      const j = await d.json<JobInspect>("job", "inspect", "tree");
+      return j.children.length === 2 && j;
+    }, "two children");
+    await d.ok("job", "kill", "tree");
+    const j = await waitFor(async () => {
+      const j = (await d.json<Job[]>("ps"))[0];
+      return j.status === "halted" && j;
+    }, "halted");
+    assertEquals(j.exitSignal, "SIGKILL");
+    await waitFor(() => tree.children.every((p) => !pidAlive(p)), "children killed with the group");
+
+    await d.ok(
+      "run",
+      "process",
+      "--jid",
+      "trap",
+      "--",
+      "sh",
+      "-c",
+      'trap "echo got TERM; exit 9" TERM; while :; do sleep 0.1; done',
+    );
+    await sleep(300);
+    await d.ok("job", "kill", "trap", "-s", "15");
+    const t = await waitFor(
+      async () => (await d.json<Job[]>("ps")).find((j) => j.jid === "trap" && j.status === "halted"),
+      "trap",
+    );
+    assertEquals(t.exitCode, 9);
+    // the whole group got it: the shell's `sleep` child too (sh reports it as "Terminated")
+    assertMatch(Deno.readTextFileSync(t.log!), /got TERM\n$/);
+    const again = await d.cli("job", "kill", "trap");
+    assertEquals(again.code, 5);
+    assertStringIncludes(again.stderr, "not running");
+  }),
+);
+
+Deno.test(
+  "delete: refuses a running job, removes halted ones, --all",
+  opts,
+  withDaemon(async (d) => {
+    await d.ok("run", "process", "--jid", "live", "--", "sleep", "60");
+    await d.ok("run", "process", "--jid", "done1", "--", "true");
+    await d.ok("run", "process", "--jid", "done2", "--", "false");
+    await waitFor(
+      async () => (await d.json<Job[]>("ps")).filter((j) => j.status === "halted").length === 2,
+      "exits",
+    );
+    const r = await d.cli("job", "delete", "live");
+    assertEquals(r.code, 5);
+    assertEquals(r.stderr.trim().split("\n").length, 1);
+    assertStringIncludes(r.stderr, "still running");
+    assertEquals((await d.ok("job", "delete", "done1")).trim(), "deleted job done1");
+    assertEquals((await d.ok("job", "delete", "--all")).trim(), "deleted job done2");
+    assertEquals((await d.json<Job[]>("ps")).map((j) => j.jid), ["live"]);
+    assertEquals((await d.cli("job", "delete", "done1")).code, 3);
+  }),
+);
+
+Deno.test(
+  "inspect shows cmdline, cwd, start time, fds",
+  opts,
+  withDaemon(async (d) => {
+    await d.ok("run", "process", "--jid", "insp", "--", "sleep", "60");
+    const j = await d.json<JobInspect>("job", "inspect", "insp");
+    assertEquals(j.cmdline, ["sleep", "60"]);
+    assertEquals(j.cwd, d.dir);
+    assert(j.startedAt && Math.abs(Date.parse(j.startedAt) - Date.now()) < 60_000, j.startedAt ?? "no start");
+    assertEquals(j.fds.map((f) => f.fd).slice(0, 3), [0, 1, 2]);
+    assertEquals(j.fds[1].target, j.log);
+    const text = await d.ok("job", "inspect", "insp");
+    assertMatch(text, /Command:\s+sleep 60/);
+    assertMatch(text, /Open files:\n\s+0\s+\/dev\/null/);
+  }),
+);
+
+Deno.test("daemon restart: jobs keep running and are reconciled against /proc", opts, async () => {
+  const d = new TestDaemon();
+  await d.start();
+  try {
+    await d.ok(
+      "run",
+      "process",
+      "--jid",
+      "counter",
+      "--",
+      "sh",
+      "-c",
+      "i=0; while :; do echo $i; i=$((i+1)); sleep 0.05; done",
+    );
+    await d.ok("run", "process", "--jid", "short", "--", "sleep", "1");
+    await d.ok("run", "process", "--jid", "reused", "--", "sleep", "60");
+    const before = await d.json<Job[]>("ps");
+    const counter = before.find((j) => j.jid === "counter")!;
+    assertEquals(await d.stop(), 0);
+    assert(!pidAlive(0) && pidAlive(counter.pid!), "job survives the daemon");
+    await sleep(1200); // "short" exits while no daemon runs
+    // Make "reused" look like its PID was reused by another process: same PID, other start time.
+    const db = new DatabaseSync(d.env.CEDANA_DB_PATH);
+    db.prepare("UPDATE jobs SET start_time = start_time - 1 WHERE jid = 'reused'").run();
+    db.close();
+    await d.start();
+    const after = new Map((await d.json<Job[]>("ps")).map((j) => [j.jid, j]));
+    assertEquals(after.get("counter")!.status !== "halted", true);
+    assertEquals(after.get("short")!.status, "halted");
+    assertEquals(after.get("reused")!.status, "halted");
+    // the reused PID is never signalled
+    const reusedPid = after.get("reused")!.pid!;
+    assertEquals((await d.cli("job", "kill", "reused")).code, 5);
+    assert(pidAlive(reusedPid), "a process that is not the job is left alone");
+    Deno.kill(reusedPid, "SIGKILL");
+    // the counter's output continued while the daemon was away
+    const log = Deno.readTextFileSync(counter.log!).trim().split("\n");
+    assert(log.length > 20, `counter kept counting (${log.length} lines)`);
+    // the restarted daemon notices the surviving job's exit (no exit code: not its child anymore)
+    await d.ok("job", "kill", "counter");
+    await waitFor(
+      async () => (await d.json<Job[]>("ps")).find((j) => j.jid === "counter")!.status === "halted",
+      "exit",
+    );
+  } finally {
+    await d.cleanup();
+  }
+});
+
+Deno.test("daemon: socket mode 0600, second daemon refused, stale socket replaced", opts, async () => {
+  const d = new TestDaemon();
+  await d.start();
+  try {
+    assertEquals(Deno.statSync(d.socket).mode! & 0o777, 0o600);
+    const second = await d.cli("daemon", "start");
+    assertEquals(second.code, 4);
+    assertStringIncludes(second.stderr, "already running");
+    assertEquals(second.stderr.trim().split("\n").length, 1);
+    // SIGKILL leaves a stale socket behind; the next start replaces it.
+    await d.stop("SIGKILL");
+    assert(Deno.statSync(d.socket).isSocket);
+    await d.start();
+    assertEquals((await d.json<Job[]>("ps")).length, 0);
+    assertEquals(await d.stop("SIGINT"), 0);
+    let gone = false;
+    try {
+      Deno.statSync(d.socket);
+    } catch {
+      gone = true;
+    }
+    assert(gone, "clean stop removes the socket");
+  } finally {
+    await d.cleanup();
+  }
+});

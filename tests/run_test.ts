@@ -1,0 +1,152 @@
+// `cedana run process` in log, attach, attachable and tty modes, and `cedana ps`.
+import type { Job, JobInspect } from "../src/api/types.ts";
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "../src/testing/asserts.ts";
+import { opts, waitFor, withDaemon } from "./helpers.ts";
+
+Deno.test(
+  "run process: output goes to the log, exit code shows in ps",
+  opts,
+  withDaemon(async (d) => {
+    const job = await d.json<Job>(
+      "run",
+      "process",
+      "--jid",
+      "hello",
+      "--",
+      "sh",
+      "-c",
+      "echo hello from $PWD; exit 3",
+    );
+    assertEquals(job.jid, "hello");
+    assertEquals(job.log, `${d.dir}/logs/cedana-output-hello.log`);
+    const done = await waitFor(async () => {
+      const jobs = await d.json<Job[]>("ps");
+      return jobs.find((j) => j.jid === "hello" && j.status === "halted");
+    }, "job to exit");
+    assertEquals(done.exitCode, 3);
+    // the job ran in the caller's cwd (the helper runs the CLI in the test dir)
+    assertEquals(Deno.readTextFileSync(job.log!), `hello from ${d.dir}\n`);
+    const table = await d.ok("ps");
+    const [header, row] = table.trim().split("\n");
+    assertMatch(header, /^JOB\s+TYPE\s+PID\s+STATUS\s+GPU\s+CHECKPOINT\s+SIZE\s+LOG$/);
+    assertMatch(row, new RegExp(`^hello\\s+process\\s+${job.pid}\\s+halted \\(3\\)\\s+no\\s+${job.log}$`));
+  }),
+);
+
+Deno.test(
+  "run process: -o log, --pid-file, caller's env, exec alias, random JID",
+  opts,
+  withDaemon(async (d) => {
+    const log = `${d.dir}/custom.log`;
+    Deno.writeTextFileSync(log, "before\n");
+    const r = await d.cliWith(
+      { env: { GREETING: "hi there" } },
+      "exec",
+      "-o",
+      log,
+      "--pid-file",
+      `${d.dir}/pid`,
+      "--",
+      "sh",
+      "-c",
+      'echo "$GREETING"',
+    );
+    assertEquals(r.code, 0, r.stderr);
+    const m = /started job (\S+) \(pid (\d+)\), output in (.+)/.exec(r.stdout);
+    assert(m, r.stdout);
+    assertMatch(m[1], /^[a-z]+_[a-z]+$/);
+    assertEquals(m[3], log);
+    assertEquals(Deno.readTextFileSync(`${d.dir}/pid`).trim(), m[2]);
+    await waitFor(() => Deno.readTextFileSync(log) === "before\nhi there\n", "log to be appended");
+  }),
+);
+
+Deno.test(
+  "run --attach: streams stdout/stderr, forwards stdin, exits with the job's code",
+  opts,
+  withDaemon(async (d) => {
+    const r = await d.cliWith(
+      { stdin: "one\ntwo\n" },
+      "run",
+      "process",
+      "--attach",
+      "--",
+      "sh",
+      "-c",
+      'while read l; do echo "out:$l"; echo "err:$l" >&2; done; exit 42',
+    );
+    assertEquals(r.code, 42, r.stderr);
+    assertEquals(r.stdout, "out:one\nout:two\n");
+    assertEquals(r.stderr, "err:one\nerr:two\n");
+    const fast = await d.cli("run", "process", "--attach", "--", "sh", "-c", "echo quick; kill -TERM $$");
+    assertEquals(fast.stdout, "quick\n");
+    assertEquals(fast.code, 128 + 15);
+  }),
+);
+
+Deno.test(
+  "attachable job: attach later, several clients see the output",
+  opts,
+  withDaemon(async (d) => {
+    await d.ok(
+      "run",
+      "process",
+      "--attachable",
+      "--jid",
+      "echoer",
+      "--",
+      "sh",
+      "-c",
+      'while read l; do echo "got:$l"; done; exit 5',
+    );
+    const jobs = await d.json<Job[]>("ps");
+    assertEquals(jobs[0].attachable, true);
+    assertStringIncludes(await d.ok("ps"), "[Attachable]");
+    // A watcher without stdin sees what another client types.
+    const watcher = d.cli("job", "attach", "--no-stdin", "echoer");
+    await waitFor(
+      async () => (await d.json<JobInspect>("job", "inspect", "echoer")).status !== "halted",
+      "job",
+    );
+    await new Promise((r) => setTimeout(r, 700)); // let the watcher connect
+    const inspect = await d.json<JobInspect>("job", "inspect", "echoer");
+    const writer = await d.cliWith({ stdin: "x\ny\n" }, "attach", String(inspect.pid));
+    assertEquals(writer.code, 5, writer.stderr);
+    assertEquals(writer.stdout, "got:x\ngot:y\n");
+    const w = await watcher;
+    assertEquals(w.code, 5);
+    assertEquals(w.stdout, "got:x\ngot:y\n");
+    // Attaching to a finished job just reports its exit code.
+    assertEquals((await d.cli("job", "attach", "echoer")).code, 5);
+  }),
+);
+
+Deno.test(
+  "--tty: the job gets a terminal",
+  opts,
+  withDaemon(async (d) => {
+    const r = await d.cli(
+      "run",
+      "process",
+      "--tty",
+      "--attach",
+      "--",
+      "sh",
+      "-c",
+      "tty; test -t 0 && echo isatty; stty size; exit 4",
+    );
+    assertEquals(r.code, 4, r.stderr);
+    assertMatch(r.stdout, /^\/dev\/pts\/\d+\r\nisatty\r\n\d+ \d+\r\n$/);
+  }),
+);
+
+Deno.test(
+  "a non-attachable job refuses attach",
+  opts,
+  withDaemon(async (d) => {
+    await d.ok("run", "process", "--jid", "plain", "--", "sleep", "30");
+    const r = await d.cli("job", "attach", "plain");
+    assertEquals(r.code, 5);
+    assertStringIncludes(r.stderr, "not attachable");
+  }),
+);
