@@ -122,3 +122,70 @@ export type AttachServerMessage =
 export type AttachClientMessage =
   | { type: "resize"; cols: number; rows: number }
   | { type: "eof" };
+
+// ---- checkpoint/restore --------------------------------------------------------------------
+
+export type CompressionName = "none" | "tar" | "gzip" | "lz4" | "zstd";
+
+export interface DumpRequest {
+  /** Dump a managed job ... */
+  jid?: string;
+  /** ... or any process by PID (recorded under its job if it is one). */
+  pid?: number;
+  dir?: string;
+  name?: string;
+  leaveRunning?: boolean;
+  compression?: CompressionName;
+  tcpEstablished?: boolean;
+  fileLocks?: boolean;
+  shellJob?: boolean;
+  linkRemap?: boolean;
+  external?: string[];
+  /** JSON object of extra CRIU long options. */
+  criuOpts?: string;
+}
+
+export interface CheckpointInfo {
+  id: string;
+  jid: string | null;
+  path: string;
+  time: string;
+  size: number;
+  compression: CompressionName;
+}
+
+/** Milliseconds per named step, plus CRIU's own numbers where it reports them. */
+export type Timings = Record<string, number>;
+
+export interface DumpResult {
+  checkpoint: CheckpointInfo;
+  leftRunning: boolean;
+  /** Flags cedana added on its own after looking at the process tree. */
+  detected: string[];
+  timings: Timings;
+  /** CRIU's dump statistics (stats-dump), times in microseconds. */
+  criuStats: Record<string, number> | null;
+}
+
+export interface RestoreRequest {
+  /** Restore this job from its latest checkpoint (or `path`). */
+  jid?: string;
+  path?: string;
+  /** For `restore process`: the new job's ID. */
+  newJid?: string;
+  attachable?: boolean;
+  log?: string;
+}
+
+export interface RestoreResult {
+  job: Job;
+  checkpoint: string;
+  /** True when the original PIDs were taken and the job was restored in a new PID namespace. */
+  pidNamespace: boolean;
+  timings: Timings;
+  criuStats: Record<string, number> | null;
+}
+
+export interface CheckpointInspect extends CheckpointInfo {
+  manifest: Record<string, unknown>;
+}

@@ -3,6 +3,7 @@ import { Command } from "@commander-js/extra-typings";
 import type { DeleteResult, Job, JobInspect, KillResult } from "../api/types.ts";
 import { invalidArgument } from "../errors.ts";
 import { attachJob } from "./attach_client.ts";
+import { checkpointCommand, checkpointsCommand } from "./cr.ts";
 import { clientOf } from "./context.ts";
 import { parsePid } from "./manage.ts";
 import { humanSize, JOB_HEADER, jobRow, printJson, statusText, table } from "./render.ts";
@@ -120,6 +121,8 @@ export function jobCommand() {
       console.log(inspectText(j));
     });
   job.addCommand(attachJidCommand());
+  job.addCommand(checkpointCommand());
+  job.addCommand(checkpointsCommand());
   return job;
 }
 

@@ -3,6 +3,7 @@ import { Command, CommanderError } from "@commander-js/extra-typings";
 import { CedanaError, EXIT_CODE, toCedanaError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { checkCommand } from "./check.ts";
+import { checkpointsCommand, dumpCommand, restoreCommand } from "./cr.ts";
 import { daemonCommand } from "./daemon.ts";
 import { attachPidCommand, jobCommand, jobsCommand, psCommand } from "./job.ts";
 import { manageCommand } from "./manage.ts";
@@ -28,6 +29,9 @@ export function buildProgram(): Command {
       jobsCommand(),
       attachPidCommand(),
       checkCommand(),
+      dumpCommand(),
+      restoreCommand(),
+      checkpointsCommand(),
     ]
   ) program.addCommand(c as unknown as Command);
   // Errors of subcommands must reach main() too, not exit inside commander.

@@ -1,6 +1,7 @@
 // Locating and probing CRIU. Checkpoint/restore option building lives beside this (next issue).
 
 import type { Config } from "../config/mod.ts";
+import { runCommand } from "../sys/command.ts";
 
 export const MIN_CRIU = [4, 2] as const;
 

@@ -2,8 +2,13 @@
 // only writer of job records, and it watches every live job so an exit is recorded promptly.
 
 import type {
+  CheckpointInfo,
+  CheckpointInspect,
+  CompressionName,
   DeleteRequest,
   DeleteResult,
+  DumpRequest,
+  DumpResult,
   Job,
   JobInspect,
   JobStatus,
@@ -11,24 +16,46 @@ import type {
   KillRequest,
   KillResult,
   ManageProcessRequest,
+  RestoreRequest,
+  RestoreResult,
   RunProcessRequest,
 } from "../api/types.ts";
 import type { Config } from "../config/mod.ts";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../errors.ts";
-import { plugin, type PluginContext, type StartedJob } from "../plugins/mod.ts";
+import { type ExitStatus, type JobIo, plugin, type PluginContext, type StartedJob } from "../plugins/mod.ts";
 import { descendants, readFds, readStat, startTimeToDate, statusWord } from "../proc/mod.ts";
-import { ExitWatcher } from "../sys/mod.ts";
-import type { JobDb, JobRow } from "./db.ts";
+import { ExitWatcher, OrphanReaper } from "../sys/mod.ts";
+import type { CheckpointRow, JobDb, JobRow } from "./db.ts";
+import { detectCompression } from "../checkpoint/archive.ts";
+import type { CrHost } from "./cr/host.ts";
+import { dump as runDump, TMP_PREFIX } from "./cr/dump.ts";
+import { restore as runRestore } from "./cr/restore.ts";
 import { IoHub } from "./io_hub.ts";
 import type { Logger } from "./log.ts";
 import { JID_PATTERN, randomJid } from "./names.ts";
-import { parseSignal } from "./signals.ts";
+import { parseSignal, signalName } from "./signals.ts";
 
-export class JobService {
+function checkpointInfo(c: CheckpointRow): CheckpointInfo {
+  return {
+    id: c.id,
+    jid: c.jid,
+    path: c.path,
+    time: new Date(c.time).toISOString(),
+    size: c.size,
+    compression: (c.manifest.compression as CompressionName) ?? detectCompression(c.path),
+  };
+}
+
+export class JobService implements CrHost {
   readonly #hubs = new Map<string, IoHub>();
   /** Cancels the exit watch of each job being watched. */
   readonly #watchers = new Map<string, () => void>();
   readonly #exits = new ExitWatcher();
+  /** How each live job's exit can be learned: its spawn's exit event, or reaping it ourselves. */
+  readonly #sources = new Map<string, { pid: number; exited?: Promise<ExitStatus>; reap?: boolean }>();
+  /** Jobs with a dump or restore in progress: a second operation is refused, never interleaved. */
+  readonly #busy = new Map<string, string>();
+  readonly #reaper = new OrphanReaper((pid) => this.#exits.reaps(pid));
 
   constructor(readonly db: JobDb, readonly config: Config, readonly log: Logger) {}
 
@@ -117,7 +144,8 @@ export class JobService {
     };
     this.db.insertJob(row);
     if (s.io) this.#hubs.set(jid, new IoHub(s.io));
-    this.#watch(row, s.exited);
+    this.#sources.set(jid, { pid: s.pid, exited: s.exited });
+    this.#watch(row);
     this.log.info("job started", { jid, type, pid: s.pid, adopted: flags.adopted });
     return row;
   }
@@ -127,14 +155,17 @@ export class JobService {
    * status; any other process (adopted, or left running by an earlier daemon) is watched through
    * a pidfd, which says when it ends but not how.
    */
-  #watch(row: JobRow, exited?: Promise<{ code: number | null; signal: string | null }>) {
+  #watch(row: JobRow) {
     const { jid, pid } = row;
     if (pid === null) return;
     this.#watchers.get(jid)?.();
+    const src = this.#sources.get(jid);
+    const source = src?.pid === pid ? src : undefined;
     let cancelled = false;
     const finish = (code: number | null, signal: string | null) => {
       if (cancelled) return;
       this.#watchers.delete(jid);
+      if (this.#sources.get(jid)?.pid === pid) this.#sources.delete(jid);
       const cur = this.db.getJob(jid);
       // The job may have been deleted, or restored under a new PID meanwhile.
       if (!cur || cur.pid !== pid || cur.state !== "running") return;
@@ -142,12 +173,17 @@ export class JobService {
       this.#hubs.get(jid)?.exited({ code, signal });
       this.log.info("job exited", { jid, pid, code, signal });
     };
-    if (exited) {
+    if (source?.exited) {
       this.#watchers.set(jid, () => cancelled = true);
-      exited.then((s) => finish(s.code, s.signal));
+      source.exited.then((s) => finish(s.code, s.signal));
       return;
     }
-    const cancel = this.#exits.watch(pid, () => finish(null, null), () => this.#alive(row));
+    const cancel = this.#exits.watch(
+      pid,
+      (st) => finish(st?.code ?? null, st?.signal != null ? signalName(st.signal) : null),
+      () => this.#alive(row),
+      !!source?.reap,
+    );
     if (!cancel) return finish(null, null);
     this.#watchers.set(jid, () => {
       cancelled = true;
@@ -295,15 +331,159 @@ export class JobService {
       this.#watchers.get(row.jid)?.();
       this.#watchers.delete(row.jid);
       this.#hubs.delete(row.jid);
+      this.#sources.delete(row.jid);
       this.db.deleteJob(row.jid);
       out.deleted.push(row.jid);
     }
     return out;
   }
 
+  // ---- checkpoint/restore -------------------------------------------------------------------
+
+  /** Starts the orphan reaper and clears temporary dirs a killed daemon may have left behind. */
+  start(): void {
+    this.#reaper.start();
+    const dir = this.config.checkpoint.dir;
+    try {
+      for (const e of Deno.readDirSync(dir)) {
+        if (e.name.startsWith(TMP_PREFIX)) Deno.removeSync(`${dir}/${e.name}`, { recursive: true });
+      }
+    } catch { /* no checkpoint dir yet */ }
+  }
+
+  unwatch(jid: string): void {
+    this.#watchers.get(jid)?.();
+    this.#watchers.delete(jid);
+  }
+
+  rewatch(jid: string): void {
+    const row = this.db.getJob(jid);
+    if (!row || row.state !== "running") return;
+    // A process that ended while unwatched is noticed here: #watch checks it is still alive.
+    this.#watch(row);
+  }
+
+  dumped(jid: string): void {
+    this.db.updateJob(jid, { state: "halted", exitCode: null, exitSignal: null });
+    this.#sources.delete(jid);
+    this.#hubs.get(jid)?.exited({ code: null, signal: null });
+  }
+
+  restored(row: JobRow, io: JobIo | null, reap: boolean): void {
+    if (this.db.getJob(row.jid)) {
+      const { jid: _j, createdAt: _c, ...patch } = row;
+      this.db.updateJob(row.jid, patch);
+    } else this.db.insertJob(row);
+    if (io) this.#hubs.set(row.jid, new IoHub(io));
+    else this.#hubs.delete(row.jid);
+    this.#sources.set(row.jid, { pid: row.pid!, reap });
+    this.#watch(row);
+  }
+
+  reapOrphans(): void {
+    this.#reaper.reap();
+  }
+
+  async #exclusive<T>(jid: string | null, op: string, fn: () => Promise<T>): Promise<T> {
+    if (jid === null) return await fn();
+    const other = this.#busy.get(jid);
+    if (other) throw failedPrecondition(`job ${jid} is busy: a ${other} is in progress`);
+    this.#busy.set(jid, op);
+    try {
+      return await fn();
+    } finally {
+      this.#busy.delete(jid);
+    }
+  }
+
+  async dump(req: DumpRequest): Promise<DumpResult> {
+    let row: JobRow | null = null;
+    if (req.jid !== undefined) row = this.#get(req.jid);
+    else if (req.pid !== undefined) {
+      row = this.db.listJobs().find((r) => r.pid === req.pid && this.#status(r) !== "halted") ?? null;
+    } else throw invalidArgument("name a job (jid) or a process (pid) to dump");
+    return await this.#exclusive(row?.jid ?? null, "dump", () => runDump(this, req, row));
+  }
+
+  async restore(req: RestoreRequest): Promise<RestoreResult> {
+    let row: JobRow, isNew: boolean, path: string;
+    if (req.jid !== undefined) {
+      row = this.#get(req.jid);
+      if (this.#status(row) !== "halted") {
+        throw failedPrecondition(
+          `job ${row.jid} is running (pid ${row.pid}): kill it first, or restore a copy with \`cedana restore process --path P\``,
+        );
+      }
+      const latest = this.db.listCheckpoints(row.jid)[0];
+      path = req.path ?? latest?.path ?? "";
+      if (!path) {
+        throw notFound(`job ${row.jid} has no checkpoint (dump it first: cedana dump job ${row.jid})`);
+      }
+      isNew = false;
+      if (req.log) row = { ...row, log: req.log };
+    } else {
+      if (!req.path) throw invalidArgument("restore process needs --path");
+      path = req.path;
+      const jid = this.#newJid(req.newJid);
+      const now = Date.now();
+      // The rest (type, cmdline, stdio...) comes from the checkpoint's manifest during the restore.
+      row = {
+        jid,
+        type: "process",
+        pid: null,
+        startTime: null,
+        state: "halted",
+        exitCode: null,
+        exitSignal: null,
+        adopted: false,
+        log: req.log ?? null,
+        attachable: false,
+        tty: false,
+        gpu: false,
+        cmdline: [],
+        cwd: "",
+        details: {},
+        createdAt: now,
+        updatedAt: now,
+      };
+      isNew = true;
+    }
+    return await this.#exclusive(row.jid, "restore", async () => {
+      const r = await runRestore(this, req, { row, isNew, path });
+      return { ...r, job: this.get(row.jid) };
+    });
+  }
+
+  checkpoints(jid: string): CheckpointInfo[] {
+    this.#get(jid);
+    return this.db.listCheckpoints(jid).map(checkpointInfo);
+  }
+
+  checkpoint(id: string): CheckpointInspect {
+    const c = this.db.getCheckpoint(id);
+    if (!c) throw notFound(`checkpoint ${id} not found`);
+    return { ...checkpointInfo(c), manifest: c.manifest };
+  }
+
+  deleteCheckpoint(id: string): CheckpointInfo {
+    const c = this.db.getCheckpoint(id);
+    if (!c) throw notFound(`checkpoint ${id} not found`);
+    if (c.jid && this.#busy.has(c.jid)) {
+      throw failedPrecondition(`job ${c.jid} is busy: a ${this.#busy.get(c.jid)} is in progress`);
+    }
+    try {
+      Deno.removeSync(c.path, { recursive: true });
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    this.db.deleteCheckpoint(id);
+    return checkpointInfo(c);
+  }
+
   shutdown(): void {
     for (const cancel of this.#watchers.values()) cancel();
     this.#watchers.clear();
     this.#exits.close();
+    this.#reaper.stop();
   }
 }

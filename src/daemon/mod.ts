@@ -43,6 +43,7 @@ export async function startDaemon(config: Config): Promise<void> {
     throw failedPrecondition(`cannot open job DB ${config.db.path}: ${(e as Error).message}`);
   }
   const svc = new JobService(db, config, log);
+  svc.start();
   const rec = svc.reconcile();
   const app = createApp(svc, { address, db: config.db.path }, log);
   const server = Deno.serve({ path: address, transport: "unix", onListen() {} }, app.fetch);

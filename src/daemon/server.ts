@@ -8,10 +8,12 @@ import type {
   AttachClientMessage,
   AttachServerMessage,
   DeleteRequest,
+  DumpRequest,
   ErrorBody,
   HealthResponse,
   KillRequest,
   ManageProcessRequest,
+  RestoreRequest,
   RunProcessRequest,
 } from "../api/types.ts";
 import { CedanaError, HTTP_STATUS, invalidArgument, toCedanaError } from "../errors.ts";
@@ -110,6 +112,33 @@ export function createApp(svc: JobService, info: { address: string; db: string }
     return c.json(svc.kill(req));
   });
   app.post("/v1/jobs/delete", async (c) => c.json(await svc.delete(await body<DeleteRequest>(c, checkJids))));
+
+  app.post("/v1/dump", async (c) => {
+    const req = await body<DumpRequest>(c, (b) => {
+      expect(b.jid === undefined || typeof b.jid === "string", "jid must be a string");
+      expect(b.pid === undefined || typeof b.pid === "number", "pid must be a number");
+      for (const k of ["dir", "name", "compression", "criuOpts"]) {
+        expect(optional(b[k], "string"), `${k} must be a string`);
+      }
+      for (const k of ["leaveRunning", "tcpEstablished", "fileLocks", "shellJob", "linkRemap"]) {
+        expect(optional(b[k], "boolean"), `${k} must be a boolean`);
+      }
+      expect(b.external === undefined || isStrArray(b.external), "external must be an array of strings");
+    });
+    return c.json(await svc.dump(req), 201);
+  });
+  app.post("/v1/restore", async (c) => {
+    const req = await body<RestoreRequest>(c, (b) => {
+      for (const k of ["jid", "path", "newJid", "log"]) {
+        expect(optional(b[k], "string"), `${k} must be a string`);
+      }
+      expect(optional(b.attachable, "boolean"), "attachable must be a boolean");
+    });
+    return c.json(await svc.restore(req), 201);
+  });
+  app.get("/v1/jobs/:jid/checkpoints", (c) => c.json(svc.checkpoints(c.req.param("jid"))));
+  app.get("/v1/checkpoints/:id", (c) => c.json(svc.checkpoint(c.req.param("id"))));
+  app.delete("/v1/checkpoints/:id", (c) => c.json(svc.deleteCheckpoint(c.req.param("id"))));
 
   app.get(
     "/v1/jobs/:jid/attach",

@@ -168,7 +168,7 @@ export function readFds(pid: number): { fd: number; target: string }[] {
 }
 
 /** Direct children of every thread of `pid` (a child belongs to the thread that forked it). */
-function children(pid: number): number[] {
+export function children(pid: number): number[] {
   const taskDir = `/proc/${pid}/task`;
   const tasks = orNull(() => [...Deno.readDirSync(taskDir)]) ?? [];
   const pids: number[] = [];

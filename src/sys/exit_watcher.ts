@@ -1,21 +1,36 @@
 // Watches many processes for their exit with ONE poll loop over their pidfds, instead of one
 // blocked thread per job (a daemon with a thousand jobs would otherwise hold a thousand threads).
 
-import { closeFd, pidfdOpen, pollReadable } from "./libc.ts";
+import { closeFd, pidfdOpen, pollReadable, waitidPidfd } from "./libc.ts";
 
 /** How long a newly added pidfd may wait before the running poll picks it up. */
 const SLICE_MS = 200;
 
+/** Exit status from waitid: a code, or a signal number; null when not ours to reap. */
+export type RawExit = { code: number | null; signal: number | null } | null;
+
+interface Entry {
+  pid: number;
+  reap: boolean;
+  onExit: (status: RawExit) => void;
+}
+
 export class ExitWatcher {
-  readonly #waiting = new Map<number, () => void>(); // pidfd -> callback
+  readonly #waiting = new Map<number, Entry>(); // pidfd -> entry
   #running = false;
 
   /**
-   * Calls `onExit` once when `pid` exits. Returns a cancel function, or null when there is no
-   * such process. `verify` runs after the pidfd is open: it pins the process, so checking its
-   * identity (start time) then is race-free.
+   * Calls `onExit` once when `pid` exits. With `reap`, the process must be our child that no one
+   * else waits for (e.g. a task CRIU restored as our sibling): it is reaped and its exit status
+   * passed on. Returns a cancel function, or null when there is no such process. `verify` runs
+   * after the pidfd is open: it pins the process, so checking identity then is race-free.
    */
-  watch(pid: number, onExit: () => void, verify: () => boolean = () => true): (() => void) | null {
+  watch(
+    pid: number,
+    onExit: (status: RawExit) => void,
+    verify: () => boolean = () => true,
+    reap = false,
+  ): (() => void) | null {
     let fd: number;
     try {
       fd = pidfdOpen(pid);
@@ -26,11 +41,17 @@ export class ExitWatcher {
       closeFd(fd);
       return null;
     }
-    this.#waiting.set(fd, onExit);
+    this.#waiting.set(fd, { pid, reap, onExit });
     this.#loop();
     return () => {
       if (this.#waiting.delete(fd)) closeFd(fd);
     };
+  }
+
+  /** True when `pid` is reaped by this watcher (an orphan reaper must leave it alone). */
+  reaps(pid: number): boolean {
+    for (const e of this.#waiting.values()) if (e.reap && e.pid === pid) return true;
+    return false;
   }
 
   get size(): number {
@@ -45,11 +66,17 @@ export class ExitWatcher {
         const fds = [...this.#waiting.keys()];
         const ready = await pollReadable(fds, SLICE_MS);
         for (const fd of ready) {
-          const cb = this.#waiting.get(fd);
-          if (!cb) continue; // cancelled while polling
+          const e = this.#waiting.get(fd);
+          if (!e) continue; // cancelled while polling
           this.#waiting.delete(fd);
+          let status: RawExit = null;
+          if (e.reap) {
+            try {
+              status = waitidPidfd(fd);
+            } catch { /* not waitable: report without a status */ }
+          }
           closeFd(fd);
-          cb();
+          e.onExit(status);
         }
       }
     } finally {

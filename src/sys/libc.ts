@@ -22,6 +22,7 @@ const SYMBOLS = {
   // A pty master read blocks until the job prints something, so it also runs off the event loop.
   read: { parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
   waitid: { parameters: ["i32", "u32", "buffer", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
@@ -134,6 +135,13 @@ export function openpty(): { master: number; slave: number; slavePath: string } 
  */
 export async function readFd(fd: number, buf: Uint8Array): Promise<number> {
   return Number(await lib().read(fd, buf, BigInt(buf.length)));
+}
+
+/** A pipe as raw fds, both ends close-on-exec (children get them only through explicit stdio). */
+export function pipe(): { read: number; write: number } {
+  const fds = new Int32Array(2);
+  check("pipe2", lib().pipe2(fds, 0o2000000 /* O_CLOEXEC */));
+  return { read: fds[0], write: fds[1] };
 }
 
 /** Writes all of `data` to a raw fd (a pty master); throws ErrnoError on failure. */

@@ -1,2 +1,4 @@
 export * from "./libc.ts";
 export * from "./exit_watcher.ts";
+export * from "./reaper.ts";
+export * from "./command.ts";

@@ -7,7 +7,8 @@ import { closeSync, openSync } from "node:fs";
 import type { Buffer } from "node:buffer";
 import { STREAM_STDERR, STREAM_STDOUT } from "../../api/types.ts";
 import { failedPrecondition, invalidArgument } from "../../errors.ts";
-import { closeFd, openpty, readFd, setWindowSize, writeFd } from "../../sys/mod.ts";
+import { closeFd, openpty, setWindowSize, trackSpawn, untrackSpawn } from "../../sys/mod.ts";
+import { ptyIo } from "./io.ts";
 import { signalName, SIGNALS } from "../../daemon/signals.ts";
 import type { ExitStatus, JobIo } from "../types.ts";
 
@@ -52,8 +53,10 @@ export function openLog(path: string): number {
 }
 
 function exitPromise(child: ChildProcess): Promise<ExitStatus> {
+  trackSpawn(child.pid);
   return new Promise((resolve) => {
     child.once("exit", (code, sig) => {
+      untrackSpawn(child.pid!);
       resolve({ code: code ?? null, signal: sig ? (sig in SIGNALS ? sig : signalName(Number(sig))) : null });
     });
   });
@@ -152,32 +155,7 @@ export function spawnWithPty(spec: SpawnSpec, cols = 80, rows = 24): Spawned {
   }
   if (child.pid === undefined) spawnError(new Error("no pid"));
   const exited = exitPromise(child);
-  let closed = false;
-  const io: JobIo = {
-    onOutput(cb, end) {
-      (async () => {
-        for (;;) {
-          const buf = new Uint8Array(16384);
-          const n = await readFd(pty.master, buf);
-          if (n <= 0) break; // EIO once the last slave fd is closed
-          cb(STREAM_STDOUT, buf.subarray(0, n));
-        }
-        closed = true;
-        closeFd(pty.master);
-        end();
-      })();
-    },
-    write: (data) => {
-      if (!closed) writeFd(pty.master, data);
-    },
-    // Ctrl+D (VEOF) at the start of a line is how a terminal says end of input.
-    endInput: () => {
-      if (!closed) writeFd(pty.master, new Uint8Array([4]));
-    },
-    resize: (c, r) => {
-      if (!closed) setWindowSize(pty.master, c, r);
-    },
-  };
+  const io = ptyIo(pty.master);
   child.unref();
   return { pid: child.pid!, exited, io };
 }

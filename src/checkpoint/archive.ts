@@ -1,0 +1,89 @@
+// Compressed checkpoints are one archive, streamed through the compressor by tar (no temporary
+// uncompressed tarball): .tar, .tar.gz, .tar.lz4, .tar.zst (zstd multi-threaded).
+
+import { failedPrecondition, invalidArgument } from "../errors.ts";
+import { runCommand } from "../sys/command.ts";
+
+export type Compression = "none" | "tar" | "gzip" | "lz4" | "zstd";
+export const COMPRESSIONS: Compression[] = ["none", "tar", "gzip", "lz4", "zstd"];
+
+const EXT: Record<Exclude<Compression, "none">, string> = {
+  tar: ".tar",
+  gzip: ".tar.gz",
+  lz4: ".tar.lz4",
+  zstd: ".tar.zst",
+};
+
+/** Compressor for tar's -I; null = plain tar. pigz when present: gzip is single-threaded. */
+function program(c: Compression, decompress: boolean): string | null {
+  switch (c) {
+    case "gzip":
+      return hasBinary("pigz") ? "pigz" : "gzip";
+    case "lz4":
+      return "lz4";
+    case "zstd":
+      return decompress ? "zstd -T0" : "zstd -T0 -3";
+    default:
+      return null;
+  }
+}
+
+let binCache: Record<string, boolean> = {};
+function hasBinary(name: string): boolean {
+  return binCache[name] ??= (Deno.env.get("PATH") ?? "/usr/bin:/bin").split(":").some((d) => {
+    try {
+      return Deno.statSync(`${d}/${name}`).isFile;
+    } catch {
+      return false;
+    }
+  });
+}
+export function resetBinaryCache() {
+  binCache = {};
+}
+
+export function parseCompression(s: string | undefined): Compression {
+  const c = (s ?? "none").toLowerCase();
+  if (c === "" || c === "false") return "none";
+  if (!COMPRESSIONS.includes(c as Compression)) {
+    throw invalidArgument(`unknown compression "${s}" (use one of ${COMPRESSIONS.join(", ")})`);
+  }
+  return c as Compression;
+}
+
+export const archiveExt = (c: Exclude<Compression, "none">) => EXT[c];
+
+/** Which compression a checkpoint path uses, from its name; "none" for a directory. */
+export function detectCompression(path: string): Compression {
+  for (const [c, ext] of Object.entries(EXT).sort((a, b) => b[1].length - a[1].length)) {
+    if (path.endsWith(ext)) return c as Compression;
+  }
+  return "none";
+}
+
+async function tar(args: string[], what: string): Promise<void> {
+  const out = await runCommand("tar", args);
+  if (!out.success) {
+    const err = out.stderr.trim().split("\n").slice(-3);
+    throw failedPrecondition(`${what} failed`, err);
+  }
+}
+
+export async function createArchive(dir: string, archive: string, c: Exclude<Compression, "none">) {
+  const prog = program(c, false);
+  const need = prog?.split(" ")[0];
+  if (need && !hasBinary(need)) {
+    throw failedPrecondition(`compression ${c} needs ${need}, which is not installed`);
+  }
+  await tar([...(prog ? ["-I", prog] : []), "-C", dir, "-cf", archive, "."], `compressing with ${c}`);
+}
+
+export async function extractArchive(archive: string, dir: string): Promise<void> {
+  const c = detectCompression(archive);
+  if (c === "none") throw invalidArgument(`${archive} is not a checkpoint archive`);
+  const prog = program(c, true);
+  await tar(
+    [...(prog ? ["-I", prog] : []), "-C", dir, "-xf", archive],
+    `unpacking ${archive} (damaged archive?)`,
+  );
+}

@@ -1,0 +1,90 @@
+// The manifest travels with the images (manifest.json): what was dumped, by which CRIU on which
+// kernel, and every file with its size and SHA-256, so a restore can refuse a damaged checkpoint
+// and name the bad file.
+
+import { join } from "node:path";
+import { failedPrecondition } from "../errors.ts";
+import type { FileDigest } from "./hasher.ts";
+import { hashFile } from "./hasher.ts";
+
+export const MANIFEST = "manifest.json";
+
+export interface StdioInfo {
+  /** fd -> what it was: a log file, a pipe held by the daemon, or a pty slave. */
+  [fd: string]: { kind: "file"; path: string } | { kind: "pipe"; ino: number } | { kind: "tty"; id: string };
+}
+
+export interface Manifest {
+  format: 1;
+  id: string;
+  name: string;
+  time: string;
+  job: {
+    jid: string | null;
+    type: string;
+    pid: number;
+    cmdline: string[];
+    cwd: string;
+    log: string | null;
+    attachable: boolean;
+    tty: boolean;
+    gpu: boolean;
+    details: Record<string, unknown>;
+  };
+  /** Every PID and TID of the dumped tree: a restore checks whether they are free. */
+  pids: number[];
+  stdio: StdioInfo;
+  criu: { version: string; flags: Record<string, boolean>; external: string[] };
+  kernel: string;
+  host: string;
+  files: FileDigest[];
+  stats?: Record<string, unknown>;
+}
+
+export function writeManifest(dir: string, m: Manifest): void {
+  Deno.writeTextFileSync(join(dir, MANIFEST), JSON.stringify(m, null, 2) + "\n");
+}
+
+export function readManifest(dir: string): Manifest {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(join(dir, MANIFEST));
+  } catch {
+    throw failedPrecondition(`checkpoint ${dir} has no ${MANIFEST}: not a cedana checkpoint, or damaged`);
+  }
+  try {
+    const m = JSON.parse(text) as Manifest;
+    if (m.format !== 1 || !Array.isArray(m.files)) throw new Error("unknown format");
+    return m;
+  } catch (e) {
+    throw failedPrecondition(`checkpoint ${dir}: ${MANIFEST} is damaged (${(e as Error).message})`);
+  }
+}
+
+/** Cheap first pass: every file there with its size. */
+export function verifySizes(dir: string, m: Manifest): void {
+  for (const f of m.files) {
+    let size: number;
+    try {
+      size = Deno.statSync(join(dir, f.name)).size;
+    } catch {
+      throw failedPrecondition(`checkpoint ${dir} is damaged: ${f.name} is missing`);
+    }
+    if (size !== f.size) {
+      throw failedPrecondition(
+        `checkpoint ${dir} is damaged: ${f.name} has ${size} bytes, expected ${f.size}`,
+      );
+    }
+  }
+}
+
+/** Full pass: every file's SHA-256 (largest first, so the long ones start early). */
+export async function verifyHashes(dir: string, m: Manifest): Promise<void> {
+  const files = [...m.files].sort((a, b) => b.size - a.size);
+  for (const f of files) {
+    const got = await hashFile(join(dir, f.name));
+    if (got.sha256 !== f.sha256) {
+      throw failedPrecondition(`checkpoint ${dir} is damaged: ${f.name} does not match its checksum`);
+    }
+  }
+}

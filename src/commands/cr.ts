@@ -1,0 +1,268 @@
+// `cedana dump job|process`, `cedana restore job|process`, and checkpoint listing/inspection.
+import { Command, Option } from "@commander-js/extra-typings";
+import { resolve } from "node:path";
+import type {
+  CheckpointInfo,
+  CheckpointInspect,
+  CompressionName,
+  DumpRequest,
+  DumpResult,
+  RestoreRequest,
+  RestoreResult,
+  Timings,
+} from "../api/types.ts";
+import { attachJob } from "./attach_client.ts";
+import { clientOf } from "./context.ts";
+import { parsePid } from "./manage.ts";
+import { ago, humanSize, printJson, table } from "./render.ts";
+
+const COMPRESSION = ["none", "tar", "gzip", "lz4", "zstd"] as const;
+
+function ms(v: number | undefined): string {
+  if (v === undefined) return "-";
+  return v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(v < 10 ? 1 : 0)} ms`;
+}
+
+/** One line per phase, the way users read it: what took the time. */
+export function timingLine(t: Timings, keys: [string, string][]): string {
+  return keys.filter(([k]) => t[k] !== undefined).map(([k, label]) => `${label} ${ms(t[k])}`).join(" · ");
+}
+
+// The flag helpers work on untyped commands: the typed builder cannot express "add these flags
+// to whatever command this is"; the action handlers below declare the option types instead.
+// deno-lint-ignore no-explicit-any
+type AnyCmd = any;
+
+function dumpFlags(c: AnyCmd): AnyCmd {
+  return c
+    .option("--dir <dir>", "directory for the checkpoint (config: checkpoint.dir)")
+    .option("--name <name>", "checkpoint name (default dump-<type>-<jid>-<unixtime>)")
+    .option("--leave-running", "keep the job running after the dump")
+    .addOption(
+      new Option("--compression <c>", "none, tar, gzip, lz4 or zstd (config: checkpoint.compression)")
+        .choices(COMPRESSION),
+    )
+    .option("--tcp-established", "checkpoint established TCP connections (detected automatically)")
+    .option("--file-locks", "checkpoint file locks (detected automatically)")
+    .option("--shell-job", "the process is a shell job (detected automatically)")
+    .option("--link-remap", "allow link remapping of deleted-but-open files")
+    .option(
+      "--external <res>",
+      "external resource (CRIU --external), repeatable",
+      (v: string, p: string[] = []) => [...p, v],
+    )
+    .option("--criu-opts <json>", 'extra CRIU options as JSON, e.g. {"ghost-limit":"10M"}')
+    .option("--json", "print the full result (with CRIU's statistics) as JSON");
+}
+
+interface DumpCliOpts {
+  dir?: string;
+  name?: string;
+  leaveRunning?: boolean;
+  compression?: CompressionName;
+  tcpEstablished?: boolean;
+  fileLocks?: boolean;
+  shellJob?: boolean;
+  linkRemap?: boolean;
+  external?: string[];
+  criuOpts?: string;
+  json?: boolean;
+}
+
+function dumpRequest(o: DumpCliOpts): DumpRequest {
+  return {
+    dir: o.dir ? resolve(o.dir) : undefined,
+    name: o.name,
+    leaveRunning: o.leaveRunning,
+    compression: o.compression,
+    tcpEstablished: o.tcpEstablished,
+    fileLocks: o.fileLocks,
+    shellJob: o.shellJob,
+    linkRemap: o.linkRemap,
+    external: o.external,
+    criuOpts: o.criuOpts,
+  };
+}
+
+function printDump(r: DumpResult, what: string, json?: boolean) {
+  if (json) return printJson(r);
+  console.log(
+    `dumped ${what} to ${r.checkpoint.path} (${humanSize(r.checkpoint.size)}, id ${r.checkpoint.id})${
+      r.leftRunning ? "; still running" : ""
+    }`,
+  );
+  if (r.detected.length) console.log(`  detected: ${r.detected.join(", ")}`);
+  console.log(
+    "  " + timingLine(r.timings, [
+      ["criu_freezing_time", "freeze"],
+      ["criu_frozen_time", "frozen"],
+      ["criu_memdump_time", "memory dump"],
+      ["criu_memwrite_time", "write"],
+      ["criu_dump", "criu"],
+      ["manifest", "checksums"],
+      ["compress", "compress"],
+      ["total", "total"],
+    ]),
+  );
+}
+
+export function dumpCommand() {
+  const dump = new Command("dump").description("Checkpoint a job or a process with CRIU");
+  dump.addCommand(
+    dumpFlags(new Command("job").argument("<jid>").description("Checkpoint a managed job"))
+      .action(async (jid: string, o: DumpCliOpts, cmd: Command) => {
+        const r = await clientOf(cmd).post<DumpResult>("/v1/dump", { ...dumpRequest(o), jid });
+        printDump(r, `job ${jid}`, o.json);
+      }) as unknown as Command,
+  );
+  dump.addCommand(
+    dumpFlags(new Command("process").argument("<pid>").description("Checkpoint any process by PID"))
+      .action(async (pid: string, o: DumpCliOpts, cmd: Command) => {
+        const r = await clientOf(cmd).post<DumpResult>("/v1/dump", { ...dumpRequest(o), pid: parsePid(pid) });
+        printDump(r, `process ${pid}`, o.json);
+      }) as unknown as Command,
+  );
+  return dump;
+}
+
+interface RestoreCliOpts {
+  path?: string;
+  jid?: string;
+  attach?: boolean;
+  attachable?: boolean;
+  out?: string;
+  json?: boolean;
+}
+
+async function doRestore(req: RestoreRequest, o: RestoreCliOpts, cmd: Command) {
+  const client = clientOf(cmd as never);
+  const r = await client.post<RestoreResult>("/v1/restore", {
+    ...req,
+    path: o.path ? resolve(o.path) : undefined,
+    attachable: !!(o.attach || o.attachable) || undefined,
+    log: o.out ? resolve(o.out) : undefined,
+  });
+  if (o.json) printJson(r);
+  else {
+    console.log(
+      `restored job ${r.job.jid} (pid ${r.job.pid}) from ${r.checkpoint}${
+        r.pidNamespace ? " in a new PID namespace (its original PIDs were taken)" : ""
+      }`,
+    );
+    console.log(
+      "  " + timingLine(r.timings, [
+        ["unpack", "unpack"],
+        ["verify", "verify"],
+        ["criu_forking_time", "fork"],
+        ["criu_restore_time", "restore"],
+        ["criu_restore", "criu"],
+        ["total", "total"],
+      ]),
+    );
+  }
+  if (o.attach) {
+    const code = await attachJob(client, r.job.jid);
+    if (code === null) console.error(`detached from job ${r.job.jid} (still running)`);
+    else Deno.exit(code);
+  }
+}
+
+function restoreFlags(c: AnyCmd): AnyCmd {
+  return c
+    .option("-a, --attach", "attach to the restored job's stdio")
+    .option("--attachable", "restore with stdio held by the daemon, for attach")
+    .option("-o, --out <file>", "log file for the restored job's output")
+    .option("--json", "print the result as JSON");
+}
+
+export function restoreCommand() {
+  const restore = new Command("restore").description("Restore a job or a process from a checkpoint");
+  restore.addCommand(
+    restoreFlags(
+      new Command("job").argument("<jid>").description("Restore a job from its latest checkpoint (or --path)")
+        .option("-p, --path <path>", "checkpoint to restore (default: the job's latest)"),
+    ).action(async (jid: string, o: RestoreCliOpts, cmd: Command) =>
+      await doRestore({ jid }, o, cmd as never)
+    ) as unknown as Command,
+  );
+  restore.addCommand(
+    restoreFlags(
+      new Command("process").description("Restore any checkpoint as a new job")
+        .requiredOption("-p, --path <path>", "checkpoint directory or archive")
+        .option("-j, --jid <jid>", "ID of the new job (default: a random name)"),
+    ).action(async (o: RestoreCliOpts, cmd: Command) =>
+      await doRestore({ newJid: o.jid }, o, cmd as never)
+    ) as unknown as Command,
+  );
+  return restore;
+}
+
+function listCheckpoints(name: string) {
+  return new Command(name)
+    .description("List a job's checkpoints, newest first")
+    .argument("<jid>")
+    .option("--json", "machine-readable output")
+    .action(async (jid, o, cmd) => {
+      const cs = await clientOf(cmd).get<CheckpointInfo[]>(`/v1/jobs/${encodeURIComponent(jid)}/checkpoints`);
+      if (o.json) return printJson(cs);
+      console.log(table(
+        ["ID", "TIME", "SIZE", "PATH"],
+        cs.map((c) => [c.id, `${c.time} (${ago(c.time)})`, humanSize(c.size), c.path]),
+      ));
+    });
+}
+
+export function checkpointCommand() {
+  const cp = new Command("checkpoint").description("Manage checkpoints of jobs");
+  cp.addCommand(listCheckpoints("list").alias("ls"));
+  cp.command("inspect")
+    .description("Show a checkpoint's manifest and CRIU statistics")
+    .argument("<id>")
+    .option("--json", "machine-readable output")
+    .action(async (id, o, cmd) => {
+      const c = await clientOf(cmd).get<CheckpointInspect>(`/v1/checkpoints/${encodeURIComponent(id)}`);
+      if (o.json) return printJson(c);
+      const m = c.manifest as {
+        criu?: { version: string; flags: Record<string, boolean> };
+        kernel?: string;
+        files?: { name: string; size: number }[];
+        stats?: Record<string, number>;
+      };
+      console.log(
+        `ID:          ${c.id}\nJob:         ${c.jid ?? ""}\nPath:        ${c.path}\nTime:        ${c.time}`,
+      );
+      console.log(`Size:        ${humanSize(c.size)}\nCompression: ${c.compression}`);
+      if (m.criu) {
+        const flags = Object.entries(m.criu.flags).filter(([, v]) => v).map(([k]) => k).join(", ");
+        console.log(`CRIU:        ${m.criu.version}${flags ? ` (${flags})` : ""}\nKernel:      ${m.kernel}`);
+      }
+      if (m.stats) {
+        const s = m.stats;
+        console.log(
+          `Stats:       frozen ${ms(s.frozenTimeUs / 1000)}, memory dump ${
+            ms(s.memdumpTimeUs / 1000)
+          }, write ${ms(s.memwriteTimeUs / 1000)}, pages written ${s.pagesWritten} (${
+            humanSize(s.pagesWritten * 4096)
+          })`,
+        );
+      }
+      if (m.files) {
+        console.log(`Files:       ${m.files.length} (${humanSize(m.files.reduce((a, f) => a + f.size, 0))})`);
+      }
+    });
+  cp.command("delete")
+    .alias("rm")
+    .description("Delete a checkpoint: its record and its files")
+    .argument("<id>")
+    .action(async (id, _o, cmd) => {
+      const c = await clientOf(cmd).call<CheckpointInfo>(
+        "DELETE",
+        `/v1/checkpoints/${encodeURIComponent(id)}`,
+      );
+      console.log(`deleted checkpoint ${c.id} (${c.path})`);
+    });
+  return cp;
+}
+
+export const checkpointsCommand = () =>
+  listCheckpoints("checkpoints").description("List a job's checkpoints (alias of `job checkpoint list`)");

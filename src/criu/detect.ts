@@ -1,0 +1,84 @@
+// What a process tree holds that changes how CRIU must be called. Cedana detects these itself
+// rather than making the user guess flags: shell jobs, TCP connections, unix sockets, file locks,
+// and the things CRIU cannot dump at all (io_uring).
+
+import { descendants, readFds, readStat } from "../proc/mod.ts";
+
+export interface TreeFacts {
+  root: number;
+  /** Every PID and TID in the tree (a restore checks that they are free). */
+  pids: number[];
+  sessionLeader: boolean;
+  tcpEstablished: boolean;
+  tcpListen: boolean;
+  unixSockets: boolean;
+  fileLocks: boolean;
+  ioUring: boolean;
+  /** fd -> link target for the root's stdin/stdout/stderr. */
+  stdio: Record<number, string>;
+}
+
+/** Lines of a /proc table, without its header line(s). */
+function readLines(path: string, header = 1): string[] {
+  try {
+    return Deno.readTextFileSync(path).split("\n").slice(header).filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+function tasks(pid: number): number[] {
+  try {
+    return [...Deno.readDirSync(`/proc/${pid}/task`)].map((e) => Number(e.name));
+  } catch {
+    return [pid];
+  }
+}
+
+export function inspectTree(root: number): TreeFacts {
+  const procs = [root, ...descendants(root)];
+  const sockets = new Set<string>();
+  let ioUring = false;
+  const stdio: Record<number, string> = {};
+  for (const pid of procs) {
+    for (const { fd, target } of readFds(pid)) {
+      const m = /^socket:\[(\d+)\]$/.exec(target);
+      if (m) sockets.add(m[1]);
+      if (target.includes("io_uring")) ioUring = true;
+      if (pid === root && fd <= 2) stdio[fd] = target;
+    }
+  }
+  let tcpEstablished = false, tcpListen = false;
+  for (const f of ["tcp", "tcp6"]) {
+    for (const line of readLines(`/proc/${root}/net/${f}`)) {
+      const cols = line.trim().split(/\s+/);
+      if (!sockets.has(cols[9])) continue;
+      if (cols[3] === "01") tcpEstablished = true;
+      if (cols[3] === "0A") tcpListen = true;
+    }
+  }
+  const unixSockets = readLines(`/proc/${root}/net/unix`).some((l) => sockets.has(l.trim().split(/\s+/)[6]));
+  const pidSet = new Set(procs.map(String));
+  // /proc/locks has no header: "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (pid is column 5)
+  const fileLocks = readLines("/proc/locks", 0).some((l) =>
+    pidSet.has(l.replace("->", "").trim().split(/\s+/)[4])
+  );
+  const stat = readStat(root);
+  return {
+    root,
+    pids: procs.flatMap(tasks),
+    sessionLeader: stat?.session === root,
+    tcpEstablished,
+    tcpListen,
+    unixSockets,
+    fileLocks,
+    ioUring,
+    stdio,
+  };
+}
+
+/** CRIU's id for a tty: hex st_rdev and st_dev of the slave, e.g. "tty[8800:1a]". */
+export function ttyExternalId(path: string): string {
+  const st = Deno.statSync(path);
+  return `tty[${(st.rdev ?? 0).toString(16)}:${(st.dev ?? 0).toString(16)}]`;
+}

@@ -1,0 +1,79 @@
+// Running CRIU: spawned with the daemon-death signal set (if the daemon dies mid-dump, CRIU dies
+// too and the frozen job resumes instead of being killed with no checkpoint recorded), extra fds
+// handed over for --inherit-fd, and on failure the `Error` lines of its log quoted back.
+
+import { spawn } from "node:child_process";
+import { failedPrecondition } from "../errors.ts";
+import { trackSpawn } from "../sys/reaper.ts";
+
+/** The `Error (...)` lines of a CRIU log, minus the harmless RLIMIT_NOFILE one. */
+export function criuErrorLines(log: string): string[] {
+  return log.split("\n")
+    .filter((l) => /\bError \(/.test(l) && !l.includes("RLIMIT_NOFILE"))
+    .map((l) => l.replace(/^\(\s*[\d.]+\)\s*/, "").trim());
+}
+
+export interface CriuRun {
+  code: number | null;
+  signal: string | null;
+  ms: number;
+}
+
+export interface RunCriuOptions {
+  /** fds given to CRIU as fd 3, 4, ... (for --inherit-fd fd[N]). */
+  extraFds?: number[];
+  /** Wrap the command (e.g. unshare for a new PID namespace). */
+  wrapper?: string[];
+  /** Called with the child's pid once spawned. */
+  onSpawn?: (pid: number) => void;
+  /** Kill CRIU when the daemon dies (default true): a dump then aborts and the job resumes. */
+  pdeathsig?: boolean;
+  env?: Record<string, string>;
+}
+
+export function spawnCriu(bin: string, args: string[], opts: RunCriuOptions = {}) {
+  const cmd = [...(opts.wrapper ?? []), bin, ...args];
+  const argv = opts.pdeathsig === false ? cmd : ["setpriv", "--pdeathsig", "KILL", "--", ...cmd];
+  const child = spawn(argv[0], argv.slice(1), {
+    stdio: ["ignore", "pipe", "pipe", ...(opts.extraFds ?? [])],
+    env: { ...Deno.env.toObject(), ...opts.env },
+  });
+  opts.onSpawn?.(child.pid!);
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  trackSpawn(child.pid, exited);
+  let out = "";
+  child.stdout!.on("data", (d) => out += d);
+  child.stderr!.on("data", (d) => out += d);
+  const t0 = performance.now();
+  const done = new Promise<CriuRun & { output: string }>((resolve) => {
+    child.once(
+      "exit",
+      (code, signal) =>
+        resolve({ code, signal: signal as string | null, ms: performance.now() - t0, output: out }),
+    );
+  });
+  return { pid: child.pid!, done };
+}
+
+export async function runCriu(
+  bin: string,
+  args: string[],
+  logPath: string,
+  what: string,
+  opts: RunCriuOptions = {},
+): Promise<CriuRun> {
+  const r = await spawnCriu(bin, args, opts).done;
+  if (r.code !== 0) {
+    let log = "";
+    try {
+      log = Deno.readTextFileSync(logPath);
+    } catch { /* no log written */ }
+    const lines = criuErrorLines(log);
+    if (!lines.length && r.output.trim()) lines.push(...r.output.trim().split("\n").slice(-5));
+    throw failedPrecondition(
+      `${what} failed (criu exit ${r.code ?? r.signal}); CRIU log: ${logPath}`,
+      lines.slice(-15),
+    );
+  }
+  return r;
+}

@@ -1,0 +1,304 @@
+// `cedana dump`: the dump of a job (or any process) as ordered steps. The images are written into
+// a temporary directory next to the destination and renamed into place only once CRIU succeeded
+// and the manifest is written, so a checkpoint that is recorded is always complete.
+
+import { join } from "node:path";
+import type { CompressionName, DumpRequest, DumpResult } from "../../api/types.ts";
+import { archiveExt, createArchive, parseCompression } from "../../checkpoint/archive.ts";
+import { DirHasher } from "../../checkpoint/hasher.ts";
+import { MANIFEST, type Manifest, type StdioInfo, writeManifest } from "../../checkpoint/manifest.ts";
+import { inspectTree, type TreeFacts, ttyExternalId } from "../../criu/detect.ts";
+import { criuVersion, findCriu, MIN_CRIU, versionAtLeast } from "../../criu/mod.ts";
+import { dumpArgs, parseCriuOpts } from "../../criu/options.ts";
+import { runCriu } from "../../criu/run.ts";
+import { readDumpStats } from "../../criu/stats.ts";
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../../errors.ts";
+import { readStat } from "../../proc/mod.ts";
+import type { JobRow } from "../db.ts";
+import type { CrHost } from "./host.ts";
+import { runSteps, type Step } from "./steps.ts";
+
+export const TMP_PREFIX = ".cedana-tmp-";
+
+interface DumpCtx {
+  req: DumpRequest;
+  host: CrHost;
+  row: JobRow | null;
+  pid: number;
+  criu: string;
+  criuVersion: string;
+  compression: CompressionName;
+  facts?: TreeFacts;
+  flags: {
+    shellJob: boolean;
+    tcpEstablished: boolean;
+    fileLocks: boolean;
+    extUnixSk: boolean;
+    linkRemap: boolean;
+  };
+  external: string[];
+  stdio: StdioInfo;
+  detected: string[];
+  id: string;
+  name: string;
+  baseDir: string;
+  tmpDir: string;
+  finalPath: string;
+  hasher?: DirHasher;
+  manifest?: Manifest;
+  size: number;
+  time: number;
+  stats: Record<string, number> | null;
+}
+
+export function newCheckpointId(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16).padStart(2, "0")).join(
+    "",
+  );
+}
+
+export async function requireCriu(host: CrHost): Promise<{ bin: string; version: string }> {
+  const bin = findCriu(host.config);
+  if (!bin) throw failedPrecondition("criu not found: install CRIU >= 4.2 or set criu.binary_path");
+  const version = await criuVersion(bin);
+  if (!version) throw failedPrecondition(`${bin} does not run (criu --version failed)`);
+  if (!versionAtLeast(version, MIN_CRIU)) {
+    throw failedPrecondition(`CRIU ${version} at ${bin} is too old: cedana needs >= ${MIN_CRIU.join(".")}`);
+  }
+  return { bin, version };
+}
+
+const steps: Step<DumpCtx>[] = [
+  {
+    name: "inspect",
+    run(c) {
+      const f = c.facts = inspectTree(c.pid);
+      if (f.ioUring) {
+        throw failedPrecondition(`process ${c.pid} uses io_uring, which CRIU cannot checkpoint`);
+      }
+      const auto = (flag: keyof DumpCtx["flags"], on: boolean, label: string) => {
+        if (on && !c.flags[flag]) {
+          c.flags[flag] = true;
+          c.detected.push(label);
+        }
+      };
+      auto("shellJob", !f.sessionLeader, "--shell-job (not a session leader)");
+      auto("tcpEstablished", f.tcpEstablished, "--tcp-established (open TCP connections)");
+      auto("extUnixSk", f.unixSockets, "--ext-unix-sk (unix sockets)");
+      auto("fileLocks", f.fileLocks, "--file-locks (file locks held)");
+      // stdio the daemon holds (pipes of attachable jobs, a pty) is outside the dumped tree.
+      const row = c.row;
+      for (const [fd, target] of Object.entries(f.stdio)) {
+        const pipe = /^pipe:\[(\d+)\]$/.exec(target);
+        if (row?.attachable && !row.tty && pipe) {
+          c.stdio[fd] = { kind: "pipe", ino: Number(pipe[1]) };
+          if (!c.external.includes(target)) c.external.push(target);
+        } else if (row?.tty && target.startsWith("/dev/pts/")) {
+          const id = ttyExternalId(target);
+          c.stdio[fd] = { kind: "tty", id };
+          if (!c.external.includes(id)) c.external.push(id);
+        } else if (target.startsWith("/") && row?.log === target) {
+          c.stdio[fd] = { kind: "file", path: target };
+        }
+      }
+    },
+  },
+  {
+    name: "prepare",
+    run(c, undo) {
+      try {
+        Deno.mkdirSync(c.baseDir, { recursive: true });
+      } catch (e) {
+        throw failedPrecondition(`cannot create checkpoint dir ${c.baseDir}: ${(e as Error).message}`);
+      }
+      for (const p of [c.finalPath, join(c.baseDir, c.name)]) {
+        try {
+          Deno.lstatSync(p);
+          throw alreadyExists(`checkpoint ${p} already exists`);
+        } catch (e) {
+          if (!(e instanceof Deno.errors.NotFound)) throw e;
+        }
+      }
+      Deno.mkdirSync(c.tmpDir);
+      undo(() => Deno.removeSync(c.tmpDir, { recursive: true }));
+    },
+  },
+  {
+    name: "hold",
+    when: (c) => c.row !== null,
+    run(c, undo) {
+      c.host.unwatch(c.row!.jid);
+      undo(() => c.host.rewatch(c.row!.jid));
+    },
+  },
+  {
+    name: "criu_dump",
+    async run(c, undo) {
+      const hasher = c.hasher = new DirHasher(c.tmpDir, new Set([MANIFEST]));
+      hasher.start();
+      undo(() => hasher.abort());
+      const args = dumpArgs({
+        pid: c.pid,
+        imagesDir: c.tmpDir,
+        logFile: "dump.log",
+        leaveRunning: !!c.req.leaveRunning,
+        ...c.flags,
+        external: c.external,
+        extra: parseCriuOpts(c.req.criuOpts),
+      });
+      try {
+        await runCriu(c.criu, args, join(c.tmpDir, "dump.log"), "criu dump");
+      } catch (e) {
+        // CRIU may have killed the tree before failing (it does on some errors): say so.
+        const alive = readStat(c.pid);
+        if (!c.req.leaveRunning && (!alive || alive.state === "Z")) {
+          (e as Error).message += `; the process ${c.pid} is gone (CRIU killed it)`;
+        }
+        throw e;
+      }
+    },
+  },
+  {
+    name: "manifest",
+    async run(c) {
+      const stats = readDumpStats(c.tmpDir);
+      c.stats = stats as unknown as Record<string, number> | null;
+      const files = await c.hasher!.finish();
+      const r = c.row;
+      c.manifest = {
+        format: 1,
+        id: c.id,
+        name: c.name,
+        time: new Date(c.time).toISOString(),
+        job: {
+          jid: r?.jid ?? null,
+          type: r?.type ?? "process",
+          pid: c.pid,
+          cmdline: r?.cmdline ?? [],
+          cwd: r?.cwd ?? "",
+          log: r?.log ?? null,
+          attachable: r?.attachable ?? false,
+          tty: r?.tty ?? false,
+          gpu: r?.gpu ?? false,
+          details: r?.details ?? {},
+        },
+        pids: c.facts!.pids,
+        stdio: c.stdio,
+        criu: { version: c.criuVersion, flags: { ...c.flags }, external: c.external },
+        kernel: Deno.osRelease(),
+        host: Deno.hostname(),
+        files,
+        stats: c.stats ?? undefined,
+      };
+      writeManifest(c.tmpDir, c.manifest);
+      c.size = files.reduce((a, f) => a + f.size, 0);
+    },
+  },
+  {
+    name: "compress",
+    when: (c) => c.compression !== "none",
+    async run(c, undo) {
+      const tmpArchive = `${c.tmpDir}${archiveExt(c.compression as Exclude<CompressionName, "none">)}`;
+      undo(() => Deno.removeSync(tmpArchive));
+      await createArchive(c.tmpDir, tmpArchive, c.compression as Exclude<CompressionName, "none">);
+      Deno.renameSync(tmpArchive, c.finalPath);
+      undo(() => Deno.removeSync(c.finalPath));
+      Deno.removeSync(c.tmpDir, { recursive: true });
+      c.size = Deno.statSync(c.finalPath).size;
+    },
+  },
+  {
+    name: "commit",
+    run(c) {
+      if (c.compression === "none") Deno.renameSync(c.tmpDir, c.finalPath);
+      c.host.db.insertCheckpoint({
+        id: c.id,
+        jid: c.row?.jid ?? null,
+        path: c.finalPath,
+        time: c.time,
+        size: c.size,
+        manifest: { ...(c.manifest as unknown as Record<string, unknown>), compression: c.compression },
+      });
+      if (!c.row) return;
+      if (c.req.leaveRunning) c.host.rewatch(c.row.jid);
+      else c.host.dumped(c.row.jid);
+    },
+  },
+];
+
+export async function dump(host: CrHost, req: DumpRequest, row: JobRow | null): Promise<DumpResult> {
+  let pid: number;
+  if (row) {
+    if (row.pid === null || row.state !== "running") {
+      throw failedPrecondition(`job ${row.jid} is not running`);
+    }
+    pid = row.pid;
+  } else {
+    if (!Number.isInteger(req.pid) || req.pid! <= 0) throw invalidArgument(`invalid PID ${req.pid}`);
+    pid = req.pid!;
+  }
+  const st = readStat(pid);
+  if (!st || st.state === "Z" || (row && st.startTime !== row.startTime)) {
+    throw row
+      ? failedPrecondition(`job ${row.jid} is not running (its process has exited)`)
+      : notFound(`no process with PID ${pid}`);
+  }
+  const compression = parseCompression(req.compression ?? host.config.checkpoint.compression);
+  const { bin, version } = await requireCriu(host);
+  const time = Date.now();
+  const type = row?.type ?? "process";
+  const name = req.name ?? `dump-${type}-${row?.jid ?? pid}-${Math.floor(time / 1000)}`;
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw invalidArgument(`invalid checkpoint name "${name}"`);
+  const baseDir = req.dir ?? host.config.checkpoint.dir;
+  const ext = compression === "none" ? "" : archiveExt(compression);
+  const c: DumpCtx = {
+    req,
+    host,
+    row,
+    pid,
+    criu: bin,
+    criuVersion: version,
+    compression,
+    flags: {
+      shellJob: !!req.shellJob,
+      tcpEstablished: !!req.tcpEstablished,
+      fileLocks: !!req.fileLocks,
+      extUnixSk: false,
+      linkRemap: !!req.linkRemap,
+    },
+    external: [...(req.external ?? [])],
+    stdio: {},
+    detected: [],
+    id: newCheckpointId(),
+    name,
+    baseDir,
+    tmpDir: join(baseDir, `${TMP_PREFIX}${name}`),
+    finalPath: join(baseDir, name + ext),
+    size: 0,
+    time,
+    stats: null,
+  };
+  const timings: Record<string, number> = {};
+  await runSteps(steps, c, timings);
+  if (c.stats) {
+    timings.criu_freezing_time = c.stats.freezingTimeUs / 1000;
+    timings.criu_frozen_time = c.stats.frozenTimeUs / 1000;
+    timings.criu_memdump_time = c.stats.memdumpTimeUs / 1000;
+    timings.criu_memwrite_time = c.stats.memwriteTimeUs / 1000;
+  }
+  host.log.info("dumped", { jid: row?.jid, pid, path: c.finalPath, ms: timings.total });
+  return {
+    checkpoint: {
+      id: c.id,
+      jid: row?.jid ?? null,
+      path: c.finalPath,
+      time: new Date(time).toISOString(),
+      size: c.size,
+      compression,
+    },
+    leftRunning: !!req.leaveRunning,
+    detected: c.detected,
+    timings,
+    criuStats: c.stats,
+  };
+}

@@ -1,0 +1,21 @@
+// What the dump/restore steps need from the job service, and nothing more.
+import type { Config } from "../../config/mod.ts";
+import type { JobIo } from "../../plugins/mod.ts";
+import type { JobDb, JobRow } from "../db.ts";
+import type { Logger } from "../log.ts";
+
+export interface CrHost {
+  db: JobDb;
+  config: Config;
+  log: Logger;
+  /** Stop recording the job's exit (CRIU is about to kill it on purpose). */
+  unwatch(jid: string): void;
+  /** Watch the job's current process again (after a failed or leave-running dump). */
+  rewatch(jid: string): void;
+  /** The dump ended the job: tell attached clients, keep the record. */
+  dumped(jid: string): void;
+  /** Record a restored process for a job and start watching it. */
+  restored(row: JobRow, io: JobIo | null, reap: boolean): void;
+  /** Reap zombie orphans now (their PIDs may be what a restore needs). */
+  reapOrphans(): void;
+}

@@ -1,0 +1,377 @@
+// `cedana restore`: bring a checkpoint back as ordered steps. The job's log is handed to CRIU
+// (--inherit-fd, opened for appending, so a log that grew since the dump is fine), an attachable
+// job gets fresh pipes or a fresh pty, and the restored root becomes the daemon's own child
+// (--restore-sibling) so its real exit code is known. When the original PIDs are taken, the
+// restore happens in a new PID namespace instead.
+
+import { closeSync, openSync } from "node:fs";
+import { join } from "node:path";
+import type { RestoreRequest, RestoreResult } from "../../api/types.ts";
+import { detectCompression, extractArchive } from "../../checkpoint/archive.ts";
+import { type Manifest, readManifest, verifyHashes, verifySizes } from "../../checkpoint/manifest.ts";
+import { restoreArgs } from "../../criu/options.ts";
+import { criuErrorLines, runCriu, spawnCriu } from "../../criu/run.ts";
+import { readRestoreStats } from "../../criu/stats.ts";
+import { failedPrecondition, notFound } from "../../errors.ts";
+import { pipesIo, ptyIo } from "../../plugins/process/io.ts";
+import type { JobIo } from "../../plugins/mod.ts";
+import { children, readStat } from "../../proc/mod.ts";
+import { closeFd, openpty, pipe } from "../../sys/mod.ts";
+import type { JobRow } from "../db.ts";
+import { TMP_PREFIX } from "./dump.ts";
+import type { CrHost } from "./host.ts";
+import { runSteps, type Step } from "./steps.ts";
+import { requireCriu } from "./dump.ts";
+
+interface RestoreCtx {
+  req: RestoreRequest;
+  host: CrHost;
+  /** The job being restored (exists for `restore job`; built for `restore process`). */
+  row: JobRow;
+  isNew: boolean;
+  path: string;
+  criu: string;
+  imagesDir: string;
+  workDir: string;
+  manifest?: Manifest;
+  verified?: Promise<void>;
+  pidNamespace: boolean;
+  /** fds CRIU gets as 3, 4, ...; closed in the daemon once CRIU has them. */
+  childFds: number[];
+  inherit: { fd: number; resource: string }[];
+  io: JobIo | null;
+  ourFds: number[];
+  pid: number;
+  stats: Record<string, number> | null;
+}
+
+function pidTaken(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Resolve whether every PID of the checkpoint is free, reaping and waiting briefly for zombies. */
+async function pidsFree(c: RestoreCtx): Promise<boolean> {
+  const pids = c.manifest!.pids;
+  const deadline = Date.now() + 1500;
+  for (;;) {
+    const taken = pids.filter(pidTaken);
+    if (!taken.length) return true;
+    // Zombies go away once reaped (we reap our own orphans); anything alive keeps its PID.
+    if (taken.some((p) => readStat(p)?.state !== "Z") || Date.now() > deadline) return false;
+    c.host.reapOrphans();
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const ACTION_SCRIPT = (gate: string) =>
+  `#!/bin/sh
+# cedana: hold the restored tasks before they resume until the checkpoint's checksums are verified
+case "$CRTOOLS_SCRIPT_ACTION" in
+pre-resume)
+  while :; do
+    [ -e '${gate}/ok' ] && exit 0
+    [ -e '${gate}/bad' ] && exit 1
+    sleep 0.005
+  done ;;
+post-resume) : > '${gate}/resumed' ;;
+esac
+exit 0
+`;
+
+const steps: Step<RestoreCtx>[] = [
+  {
+    name: "unpack",
+    when: (c) => detectCompression(c.path) !== "none",
+    async run(c, undo) {
+      c.imagesDir = join(c.workDir, "images");
+      Deno.mkdirSync(c.imagesDir);
+      undo(() => Deno.removeSync(c.imagesDir, { recursive: true }));
+      await extractArchive(c.path, c.imagesDir);
+    },
+  },
+  {
+    name: "verify",
+    run(c) {
+      const m = c.manifest = readManifest(c.imagesDir);
+      verifySizes(c.imagesDir, m);
+      if (c.isNew) {
+        const j = m.job;
+        c.row = {
+          ...c.row,
+          type: j.type as JobRow["type"],
+          log: c.row.log ?? j.log,
+          attachable: j.attachable,
+          tty: j.tty,
+          gpu: j.gpu,
+          cmdline: j.cmdline,
+          cwd: j.cwd,
+          details: j.details,
+        };
+      }
+      // Checksums are verified while CRIU restores; the tasks resume only if they match.
+      c.verified = verifyHashes(c.imagesDir, c.manifest);
+      c.verified.catch(() => {});
+    },
+  },
+  {
+    name: "pids",
+    async run(c) {
+      c.pidNamespace = !(await pidsFree(c));
+    },
+  },
+  {
+    name: "io",
+    run(c, undo) {
+      undo(() => {
+        for (const fd of [...c.childFds, ...c.ourFds]) {
+          try {
+            closeFd(fd);
+          } catch { /* closed */ }
+        }
+      });
+      const give = (fd: number, resource: string) => {
+        c.inherit.push({ fd: 3 + c.childFds.length, resource });
+        c.childFds.push(fd);
+      };
+      const stdio = c.manifest!.stdio ?? {};
+      const log = c.row.log;
+      const files = new Set<string>();
+      for (const s of Object.values(stdio)) if (s.kind === "file") files.add(s.path);
+      for (const path of files) {
+        // The log may have grown since the dump; CRIU would refuse its size, so hand it over.
+        const target = path === c.manifest!.job.log && log ? log : path;
+        let fd: number;
+        try {
+          fd = openSync(target, "a");
+        } catch (e) {
+          throw failedPrecondition(`cannot open log file ${target}: ${(e as Error).message}`);
+        }
+        give(fd, path.replace(/^\//, ""));
+      }
+      const pipes = Object.entries(stdio).filter(([, s]) => s.kind === "pipe") as [string, { ino: number }][];
+      if (pipes.length) {
+        const byFd = new Map(pipes.map(([fd, s]) => [Number(fd), s.ino]));
+        const made = [0, 1, 2].map(() => pipe());
+        for (const fd of [0, 1, 2]) {
+          const ino = byFd.get(fd);
+          const p = made[fd];
+          const childEnd = fd === 0 ? p.read : p.write;
+          const ourEnd = fd === 0 ? p.write : p.read;
+          c.ourFds.push(ourEnd);
+          if (ino !== undefined) give(childEnd, `pipe:[${ino}]`);
+          else closeFd(childEnd);
+        }
+        c.io = pipesIo(made[0].write, made[1].read, made[2].read);
+      }
+      const tty = Object.values(stdio).find((s) => s.kind === "tty") as { id: string } | undefined;
+      if (tty) {
+        const pty = openpty();
+        c.ourFds.push(pty.master);
+        give(pty.slave, tty.id);
+        c.io = ptyIo(pty.master);
+      }
+    },
+  },
+  {
+    name: "criu_restore",
+    async run(c) {
+      const m = c.manifest!;
+      const gate = join(c.workDir, "gate");
+      Deno.mkdirSync(gate);
+      const script = join(c.workDir, "action.sh");
+      Deno.writeTextFileSync(script, ACTION_SCRIPT(gate), { mode: 0o755 });
+      const pidFile = join(c.workDir, "restore.pid");
+      const args = restoreArgs({
+        imagesDir: c.imagesDir,
+        workDir: c.workDir,
+        logFile: "restore.log",
+        shellJob: !!m.criu.flags.shellJob,
+        tcpEstablished: !!m.criu.flags.tcpEstablished,
+        fileLocks: !!m.criu.flags.fileLocks,
+        extUnixSk: !!m.criu.flags.extUnixSk,
+        linkRemap: !!m.criu.flags.linkRemap,
+        actionScript: script,
+        detach: !c.pidNamespace,
+        restoreSibling: !c.pidNamespace,
+        pidFile: c.pidNamespace ? undefined : pidFile,
+        inheritFds: c.inherit,
+      });
+      c.verified!.then(
+        () => Deno.writeTextFileSync(join(gate, "ok"), ""),
+        () => Deno.writeTextFileSync(join(gate, "bad"), ""),
+      );
+      const logPath = join(c.workDir, "restore.log");
+      const closeChildFds = () => {
+        for (const fd of c.childFds.splice(0)) {
+          try {
+            closeSync(fd);
+          } catch {
+            try {
+              closeFd(fd);
+            } catch { /* already closed */ }
+          }
+        }
+      };
+      try {
+        if (!c.pidNamespace) {
+          await runCriu(c.criu, args, logPath, "criu restore", { extraFds: c.childFds });
+          c.pid = Number(Deno.readTextFileSync(pidFile).trim());
+        } else {
+          c.pid = await restoreInNamespace(c, args, gate, logPath);
+        }
+      } catch (e) {
+        await c.verified!.catch((v: Error) => {
+          throw v; // a damaged checkpoint is the real cause: report that
+        });
+        throw e;
+      } finally {
+        closeChildFds();
+      }
+      c.stats = readRestoreStats(c.workDir) as unknown as Record<string, number> | null;
+    },
+  },
+];
+
+/**
+ * CRIU as init of a new PID namespace (it must stay alive as long as the job runs). The host PID
+ * of the restored root is the child of that CRIU once the post-resume hook has run.
+ */
+async function restoreInNamespace(
+  c: RestoreCtx,
+  args: string[],
+  gate: string,
+  logPath: string,
+): Promise<number> {
+  // No daemon-death signal here: this CRIU is the namespace's init and must outlive the daemon.
+  const run = spawnCriu(c.criu, args, {
+    extraFds: c.childFds,
+    wrapper: ["unshare", "--pid", "--fork", "--mount-proc"],
+    pdeathsig: false,
+  });
+  const unsharePid = run.pid;
+  const resumed = () => {
+    try {
+      return Deno.statSync(join(gate, "resumed")).isFile;
+    } catch {
+      return false;
+    }
+  };
+  let failed: Error | null = null;
+  run.done.then((r) => {
+    if (!resumed()) failed = criuFailure(logPath, r.code ?? r.signal);
+  });
+  const deadline = Date.now() + 120_000;
+  while (!resumed()) {
+    if (failed) throw failed;
+    if (Date.now() > deadline) throw failedPrecondition("restore in a new PID namespace timed out");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const criuPid = children(unsharePid)[0];
+  const root = criuPid ? children(criuPid)[0] : undefined;
+  if (!root) {
+    throw failedPrecondition("restored in a new PID namespace, but cannot find the restored process");
+  }
+  return root;
+}
+
+function criuFailure(logPath: string, code: number | string | null): Error {
+  let log = "";
+  try {
+    log = Deno.readTextFileSync(logPath);
+  } catch { /* none */ }
+  return failedPrecondition(
+    `criu restore failed (criu exit ${code}); CRIU log: ${logPath}`,
+    criuErrorLines(log).slice(-15),
+  );
+}
+
+export interface RestoreTarget {
+  row: JobRow;
+  isNew: boolean;
+  path: string;
+}
+
+export async function restore(
+  host: CrHost,
+  req: RestoreRequest,
+  target: RestoreTarget,
+): Promise<RestoreResult> {
+  const { bin } = await requireCriu(host);
+  try {
+    Deno.statSync(target.path);
+  } catch {
+    throw notFound(`checkpoint ${target.path} does not exist`);
+  }
+  const workDir = Deno.makeTempDirSync({ dir: host.config.checkpoint.dir, prefix: `${TMP_PREFIX}restore-` });
+  const c: RestoreCtx = {
+    req,
+    host,
+    row: target.row,
+    isNew: target.isNew,
+    path: target.path,
+    criu: bin,
+    imagesDir: target.path,
+    workDir,
+    pidNamespace: false,
+    childFds: [],
+    inherit: [],
+    io: null,
+    ourFds: [],
+    pid: 0,
+    stats: null,
+  };
+  const timings: Record<string, number> = {};
+  try {
+    await runSteps(steps, c, timings);
+  } catch (e) {
+    // keep CRIU's log for the user; drop the unpacked images
+    try {
+      Deno.removeSync(join(workDir, "images"), { recursive: true });
+    } catch { /* none */ }
+    const logPath = join(workDir, "restore.log");
+    try {
+      const kept = join(host.config.checkpoint.dir, `restore-${target.row.jid}-${Date.now()}.log`);
+      Deno.renameSync(logPath, kept);
+      if (e instanceof Error) e.message = e.message.replace(logPath, kept);
+    } catch { /* no log */ }
+    Deno.removeSync(workDir, { recursive: true });
+    throw e;
+  }
+  const st = readStat(c.pid);
+  const row: JobRow = {
+    ...c.row,
+    pid: c.pid,
+    startTime: st?.startTime ?? 0,
+    state: "running",
+    exitCode: null,
+    exitSignal: null,
+    adopted: c.pidNamespace, // not our child in a namespace: no exit code
+    details: { ...c.row.details, restoredFrom: target.path, pidNamespace: c.pidNamespace || undefined },
+    updatedAt: Date.now(),
+  };
+  host.restored(row, c.io, !c.pidNamespace);
+  Deno.removeSync(workDir, { recursive: true });
+  if (c.stats) {
+    timings.criu_forking_time = c.stats.forkingTimeUs / 1000;
+    timings.criu_restore_time = c.stats.restoreTimeUs / 1000;
+  }
+  host.log.info("restored", {
+    jid: row.jid,
+    pid: c.pid,
+    from: target.path,
+    ms: timings.total,
+    pidns: c.pidNamespace,
+  });
+  return {
+    job: null as never, // filled in by the job service, which renders jobs
+    checkpoint: target.path,
+    pidNamespace: c.pidNamespace,
+    timings,
+    criuStats: c.stats,
+  };
+}
