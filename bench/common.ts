@@ -34,15 +34,19 @@ export function row(name: string, xs: number[], goal?: number): string {
     : st.median < goal
     ? `  PASS (< ${goal} ms)`
     : `  MISS (goal < ${goal} ms)`;
-  return `${name.padEnd(44)} n=${String(st.n).padStart(3)}  median ${f(st.median)}  p90 ${f(st.p90)}  min ${
+  return `${name.padEnd(48)} n=${String(st.n).padStart(3)}  median ${f(st.median)}  p90 ${f(st.p90)}  min ${
     f(st.min)
   }  max ${f(st.max)} ms${verdict}`;
 }
 
-/** JSON over HTTP on the daemon's Unix socket, like src/client does. */
+/**
+ * JSON over HTTP on the daemon's Unix socket, like src/client does (same URL host, "cedana", by
+ * default). Note: Deno resolves the URL's host name through DNS even though it connects to the
+ * Unix socket; pass host "127.0.0.1" to skip that.
+ */
 export class Api {
   readonly client: Deno.HttpClient;
-  constructor(readonly socket: string) {
+  constructor(readonly socket: string, readonly host = "cedana") {
     this.client = Deno.createHttpClient({ proxy: { transport: "unix", path: socket } });
   }
   async call<T>(
@@ -50,7 +54,7 @@ export class Api {
     path: string,
     body?: unknown,
   ): Promise<{ status: number; data: T; bytes: number }> {
-    const res = await fetch(`http://cedana${path}`, {
+    const res = await fetch(`http://${this.host}${path}`, {
       method,
       client: this.client,
       headers: body !== undefined ? { "content-type": "application/json" } : undefined,

@@ -7,7 +7,8 @@
 //
 // Starts its own daemon on a temp dir (like tests/helpers.ts), fills its DB through the API with
 // RUNNING `sleep 600` jobs and JOBS-RUNNING `true` jobs (halted), then measures
-//   1. GET /v1/jobs over the socket from this process (keep-alive and fresh connection),
+//   1. GET /v1/jobs over the socket from this process (keep-alive, fresh connection with the CLI's
+//      URL host "cedana" and with "127.0.0.1"),
 //   2. the whole CLI `deno run -A main.ts ps` (and `--version` / `ps` on an empty DB for context),
 //   3. an in-process breakdown of the daemon's handler (DB read, /proc reads, JSON) and the CLI's
 //      rendering, on the same DB file.
@@ -19,12 +20,13 @@ import { defaults } from "../src/config/mod.ts";
 import { JobDb } from "../src/daemon/db.ts";
 import { JobService } from "../src/daemon/job_service.ts";
 import { Logger } from "../src/daemon/log.ts";
-import { readStat, startTimeToDate } from "../src/proc/mod.ts";
+import { readStat, startTimeToDate, statusWord } from "../src/proc/mod.ts";
 import { Api, intEnv, machine, row, startDaemon, timeCli } from "./common.ts";
 
 const JOBS = intEnv("JOBS", 1000);
 const RUNNING = intEnv("RUNNING", 200);
 const RUNS = intEnv("RUNS", 20);
+const MICRO_RUNS = 50; // in-process breakdown iterations
 const CONCURRENCY = intEnv("CONCURRENCY", 4);
 const GOAL_MS = 150;
 
@@ -84,6 +86,15 @@ try {
     await new Promise((r) => setTimeout(r, 100));
   }
 
+  // Idle CPU of the daemon while it watches the running jobs (its ExitWatcher poll loop).
+  const cpuTicks = () => {
+    const f = Deno.readTextFileSync(`/proc/${d.pid}/stat`).split(") ")[1].split(" ");
+    return Number(f[11]) + Number(f[12]); // utime + stime (fields 14, 15)
+  };
+  const c0 = cpuTicks();
+  await new Promise((r) => setTimeout(r, 3000));
+  const idleCpu = (cpuTicks() - c0) / 100 / 3; // USER_HZ = 100
+
   // ---- daemon response time over the socket -----------------------------------------------------
   for (let i = 0; i < 3; i++) await api.call("GET", "/v1/jobs"); // warm-up (JIT)
   const keepAlive: number[] = [];
@@ -102,6 +113,15 @@ try {
     a.close();
   }
 
+  const freshIp: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t = performance.now();
+    const a = new Api(d.socket, "127.0.0.1");
+    await a.call("GET", "/v1/jobs");
+    freshIp.push(performance.now() - t);
+    a.close();
+  }
+
   // ---- whole CLI -------------------------------------------------------------------------------
   const ps: number[] = [], psJson: number[] = [];
   for (let i = 0; i < RUNS; i++) ps.push(await timeCli(d, "ps"));
@@ -113,26 +133,45 @@ try {
   const rows = db.listJobs();
   const live = rows.filter((r) => r.state === "running");
   timeSync(5, () => svc.list()); // warm-up
-  const bList = timeSync(RUNS, () => db.listJobs());
-  const bCkpt = timeSync(RUNS, () => db.latestCheckpoints());
-  const bStatLive = timeSync(RUNS, () => live.forEach((r) => readStat(r.pid!)));
+  const bList = timeSync(MICRO_RUNS, () => db.listJobs());
+  const bCkpt = timeSync(MICRO_RUNS, () => db.latestCheckpoints());
+  const bStatLive = timeSync(MICRO_RUNS, () => live.forEach((r) => readStat(r.pid!)));
   // Job.#toJob's default parameter `latest = this.db.listCheckpoints(row.jid)[0]` is evaluated
   // whenever list() passes `undefined` (a job with no checkpoint): one SQL query per such job.
-  const bCkptEach = timeSync(RUNS, () => rows.forEach((r) => db.listCheckpoints(r.jid)));
-  const bDates = timeSync(RUNS, () =>
+  const bCkptEach = timeSync(MICRO_RUNS, () => rows.forEach((r) => db.listCheckpoints(r.jid)));
+  const bDates = timeSync(MICRO_RUNS, () =>
     rows.forEach((r) => {
       if (r.startTime) startTimeToDate(r.startTime).toISOString();
       new Date(r.createdAt).toISOString();
       new Date(r.updatedAt).toISOString();
     }));
-  const bSvc = timeSync(RUNS, () => svc.list());
+  const bSvc = timeSync(MICRO_RUNS, () => svc.list());
+  // A replica of list() that uses the one-query checkpoint map only (what the fix would cost).
+  const fixedList = () => {
+    const latest = db.latestCheckpoints();
+    return db.listJobs().map((r) => {
+      const st = r.state === "running" && r.pid !== null ? readStat(r.pid) : null;
+      const c = latest.get(r.jid);
+      return {
+        ...r,
+        status: st && st.startTime === r.startTime ? statusWord(st.state) : "halted",
+        startedAt: r.startTime ? startTimeToDate(r.startTime).toISOString() : null,
+        createdAt: new Date(r.createdAt).toISOString(),
+        updatedAt: new Date(r.updatedAt).toISOString(),
+        checkpoint: c ? { id: c.id, path: c.path, time: new Date(c.time).toISOString(), size: c.size } : null,
+      };
+    });
+  };
+  timeSync(5, fixedList);
+  const bFixed = timeSync(MICRO_RUNS, fixedList);
   const jobs = svc.list();
-  const bJson = timeSync(RUNS, () => JSON.stringify(jobs));
+  const bJson = timeSync(MICRO_RUNS, () => JSON.stringify(jobs));
   const body = JSON.stringify(jobs);
-  const bParse = timeSync(RUNS, () => JSON.parse(body));
-  const bTable = timeSync(RUNS, () => table(JOB_HEADER, (JSON.parse(body) as Job[]).map(jobRow)));
+  const bParse = timeSync(MICRO_RUNS, () => JSON.parse(body));
+  const bTable = timeSync(MICRO_RUNS, () => table(JOB_HEADER, (JSON.parse(body) as Job[]).map(jobRow)));
   db.close();
 
+  console.log(`daemon idle CPU with ${nSleep} running jobs: ${(idleCpu * 100).toFixed(1)}% of one core`);
   console.log(`\nGET /v1/jobs body: ${(bytes / 1024).toFixed(0)} KiB for ${jobs.length} jobs\n`);
   console.log(row("CLI `--version` (Deno start-up + imports)", version));
   console.log(row("CLI `ps`, empty DB", psEmpty));
@@ -140,6 +179,7 @@ try {
   console.log(row(`CLI \`ps --json\`, ${jobs.length} jobs`, psJson));
   console.log(row("GET /v1/jobs, keep-alive connection", keepAlive));
   console.log(row("GET /v1/jobs, fresh connection", fresh));
+  console.log(row("GET /v1/jobs, fresh connection, host 127.0.0.1", freshIp));
   console.log("\nin-process breakdown (this process, same DB):");
   console.log(row("  db.listJobs() (SQL + row mapping)", bList));
   console.log(row("  db.latestCheckpoints()", bCkpt));
@@ -147,6 +187,7 @@ try {
   console.log(row(`  db.listCheckpoints(jid) x ${rows.length} jobs`, bCkptEach));
   console.log(row(`  3 dates -> ISO x ${rows.length} jobs`, bDates));
   console.log(row("  svc.list() (whole handler minus HTTP)", bSvc));
+  console.log(row("  list() replica w/o per-job checkpoint query", bFixed));
   console.log(row("  JSON.stringify(jobs)", bJson));
   console.log(row("  CLI side: JSON.parse(body)", bParse));
   console.log(row("  CLI side: JSON.parse + table render", bTable));

@@ -23,14 +23,8 @@ export function findCriu(config: Config): string | null {
 }
 
 async function output(bin: string, args: string[]): Promise<{ ok: boolean; text: string }> {
-  try {
-    const out = await new Deno.Command(bin, { args, stdout: "piped", stderr: "piped", stdin: "null" })
-      .output();
-    const dec = new TextDecoder();
-    return { ok: out.success, text: dec.decode(out.stdout) + dec.decode(out.stderr) };
-  } catch (e) {
-    return { ok: false, text: (e as Error).message };
-  }
+  const r = await runCommand(bin, args);
+  return { ok: r.success, text: r.stdout + r.stderr };
 }
 
 export async function criuVersion(bin: string): Promise<string | null> {
