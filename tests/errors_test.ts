@@ -40,12 +40,12 @@ Deno.test(
     // malformed requests straight to the socket
     const client = Deno.createHttpClient({ proxy: { transport: "unix", path: d.socket } });
     for (const body of ["{nope", "[]", '{"args": "x", "cwd": "/", "env": {}}']) {
-      const res = await fetch("http://cedana/v1/run/process", { method: "POST", body, client });
+      const res = await fetch("http://localhost/v1/run/process", { method: "POST", body, client });
       assertEquals(res.status, 400);
       const b = await res.json();
       assertEquals(b.error.code, "invalid_argument");
     }
-    const res = await fetch("http://cedana/v1/run/nosuchtype", {
+    const res = await fetch("http://localhost/v1/run/nosuchtype", {
       method: "POST",
       body: JSON.stringify({ args: ["true"], cwd: "/", env: {} }),
       client,

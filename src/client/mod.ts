@@ -4,6 +4,8 @@
 import type { HealthResponse } from "../api/types.ts";
 import { CedanaError, isErrorCode, unavailable } from "../errors.ts";
 
+// The URL's host is never used to connect (the client goes to the Unix socket), but Deno still
+// resolves it: "localhost" needs no DNS query (another name stalled 5 s now and then).
 export class DaemonClient {
   #http: Deno.HttpClient | null = null;
 
@@ -29,7 +31,7 @@ export class DaemonClient {
   async call<T>(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
     let res: Response;
     try {
-      res = await fetch(`http://cedana${path}`, {
+      res = await fetch(`http://localhost${path}`, {
         method,
         client: this.http,
         headers: body !== undefined ? { "content-type": "application/json" } : undefined,
@@ -71,7 +73,7 @@ export class DaemonClient {
 
   websocket(path: string): WebSocket {
     // Deno's WebSocket accepts the same unix-socket HTTP client as fetch.
-    const ws = new WebSocket(`ws://cedana${path}`, { client: this.http } as unknown as string[]);
+    const ws = new WebSocket(`ws://localhost${path}`, { client: this.http } as unknown as string[]);
     ws.binaryType = "arraybuffer";
     return ws;
   }

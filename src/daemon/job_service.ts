@@ -225,7 +225,9 @@ export class JobService implements CrHost {
     return w === "dead" ? "halted" : w;
   }
 
-  #toJob(row: JobRow, latest = this.db.listCheckpoints(row.jid)[0]): Job {
+  /** `latest`: the job's newest checkpoint, null for none, undefined to look it up. */
+  #toJob(row: JobRow, latestArg?: CheckpointRow | null): Job {
+    const latest = latestArg === undefined ? this.db.listCheckpoints(row.jid)[0] : latestArg;
     return {
       jid: row.jid,
       type: row.type,
@@ -252,7 +254,7 @@ export class JobService implements CrHost {
 
   list(): Job[] {
     const latest = this.db.latestCheckpoints();
-    return this.db.listJobs().map((r) => this.#toJob(r, latest.get(r.jid)));
+    return this.db.listJobs().map((r) => this.#toJob(r, latest.get(r.jid) ?? null));
   }
 
   get(jid: string): Job {

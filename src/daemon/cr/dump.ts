@@ -51,6 +51,15 @@ interface DumpCtx {
   stats: Record<string, number> | null;
 }
 
+function exists(p: string): boolean {
+  try {
+    Deno.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function newCheckpointId(): string {
   return Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16).padStart(2, "0")).join(
     "",
@@ -247,10 +256,20 @@ export async function dump(host: CrHost, req: DumpRequest, row: JobRow | null): 
   const { bin, version } = await requireCriu(host);
   const time = Date.now();
   const type = row?.type ?? "process";
-  const name = req.name ?? `dump-${type}-${row?.jid ?? pid}-${Math.floor(time / 1000)}`;
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw invalidArgument(`invalid checkpoint name "${name}"`);
+  if (req.name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(req.name)) {
+    throw invalidArgument(`invalid checkpoint name "${req.name}"`);
+  }
   const baseDir = req.dir ?? host.config.checkpoint.dir;
   const ext = compression === "none" ? "" : archiveExt(compression);
+  // The default name has one-second resolution: two dumps in one second get a suffix.
+  let name = req.name ?? `dump-${type}-${row?.jid ?? pid}-${Math.floor(time / 1000)}`;
+  for (
+    let i = 2;
+    req.name === undefined && (exists(join(baseDir, name)) || exists(join(baseDir, name + ext)));
+    i++
+  ) {
+    name = `dump-${type}-${row?.jid ?? pid}-${Math.floor(time / 1000)}-${i}`;
+  }
   const c: DumpCtx = {
     req,
     host,

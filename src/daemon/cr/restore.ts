@@ -68,6 +68,8 @@ async function pidsFree(c: RestoreCtx): Promise<boolean> {
   }
 }
 
+// CRIU 4.2 logs but ignores a failing pre-resume script, so a damaged checkpoint is stopped here
+// by killing the restored tree while it is still held (not one instruction of it has run).
 const ACTION_SCRIPT = (gate: string) =>
   `#!/bin/sh
 # cedana: hold the restored tasks before they resume until the checkpoint's checksums are verified
@@ -75,7 +77,11 @@ case "$CRTOOLS_SCRIPT_ACTION" in
 pre-resume)
   while :; do
     [ -e '${gate}/ok' ] && exit 0
-    [ -e '${gate}/bad' ] && exit 1
+    if [ -e '${gate}/bad' ]; then
+      kill -KILL -- "-$CRTOOLS_INIT_PID" 2>/dev/null
+      kill -KILL "$CRTOOLS_INIT_PID" 2>/dev/null
+      exit 1
+    fi
     sleep 0.005
   done ;;
 post-resume) : > '${gate}/resumed' ;;
@@ -225,13 +231,13 @@ const steps: Step<RestoreCtx>[] = [
           c.pid = await restoreInNamespace(c, args, gate, logPath);
         }
       } catch (e) {
-        await c.verified!.catch((v: Error) => {
-          throw v; // a damaged checkpoint is the real cause: report that
-        });
+        await c.verified!; // a damaged checkpoint is the real cause when both fail: report that
         throw e;
       } finally {
         closeChildFds();
       }
+      // CRIU goes on after the gate killed the tree: a damaged checkpoint surfaces here.
+      await c.verified!;
       c.stats = readRestoreStats(c.workDir) as unknown as Record<string, number> | null;
     },
   },

@@ -1,0 +1,233 @@
+// C/R modes (leave-running, cycles, PID collisions, compression) and failure cases.
+import type { CheckpointInfo, CheckpointInspect, DumpResult, Job, RestoreResult } from "../src/api/types.ts";
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "../src/testing/asserts.ts";
+import {
+  assertContinues,
+  crOpts,
+  jobOf,
+  lastTick,
+  readLog,
+  startWorkload,
+  verify,
+  waitTicks,
+} from "./cr_helpers.ts";
+import { pidAlive, sleep, TestDaemon, waitFor, withDaemon } from "./helpers.ts";
+
+Deno.test(
+  "leave-running, then restore the copy after killing the original",
+  crOpts,
+  withDaemon(async (d) => {
+    const job = await startWorkload(d, "lr", "memory", "32");
+    const r = await d.json<DumpResult>("dump", "job", "lr", "--leave-running");
+    assertEquals(r.leftRunning, true);
+    assertEquals((await jobOf(d, "lr")).status !== "halted", true);
+    const t = await waitTicks(job.log!, lastTick(readLog(job.log!)) + 2); // still running on its own
+    await d.ok("job", "kill", "lr");
+    await waitFor(async () => (await jobOf(d, "lr")).status === "halted", "original killed");
+    const back = await d.json<RestoreResult>("restore", "job", "lr");
+    assertEquals(back.pidNamespace, false);
+    // the copy resumes from the dump's state: its counter restarts at the dump point, then grows
+    await waitFor(() => lastTick(readLog(job.log!).slice(-3)) > 0, "copy ticking");
+    await verify(d, "lr", job.log!);
+    assert(t > 0);
+  }),
+);
+
+Deno.test(
+  "5 dump/restore cycles in a row",
+  crOpts,
+  withDaemon(async (d) => {
+    const job = await startWorkload(d, "cyc", "pipes");
+    for (let i = 0; i < 5; i++) {
+      const before = lastTick(readLog(job.log!));
+      await d.ok("dump", "job", "cyc");
+      await d.ok("restore", "job", "cyc");
+      await assertContinues(job.log!, before);
+    }
+    await verify(d, "cyc", job.log!);
+    const cps = await d.json<CheckpointInfo[]>("job", "checkpoint", "list", "cyc");
+    assertEquals(cps.length, 5);
+    assert(cps[0].time >= cps[4].time, "newest first");
+  }),
+);
+
+Deno.test(
+  "restore while the original PIDs are taken: new PID namespace, side by side",
+  crOpts,
+  withDaemon(async (d) => {
+    const job = await startWorkload(d, "orig", "counter");
+    const dump = await d.json<DumpResult>("dump", "job", "orig", "--leave-running");
+    const copies: RestoreResult[] = [];
+    for (const jid of ["copy1", "copy2"]) {
+      copies.push(
+        await d.json<RestoreResult>("restore", "process", "--path", dump.checkpoint.path, "--jid", jid),
+      );
+    }
+    for (const c of copies) {
+      assertEquals(c.pidNamespace, true);
+      assert(c.job.pid !== job.pid, "a copy has its own host PID");
+      assert(pidAlive(c.job.pid!), "the copy runs");
+    }
+    const ps = await d.json<Job[]>("ps");
+    assertEquals(ps.filter((j) => j.status !== "halted").map((j) => j.jid).sort(), [
+      "copy1",
+      "copy2",
+      "orig",
+    ]);
+    await d.ok("job", "kill", "copy1", "copy2");
+    for (const c of copies) await waitFor(() => !pidAlive(c.job.pid!), "copy killed");
+    assert(pidAlive(job.pid!), "the original is untouched");
+  }),
+);
+
+for (const compression of ["tar", "gzip", "lz4", "zstd"]) {
+  Deno.test(
+    `compression ${compression}`,
+    crOpts,
+    withDaemon(async (d) => {
+      const job = await startWorkload(d, "z", "memory", "16");
+      const r = await d.json<DumpResult>("dump", "job", "z", "--compression", compression);
+      const ext = { tar: ".tar", gzip: ".tar.gz", lz4: ".tar.lz4", zstd: ".tar.zst" }[compression]!;
+      assert(r.checkpoint.path.endsWith(ext), r.checkpoint.path);
+      assert(Deno.statSync(r.checkpoint.path).isFile, "one archive");
+      assertEquals(r.checkpoint.size, Deno.statSync(r.checkpoint.path).size);
+      const before = lastTick(readLog(job.log!));
+      await d.ok("restore", "job", "z");
+      await assertContinues(job.log!, before);
+      await verify(d, "z", job.log!);
+      const listed = (await d.ok("ps")).split("\n")[1];
+      assertMatch(listed, /\d+s ago\s+[\d.]+ (KiB|MiB)/);
+    }),
+  );
+}
+
+Deno.test(
+  "checkpoint inspect and delete (record and files)",
+  crOpts,
+  withDaemon(async (d) => {
+    await startWorkload(d, "ins", "counter");
+    const r = await d.json<DumpResult>("dump", "job", "ins", "--leave-running");
+    const c = await d.json<CheckpointInspect>("job", "checkpoint", "inspect", r.checkpoint.id);
+    const m = c.manifest as { criu: { version: string }; files: { name: string; sha256: string }[] };
+    assertMatch(m.criu.version, /^4\./);
+    assert(m.files.some((f) => /^pages-\d+\.img$/.test(f.name) && f.sha256.length === 64));
+    assertStringIncludes(await d.ok("job", "checkpoint", "inspect", r.checkpoint.id), "pages written");
+    await d.ok("job", "checkpoint", "delete", r.checkpoint.id);
+    assertEquals((await d.json<CheckpointInfo[]>("checkpoints", "ins")).length, 0);
+    let gone = false;
+    try {
+      Deno.statSync(r.checkpoint.path);
+    } catch {
+      gone = true;
+    }
+    assert(gone, "files removed");
+  }),
+);
+
+Deno.test(
+  "failures: missing or corrupted checkpoint, exited job, busy job",
+  crOpts,
+  withDaemon(async (d) => {
+    const miss = await d.cli("restore", "process", "--path", `${d.dir}/nope`);
+    assertEquals(miss.code, 3);
+    assertStringIncludes(miss.stderr, "does not exist");
+
+    await startWorkload(d, "c", "counter");
+    const r = await d.json<DumpResult>("dump", "job", "c");
+    const pages = [...Deno.readDirSync(r.checkpoint.path)].find((e) => /^pages-\d+\.img$/.test(e.name))!.name;
+    const file = `${r.checkpoint.path}/${pages}`;
+    const bytes = Deno.readFileSync(file);
+    bytes[100] ^= 0xff;
+    Deno.writeFileSync(file, bytes);
+    const bad = await d.cli("restore", "job", "c");
+    assertEquals(bad.code, 5, bad.stderr);
+    assertStringIncludes(bad.stderr, `${pages} does not match its checksum`);
+    assertEquals((await jobOf(d, "c")).status, "halted");
+    Deno.truncateSync(file, 10);
+    const short = await d.cli("restore", "job", "c");
+    assertStringIncludes(short.stderr, `${pages} has 10 bytes`);
+
+    await d.ok("run", "process", "--jid", "gone", "--", "true");
+    await waitFor(async () => (await jobOf(d, "gone")).status === "halted", "exit");
+    const exited = await d.cli("dump", "job", "gone");
+    assertEquals(exited.code, 5);
+    assertStringIncludes(exited.stderr, "job gone is not running");
+
+    // two operations on one job at once: one is refused, never interleaved
+    await startWorkload(d, "busy", "memory", "256");
+    const [a, b] = await Promise.all([
+      d.cli("dump", "job", "busy", "--leave-running"),
+      d.cli("dump", "job", "busy", "--leave-running"),
+    ]);
+    const codes = [a.code, b.code].sort();
+    assertEquals(codes, [0, 5], a.stderr + b.stderr);
+    assertStringIncludes(a.stderr + b.stderr, "busy");
+  }),
+);
+
+Deno.test("disk full during a dump: clear error, job keeps running, nothing recorded", crOpts, async () => {
+  const d = new TestDaemon();
+  const small = `${d.dir}/small`;
+  Deno.mkdirSync(small);
+  const m = await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=4m", "tmpfs", small] })
+    .output();
+  if (!m.success) {
+    console.warn("cannot mount tmpfs; skipping");
+    await d.cleanup();
+    return;
+  }
+  await d.start();
+  try {
+    const job = await startWorkload(d, "big", "memory", "64");
+    const r = await d.cli("dump", "job", "big", "--dir", small);
+    assertEquals(r.code, 5, r.stderr);
+    assertStringIncludes(r.stderr, "criu dump failed");
+    const j = await jobOf(d, "big");
+    assertEquals(j.status !== "halted", true);
+    assertEquals(j.checkpoint, null);
+    const before = lastTick(readLog(job.log!));
+    await waitTicks(job.log!, before + 2);
+    assertEquals([...Deno.readDirSync(small)].length, 0);
+  } finally {
+    await d.cleanup().catch(() => {});
+    await new Deno.Command("umount", { args: [small] }).output();
+  }
+});
+
+Deno.test("daemon SIGKILLed in the middle of a dump: no half checkpoint, job not lost", crOpts, async () => {
+  const d = new TestDaemon();
+  await d.start();
+  try {
+    const job = await startWorkload(d, "victim", "memory", "512");
+    const dumping = d.cli("dump", "job", "victim");
+    // wait until CRIU is writing pages, then kill the daemon hard
+    await waitFor(
+      () => {
+        for (const e of Deno.readDirSync(`${d.dir}/checkpoints`)) {
+          if (!e.name.startsWith(".cedana-tmp-")) continue;
+          for (
+            const f of Deno.readDirSync(`${d.dir}/checkpoints/${e.name}`)
+          ) if (f.name.startsWith("pages-")) return true;
+        }
+        return false;
+      },
+      "criu writing pages",
+      20_000,
+    );
+    await d.stop("SIGKILL");
+    const r = await dumping;
+    assert(r.code !== 0, "the dump did not report success");
+    await sleep(500);
+    assert(pidAlive(job.pid!), "the job survived");
+    await d.start();
+    const j = await jobOf(d, "victim");
+    assertEquals(j.status !== "halted", true);
+    assertEquals(j.checkpoint, null);
+    assertEquals([...Deno.readDirSync(`${d.dir}/checkpoints`)].length, 0, "temporary files cleaned up");
+    const before = lastTick(readLog(job.log!));
+    await waitTicks(job.log!, before + 2);
+    await verify(d, "victim", job.log!);
+  } finally {
+    await d.cleanup();
+  }
+});
