@@ -106,3 +106,27 @@ Deno.test(
     assertEquals(readLog(j.log!).join(""), "");
   }),
 );
+
+Deno.test(
+  "a log-mode job restored with --attach streams its output to the client",
+  crOpts,
+  withDaemon(async (d) => {
+    await d.ok(
+      "run",
+      "process",
+      "--jid",
+      "la",
+      "--",
+      "sh",
+      "-c",
+      "i=0; while [ $i -lt 30 ]; do echo n$i; i=$((i+1)); sleep 0.1; done; exit 3",
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    await d.ok("dump", "job", "la");
+    const r = await d.cli("restore", "job", "la", "--attach");
+    assertEquals(r.code, 3, r.stderr);
+    assertStringIncludes(r.stdout, "n29\n");
+    const j = await jobOf(d, "la");
+    assertEquals([j.attachable, j.exitCode], [true, 3]);
+  }),
+);

@@ -51,6 +51,7 @@ export class DirHasher {
   readonly #buf = new Uint8Array(CHUNK);
   #stopped = false;
   #loop: Promise<void> | null = null;
+  #wake: () => void = () => {};
 
   constructor(readonly dir: string, readonly exclude: Set<string> = new Set()) {}
 
@@ -76,13 +77,21 @@ export class DirHasher {
           if (size > t.offset) t.offset = await hashRange(t.file, t.hash, t.offset, size, this.#buf);
         }
       } catch { /* the dir may not exist yet */ }
-      await new Promise((r) => setTimeout(r, 20));
+      // Sleep a little between passes, but wake at once when finish() is called.
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 20);
+        this.#wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
     }
   }
 
   /** Call once the writer is done: hashes what is left and returns every file, sorted by name. */
   async finish(): Promise<FileDigest[]> {
     this.#stopped = true;
+    this.#wake();
     await this.#loop;
     const out: FileDigest[] = [];
     for (const e of Deno.readDirSync(this.dir)) {

@@ -148,6 +148,15 @@ const steps: Step<RestoreCtx>[] = [
       const log = c.row.log;
       const files = new Set<string>();
       for (const s of Object.values(stdio)) if (s.kind === "file") files.add(s.path);
+      if (files.size && c.req.attachable && !c.row.attachable) {
+        // A log-mode job restored as attachable: one pipe stands in for its log file.
+        const p = pipe();
+        c.ourFds.push(p.read);
+        for (const path of files) give(p.write, path.replace(/^\//, ""));
+        c.io = pipesIo(null, p.read, null);
+        c.row = { ...c.row, attachable: true, log: null };
+        files.clear();
+      }
       for (const path of files) {
         // The log may have grown since the dump; CRIU would refuse its size, so hand it over.
         const target = path === c.manifest!.job.log && log ? log : path;

@@ -37,25 +37,26 @@ export function ptyIo(master: number): JobIo {
   };
 }
 
-/** stdin: the write end we keep; stdout/stderr: the read ends we keep. */
-export function pipesIo(stdin: number, stdout: number, stderr: number): JobIo {
-  let inputOpen = true;
+/** stdin: the write end we keep; stdout/stderr: the read ends we keep (null: the job has none). */
+export function pipesIo(stdin: number | null, stdout: number, stderr: number | null): JobIo {
+  let inputOpen = stdin !== null;
   return {
     onOutput(cb, end) {
-      Promise.all([pump(stdout, (d) => cb(STREAM_STDOUT, d)), pump(stderr, (d) => cb(STREAM_STDERR, d))])
-        .then(end);
+      const pumps = [pump(stdout, (d) => cb(STREAM_STDOUT, d))];
+      if (stderr !== null) pumps.push(pump(stderr, (d) => cb(STREAM_STDERR, d)));
+      Promise.all(pumps).then(end);
     },
     write: (data) => {
       if (!inputOpen) return;
       try {
-        writeFd(stdin, data);
+        writeFd(stdin!, data);
       } catch {
         // EPIPE: the job closed its stdin; stop writing rather than fail the attached client.
         inputOpen = false;
       }
     },
     endInput: () => {
-      if (inputOpen) closeFd(stdin);
+      if (inputOpen) closeFd(stdin!);
       inputOpen = false;
     },
   };
