@@ -190,3 +190,62 @@ Deno.test("daemon: socket mode 0600, second daemon refused, stale socket replace
     await d.cleanup();
   }
 });
+
+Deno.test("attachable and tty jobs survive a daemon restart and can be attached again", opts, async () => {
+  const d = new TestDaemon();
+  await d.start();
+  try {
+    await d.ok(
+      "run",
+      "process",
+      "--attachable",
+      "--jid",
+      "pipes",
+      "--",
+      "sh",
+      "-c",
+      'while read l; do echo "p:$l"; done; exit 6',
+    );
+    await d.ok(
+      "run",
+      "process",
+      "--tty",
+      "--jid",
+      "term",
+      "--",
+      "sh",
+      "-c",
+      'while read l; do echo "t:$l"; done',
+    );
+    // a chatty one: it writes all the time, including while no daemon runs
+    await d.ok(
+      "run",
+      "process",
+      "--attachable",
+      "--jid",
+      "chatty",
+      "--",
+      "sh",
+      "-c",
+      "i=0; while :; do echo $i; i=$((i+1)); sleep 0.05; done",
+    );
+    assertEquals(await d.stop(), 0);
+    await sleep(1000);
+    await d.start();
+    const ps = await d.json<Job[]>("ps");
+    assertEquals(ps.map((j) => [j.jid, j.status !== "halted"]), [["pipes", true], ["term", true], [
+      "chatty",
+      true,
+    ]]);
+    const p = await d.cliWith({ stdin: "a\n" }, "job", "attach", "pipes");
+    // the job is no longer the daemon's child: output yes, exit code unknowable
+    assertEquals([p.stdout, p.code], ["p:a\n", 0]);
+    assertStringIncludes(p.stderr, "exit code is unknown");
+    const t = await d.cliWith({ stdin: "b\n" }, "job", "attach", "term");
+    assertStringIncludes(t.stdout, "t:b");
+    const c = await d.json<JobInspect>("job", "inspect", "chatty");
+    assertEquals(c.ioAvailable, true);
+  } finally {
+    await d.cleanup();
+  }
+});

@@ -48,8 +48,13 @@ export async function attachJob(
     ws.onmessage = (e) => {
       if (typeof e.data === "string") {
         const m = JSON.parse(e.data) as AttachServerMessage;
-        if (m.type === "exit") finish(m.exitCode ?? 128 + (SIGNALS[m.exitSignal ?? ""] ?? 0));
-        else if (m.type === "error") finish(unavailable(m.message));
+        if (m.type === "exit") {
+          if (m.exitCode === null && m.exitSignal === null) {
+            // e.g. the job outlived an earlier daemon, so it is no longer our child
+            console.error(`job ${jid} exited; its exit code is unknown (it is not a child of this daemon)`);
+            finish(0);
+          } else finish(m.exitCode ?? 128 + (SIGNALS[m.exitSignal ?? ""] ?? 0));
+        } else if (m.type === "error") finish(unavailable(m.message));
         return;
       }
       const frame = new Uint8Array(e.data as ArrayBuffer);

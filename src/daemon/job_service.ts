@@ -29,6 +29,7 @@ import type { CheckpointRow, JobDb, JobRow } from "./db.ts";
 import { detectCompression } from "../checkpoint/archive.ts";
 import type { CrHost } from "./cr/host.ts";
 import { dump as runDump, TMP_PREFIX } from "./cr/dump.ts";
+import { type IoKeep, reclaimIo, releaseIo } from "../plugins/process/io.ts";
 import { restore as runRestore } from "./cr/restore.ts";
 import { IoHub } from "./io_hub.ts";
 import type { Logger } from "./log.ts";
@@ -171,6 +172,7 @@ export class JobService implements CrHost {
       if (!cur || cur.pid !== pid || cur.state !== "running") return;
       this.db.updateJob(jid, { state: "halted", exitCode: code, exitSignal: signal });
       this.#hubs.get(jid)?.exited({ code, signal });
+      releaseIo(cur.details.ioKeepers as IoKeep | undefined);
       this.log.info("job exited", { jid, pid, code, signal });
     };
     if (source?.exited) {
@@ -205,6 +207,10 @@ export class JobService implements CrHost {
       const st = row.pid !== null ? readStat(row.pid) : null;
       if (st && st.startTime === row.startTime && st.state !== "Z" && st.state !== "X") {
         running++;
+        const keep = row.details.ioKeepers as IoKeep | undefined;
+        const io = keep ? reclaimIo(keep) : null;
+        if (io) this.#hubs.set(row.jid, new IoHub(io));
+        else if (row.attachable) this.log.warn("attachable job's I/O is gone", { jid: row.jid });
         this.#watch(row);
       } else {
         halted++;
@@ -334,6 +340,7 @@ export class JobService implements CrHost {
       this.#watchers.delete(row.jid);
       this.#hubs.delete(row.jid);
       this.#sources.delete(row.jid);
+      releaseIo(row.details.ioKeepers as IoKeep | undefined);
       this.db.deleteJob(row.jid);
       out.deleted.push(row.jid);
     }
@@ -366,6 +373,7 @@ export class JobService implements CrHost {
   }
 
   dumped(jid: string): void {
+    releaseIo(this.db.getJob(jid)?.details.ioKeepers as IoKeep | undefined);
     this.db.updateJob(jid, { state: "halted", exitCode: null, exitSignal: null });
     this.#sources.delete(jid);
     this.#hubs.get(jid)?.exited({ code: null, signal: null });

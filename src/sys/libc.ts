@@ -17,6 +17,7 @@ const SYMBOLS = {
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   syscall: { parameters: ["i64", "i64", "i64"], result: "i64" },
+  syscall3: { name: "syscall", parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
   // A blocking poll must not stall the event loop, so it runs on Deno's blocking thread pool.
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
   // A pty master read blocks until the job prints something, so it also runs off the event loop.
@@ -47,6 +48,7 @@ const F_SETFD = 2;
 const FD_CLOEXEC = 1;
 const TIOCSWINSZ = 0x5414;
 const SYS_PIDFD_OPEN = 434;
+const SYS_PIDFD_GETFD = 438;
 const POLLIN = 0x1;
 const POLLNVAL = 0x20;
 const P_PIDFD = 3;
@@ -178,6 +180,15 @@ export async function pollReadable(fds: number[], timeoutMs: number): Promise<nu
 export function setWindowSize(fd: number, cols: number, rows: number): void {
   const winsize = new Uint16Array([rows, cols, 0, 0]);
   check("ioctl(TIOCSWINSZ)", lib().ioctl(fd, BigInt(TIOCSWINSZ), new Uint8Array(winsize.buffer)));
+}
+
+/**
+ * A duplicate of another process's fd `targetFd` (pidfd_getfd, Linux >= 5.6, needs ptrace rights:
+ * root). How a restarted daemon takes back the I/O of attachable jobs from their keepers.
+ */
+export function pidfdGetfd(pidfd: number, targetFd: number): number {
+  const rc = Number(lib().syscall3(BigInt(SYS_PIDFD_GETFD), BigInt(pidfd), BigInt(targetFd), 0n));
+  return check(`pidfd_getfd(${targetFd})`, rc);
 }
 
 /** Returns a pidfd for `pid`; throws ErrnoError (errno ESRCH when there is no such process). */

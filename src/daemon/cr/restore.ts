@@ -13,7 +13,7 @@ import { restoreArgs } from "../../criu/options.ts";
 import { criuErrorLines, runCriu, spawnCriu } from "../../criu/run.ts";
 import { readRestoreStats } from "../../criu/stats.ts";
 import { failedPrecondition, notFound } from "../../errors.ts";
-import { pipesIo, ptyIo } from "../../plugins/process/io.ts";
+import { type IoKeep, keptPipes, keptPty, releaseIo } from "../../plugins/process/io.ts";
 import type { JobIo } from "../../plugins/mod.ts";
 import { children, readStat } from "../../proc/mod.ts";
 import { closeFd, openpty, pipe } from "../../sys/mod.ts";
@@ -40,6 +40,7 @@ interface RestoreCtx {
   childFds: number[];
   inherit: { fd: number; resource: string }[];
   io: JobIo | null;
+  keep?: IoKeep;
   ourFds: number[];
   pid: number;
   stats: Record<string, number> | null;
@@ -134,6 +135,7 @@ const steps: Step<RestoreCtx>[] = [
     name: "io",
     run(c, undo) {
       undo(() => {
+        releaseIo(c.keep);
         for (const fd of [...c.childFds, ...c.ourFds]) {
           try {
             closeFd(fd);
@@ -153,7 +155,7 @@ const steps: Step<RestoreCtx>[] = [
         const p = pipe();
         c.ourFds.push(p.read);
         for (const path of files) give(p.write, path.replace(/^\//, ""));
-        c.io = pipesIo(null, p.read, null);
+        ({ io: c.io, keep: c.keep } = keptPipes(null, p.read, null));
         c.row = { ...c.row, attachable: true, log: null };
         files.clear();
       }
@@ -181,14 +183,14 @@ const steps: Step<RestoreCtx>[] = [
           if (ino !== undefined) give(childEnd, `pipe:[${ino}]`);
           else closeFd(childEnd);
         }
-        c.io = pipesIo(made[0].write, made[1].read, made[2].read);
+        ({ io: c.io, keep: c.keep } = keptPipes(made[0].write, made[1].read, made[2].read));
       }
       const tty = Object.values(stdio).find((s) => s.kind === "tty") as { id: string } | undefined;
       if (tty) {
         const pty = openpty();
         c.ourFds.push(pty.master);
         give(pty.slave, tty.id);
-        c.io = ptyIo(pty.master);
+        ({ io: c.io, keep: c.keep } = keptPty(pty.master));
       }
     },
   },
@@ -366,7 +368,12 @@ export async function restore(
     exitCode: null,
     exitSignal: null,
     adopted: c.pidNamespace, // not our child in a namespace: no exit code
-    details: { ...c.row.details, restoredFrom: target.path, pidNamespace: c.pidNamespace || undefined },
+    details: {
+      ...c.row.details,
+      ioKeepers: c.keep,
+      restoredFrom: target.path,
+      pidNamespace: c.pidNamespace || undefined,
+    },
     updatedAt: Date.now(),
   };
   host.restored(row, c.io, !c.pidNamespace);

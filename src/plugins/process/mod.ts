@@ -34,6 +34,7 @@ function run(req: RunProcessRequest, ctx: PluginContext): StartedJob {
     log,
     exited: spawned.exited,
     io: spawned.io,
+    details: spawned.keep ? { ioKeepers: spawned.keep } : undefined,
   };
 }
 

@@ -4,11 +4,9 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import type { Buffer } from "node:buffer";
-import { STREAM_STDERR, STREAM_STDOUT } from "../../api/types.ts";
 import { failedPrecondition, invalidArgument } from "../../errors.ts";
-import { closeFd, openpty, setWindowSize, trackSpawn, untrackSpawn } from "../../sys/mod.ts";
-import { ptyIo } from "./io.ts";
+import { closeFd, openpty, pipe, setWindowSize, trackSpawn, untrackSpawn } from "../../sys/mod.ts";
+import { type IoKeep, keptPipes, keptPty } from "./io.ts";
 import { signalName, SIGNALS } from "../../daemon/signals.ts";
 import type { ExitStatus, JobIo } from "../types.ts";
 
@@ -73,6 +71,7 @@ export interface Spawned {
   pid: number;
   exited: Promise<ExitStatus>;
   io?: JobIo;
+  keep?: IoKeep;
 }
 
 function spawnError(e: unknown): never {
@@ -100,7 +99,9 @@ export function spawnToLog(spec: SpawnSpec, logPath: string): Spawned {
   }
 }
 
+/** Raw pipes (not node streams): the daemon's ends must be shareable with keepers. */
 export function spawnWithPipes(spec: SpawnSpec): Spawned {
+  const [i, o, e] = [pipe(), pipe(), pipe()];
   let child: ChildProcess;
   try {
     child = spawn(spec.exe, spec.args.slice(1), {
@@ -108,29 +109,19 @@ export function spawnWithPipes(spec: SpawnSpec): Spawned {
       cwd: spec.cwd,
       env: spec.env,
       detached: true,
-      stdio: ["pipe", "pipe", "pipe"],
+      stdio: [i.read, o.write, e.write],
     });
-  } catch (e) {
-    spawnError(e);
+  } catch (err) {
+    for (const fd of [i.write, o.read, e.read]) closeFd(fd);
+    spawnError(err);
+  } finally {
+    for (const fd of [i.read, o.write, e.write]) closeFd(fd);
   }
   if (child.pid === undefined) spawnError(new Error("no pid"));
   const exited = exitPromise(child);
-  // An attached client going away must never kill the job with EPIPE on its stdin.
-  child.stdin!.on("error", () => {});
-  const io: JobIo = {
-    onOutput(cb, end) {
-      let open = 2;
-      const done = () => --open === 0 && end();
-      child.stdout!.on("data", (d: Buffer) => cb(STREAM_STDOUT, new Uint8Array(d)));
-      child.stderr!.on("data", (d: Buffer) => cb(STREAM_STDERR, new Uint8Array(d)));
-      child.stdout!.on("close", done);
-      child.stderr!.on("close", done);
-    },
-    write: (data) => void child.stdin!.write(data),
-    endInput: () => void child.stdin!.end(),
-  };
+  const { io, keep } = keptPipes(i.write, o.read, e.read);
   child.unref();
-  return { pid: child.pid!, exited, io };
+  return { pid: child.pid!, exited, io, keep };
 }
 
 /**
@@ -155,7 +146,7 @@ export function spawnWithPty(spec: SpawnSpec, cols = 80, rows = 24): Spawned {
   }
   if (child.pid === undefined) spawnError(new Error("no pid"));
   const exited = exitPromise(child);
-  const io = ptyIo(pty.master);
+  const { io, keep } = keptPty(pty.master);
   child.unref();
-  return { pid: child.pid!, exited, io };
+  return { pid: child.pid!, exited, io, keep };
 }
