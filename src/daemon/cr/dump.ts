@@ -106,7 +106,11 @@ const steps: Step<DumpCtx>[] = [
           const id = ttyExternalId(target);
           c.stdio[fd] = { kind: "tty", id };
           if (!c.external.includes(id)) c.external.push(id);
-        } else if (target.startsWith("/") && row?.log === target) {
+        } else if (
+          row?.log === target || (fd !== "0" && target.startsWith("/") && !target.startsWith("/dev/"))
+        ) {
+          // A log file (ours, or any file a process writes its output to) is handed to CRIU at
+          // restore, opened for appending: it may have grown in the meantime.
           c.stdio[fd] = { kind: "file", path: target };
         }
       }

@@ -12,7 +12,7 @@ import { type Manifest, readManifest, verifyHashes, verifySizes } from "../../ch
 import { restoreArgs } from "../../criu/options.ts";
 import { criuErrorLines, runCriu, spawnCriu } from "../../criu/run.ts";
 import { readRestoreStats } from "../../criu/stats.ts";
-import { failedPrecondition, notFound } from "../../errors.ts";
+import { type CedanaError, failedPrecondition, notFound } from "../../errors.ts";
 import { type IoKeep, keptPipes, keptPty, releaseIo } from "../../plugins/process/io.ts";
 import type { JobIo } from "../../plugins/mod.ts";
 import { children, readStat } from "../../proc/mod.ts";
@@ -203,21 +203,22 @@ const steps: Step<RestoreCtx>[] = [
       const script = join(c.workDir, "action.sh");
       Deno.writeTextFileSync(script, ACTION_SCRIPT(gate), { mode: 0o755 });
       const pidFile = join(c.workDir, "restore.pid");
-      const args = restoreArgs({
-        imagesDir: c.imagesDir,
-        workDir: c.workDir,
-        logFile: "restore.log",
-        shellJob: !!m.criu.flags.shellJob,
-        tcpEstablished: !!m.criu.flags.tcpEstablished,
-        fileLocks: !!m.criu.flags.fileLocks,
-        extUnixSk: !!m.criu.flags.extUnixSk,
-        linkRemap: !!m.criu.flags.linkRemap,
-        actionScript: script,
-        detach: !c.pidNamespace,
-        restoreSibling: !c.pidNamespace,
-        pidFile: c.pidNamespace ? undefined : pidFile,
-        inheritFds: c.inherit,
-      });
+      const args = (ns: boolean) =>
+        restoreArgs({
+          imagesDir: c.imagesDir,
+          workDir: c.workDir,
+          logFile: "restore.log",
+          shellJob: !!m.criu.flags.shellJob,
+          tcpEstablished: !!m.criu.flags.tcpEstablished,
+          fileLocks: !!m.criu.flags.fileLocks,
+          extUnixSk: !!m.criu.flags.extUnixSk,
+          linkRemap: !!m.criu.flags.linkRemap,
+          actionScript: script,
+          detach: !ns,
+          restoreSibling: !ns,
+          pidFile: ns ? undefined : pidFile,
+          inheritFds: c.inherit,
+        });
       c.verified!.then(
         () => Deno.writeTextFileSync(join(gate, "ok"), ""),
         () => Deno.writeTextFileSync(join(gate, "bad"), ""),
@@ -236,10 +237,21 @@ const steps: Step<RestoreCtx>[] = [
       };
       try {
         if (!c.pidNamespace) {
-          await runCriu(c.criu, args, logPath, "criu restore", { extraFds: c.childFds });
-          c.pid = Number(Deno.readTextFileSync(pidFile).trim());
+          try {
+            await runCriu(c.criu, args(false), logPath, "criu restore", { extraFds: c.childFds });
+            c.pid = Number(Deno.readTextFileSync(pidFile).trim());
+          } catch (e) {
+            // A PID can look free in /proc yet still be allocated (someone holds a pidfd of the
+            // dead process): CRIU's fork then fails with EEXIST. A new namespace sidesteps it.
+            if (!(e as CedanaError).details?.some((l) => /Can't fork for \d+: File exists/.test(l))) throw e;
+            c.pidNamespace = true;
+            c.host.log.info("original PIDs still allocated; restoring in a new PID namespace", {
+              jid: c.row.jid,
+            });
+            c.pid = await restoreInNamespace(c, args(true), gate, logPath);
+          }
         } else {
-          c.pid = await restoreInNamespace(c, args, gate, logPath);
+          c.pid = await restoreInNamespace(c, args(true), gate, logPath);
         }
       } catch (e) {
         await c.verified!; // a damaged checkpoint is the real cause when both fail: report that

@@ -1,0 +1,71 @@
+import { assertEquals } from "../testing/asserts.ts";
+import type { ExitStatus, JobIo } from "../plugins/mod.ts";
+import { IoHub } from "./io_hub.ts";
+
+function fakeIo() {
+  let out: (s: number, d: Uint8Array) => void = () => {};
+  let end = () => {};
+  const written: string[] = [];
+  const io: JobIo = {
+    onOutput(cb, e) {
+      out = cb;
+      end = e;
+    },
+    write: (d) => written.push(new TextDecoder().decode(d)),
+    endInput: () => written.push("<eof>"),
+  };
+  return {
+    io,
+    emit: (s: number, t: string) => out(s, new TextEncoder().encode(t)),
+    end: () => end(),
+    written,
+  };
+}
+
+function collector() {
+  const got: string[] = [];
+  let exit: ExitStatus | null = null;
+  return {
+    sub: {
+      output: (s: number, d: Uint8Array) => got.push(`${s}:${new TextDecoder().decode(d)}`),
+      exit: (st: ExitStatus) => exit = st,
+    },
+    got,
+    exit: () => exit,
+  };
+}
+
+Deno.test("io hub: broadcast, replay from an offset, exit after output drained", () => {
+  const f = fakeIo();
+  const hub = new IoHub(f.io);
+  f.emit(1, "hello ");
+  const a = collector();
+  hub.attach(a.sub); // default: only new output
+  const b = collector();
+  hub.attach(b.sub, 0); // replay from the start
+  f.emit(2, "err");
+  f.emit(1, "world");
+  assertEquals(a.got, ["2:err", "1:world"]);
+  assertEquals(b.got, ["1:hello ", "2:err", "1:world"]);
+  const c = collector();
+  hub.attach(c.sub, 3); // from the middle of a chunk
+  assertEquals(c.got, ["1:lo ", "2:err", "1:world"]);
+  hub.exited({ code: 3, signal: null });
+  assertEquals(a.exit(), null, "not before the output has ended");
+  f.end();
+  assertEquals(a.exit(), { code: 3, signal: null });
+  assertEquals(b.exit(), { code: 3, signal: null });
+  const late = collector();
+  hub.attach(late.sub, 0);
+  assertEquals(late.exit(), { code: 3, signal: null });
+  hub.input(new TextEncoder().encode("ignored after exit"));
+  assertEquals(f.written, []);
+});
+
+Deno.test("io hub: input and end of input reach the job", () => {
+  const f = fakeIo();
+  const hub = new IoHub(f.io);
+  hub.input(new TextEncoder().encode("x"));
+  hub.endInput();
+  assertEquals(f.written, ["x", "<eof>"]);
+});

@@ -1,0 +1,77 @@
+// `cedana check` / `cedana daemon check`, config through --config-dir, and `dump process`.
+import type { DumpResult, RestoreResult } from "../src/api/types.ts";
+import { assert, assertEquals, assertStringIncludes } from "../src/testing/asserts.ts";
+import { crOpts, HAVE_CRIU, readLog, waitTicks } from "./cr_helpers.ts";
+import { opts, pidAlive, TestDaemon, waitFor, withDaemon } from "./helpers.ts";
+
+Deno.test("check: CRIU, kernel and daemon; daemon check fails when the daemon is down", opts, async () => {
+  const d = new TestDaemon();
+  try {
+    const down = await d.cli("daemon", "check");
+    assertEquals(down.code, 1);
+    assertStringIncludes(down.stdout, "FAIL  daemon");
+    assertStringIncludes(down.stdout, "fix: start it: cedana daemon start");
+    const plain = await d.cli("check", "--json");
+    const report = JSON.parse(plain.stdout) as { ok: boolean; checks: { name: string; ok: boolean }[] };
+    assertEquals(report.checks.find((c) => c.name === "daemon")?.ok, false);
+    assertEquals(plain.code, HAVE_CRIU ? 0 : 1, "the daemon is not required by plain `check`");
+    await d.start();
+    const up = await d.cli("daemon", "check");
+    assertEquals(up.code, HAVE_CRIU ? 0 : 1, up.stdout);
+    assertStringIncludes(up.stdout, `ok    daemon      ${d.socket}`);
+    const noCriu = await d.cliWith({ env: { CEDANA_CRIU_BINARY_PATH: "/nonexistent/criu" } }, "check");
+    assertEquals(noCriu.code, 1);
+    assertStringIncludes(noCriu.stdout, "FAIL  criu");
+  } finally {
+    await d.cleanup();
+  }
+});
+
+Deno.test("config file in --config-dir sets the socket the CLI and daemon use", opts, async () => {
+  const d = new TestDaemon();
+  const sock = `${d.dir}/from-config.sock`;
+  Deno.writeTextFileSync(`${d.dir}/config/config.json`, JSON.stringify({ address: sock }));
+  const { CEDANA_ADDRESS: _, ...env } = d.env;
+  (d as unknown as { env: Record<string, string> }).env = env;
+  Object.defineProperty(d, "socket", { get: () => sock });
+  try {
+    await d.start();
+    assert(Deno.statSync(sock).isSocket);
+    const r = await d.cli("--config-dir", `${d.dir}/config`, "ps");
+    assertEquals(r.code, 0, r.stderr);
+  } finally {
+    await d.cleanup();
+  }
+});
+
+Deno.test(
+  "dump process PID (not a job), then restore it as a new job",
+  crOpts,
+  withDaemon(async (d) => {
+    const log = `${d.dir}/free.log`;
+    const child = new Deno.Command("setsid", {
+      args: ["sh", "-c", `exec >>${log} 2>&1; i=0; while :; do echo "tick $i"; i=$((i+1)); sleep 0.1; done`],
+      stdin: "null",
+    }).spawn();
+    await waitTicks(log, 2);
+    const r = await d.json<DumpResult>("dump", "process", String(child.pid));
+    assertEquals(r.checkpoint.jid, null);
+    await child.status;
+    const back = await d.json<RestoreResult>(
+      "restore",
+      "process",
+      "--path",
+      r.checkpoint.path,
+      "--jid",
+      "revived",
+    );
+    assertEquals(back.job.jid, "revived");
+    // This test holds a pidfd of its child (Deno.Command), so the PID stays allocated after it died:
+    // the restore notices and falls back to a new PID namespace.
+    assertEquals(back.pidNamespace, true);
+    const before = Number(readLog(log).filter((l) => l.startsWith("tick")).at(-1)!.slice(5));
+    await waitTicks(log, before + 2);
+    await d.ok("job", "kill", "revived");
+    await waitFor(() => !pidAlive(back.job.pid!), "killed");
+  }),
+);
