@@ -28,6 +28,10 @@ apt_install() {
   if [ -z "$apt_ready" ]; then apt-get update -qq; apt_ready=1; fi
   log "apt-get install ${missing[*]}"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts containerd as a system service; cedana's tests run private instances instead
+  if [[ " ${missing[*]} " == *" containerd "* ]] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now containerd >/dev/null 2>&1 || true
+  fi
 }
 
 install_deno() {
@@ -111,7 +115,8 @@ install_cedana() {
 
 main() {
   need_root
-  apt_install ca-certificates iptables util-linux procps gcc libc6-dev python3 e2fsprogs
+  apt_install ca-certificates iptables util-linux procps gcc libc6-dev python3 tar gzip zstd lz4 \
+    runc containerd umoci busybox-static
   command -v npm >/dev/null 2>&1 || apt_install npm
   install_deno
   install_criu
@@ -119,5 +124,11 @@ main() {
   install_cedana
 }
 
-if [ "${1:-}" = "--deps-only" ]; then need_root; apt_install ca-certificates iptables util-linux procps gcc libc6-dev python3; install_deno; install_criu; exit 0; fi
+if [ "${1:-}" = "--deps-only" ]; then
+  need_root
+  apt_install ca-certificates iptables util-linux procps gcc libc6-dev python3 tar gzip zstd lz4 runc containerd umoci busybox-static
+  install_deno
+  install_criu
+  exit 0
+fi
 main "$@"

@@ -143,6 +143,10 @@ export interface DumpRequest {
   external?: string[];
   /** JSON object of extra CRIU long options. */
   criuOpts?: string;
+  /** Containers: dump the job running this container (`cedana dump runc CID`). */
+  container?: { type: JobType; id: string };
+  /** Containers: do not save the rootfs. */
+  ignoreRootfs?: boolean;
 }
 
 export interface CheckpointInfo {
@@ -175,6 +179,12 @@ export interface RestoreRequest {
   newJid?: string;
   attachable?: boolean;
   log?: string;
+  /** `restore runc|containerd`: the job type of the new job (default: from the checkpoint). */
+  type?: JobType;
+  /** Containers: the new container's ID, bundle and runc root. */
+  id?: string;
+  bundle?: string;
+  root?: string;
 }
 
 export interface RestoreResult {
@@ -188,4 +198,26 @@ export interface RestoreResult {
 
 export interface CheckpointInspect extends CheckpointInfo {
   manifest: Record<string, unknown>;
+}
+
+// ---- containers ----------------------------------------------------------------------------
+
+export interface RunRuncRequest {
+  jid?: string;
+  bundle: string;
+  /** Container ID (default: the JID). */
+  id?: string;
+  /** runc state root (default /run/runc). */
+  root?: string;
+  attachable?: boolean;
+  log?: string;
+  noPivot?: boolean;
+  systemdCgroup?: boolean;
+}
+
+export interface ManageRuncRequest {
+  jid?: string;
+  id: string;
+  root?: string;
+  bundle?: string;
 }

@@ -1,7 +1,7 @@
 // `cedana check` / `cedana daemon check`: is everything needed for checkpoint/restore here?
 import { Command } from "@commander-js/extra-typings";
 import { criuCheck, criuVersion, findCriu, MIN_CRIU, versionAtLeast } from "../criu/mod.ts";
-import { closeFd, pidfdOpen } from "../sys/mod.ts";
+import { closeFd, pidfdOpen, runCommand } from "../sys/mod.ts";
 import { configOf } from "./context.ts";
 import { DaemonClient } from "../client/mod.ts";
 import { printJson } from "./render.ts";
@@ -56,6 +56,23 @@ async function runChecks(cmd: Command<any, any, any>, daemonRequired: boolean): 
     detail: `${kernel}, pidfd ${pidfd ? "supported" : "missing"}`,
     fix: pidfd ? undefined : "Linux >= 5.3 is needed (pidfd_open)",
   });
+  // Container runtimes are optional: only runc/containerd jobs need them.
+  for (
+    const [name, args, re] of [
+      ["runc", ["--version"], /runc version (\S+)/],
+      ["containerd", ["--version"], /containerd \S+ v?(\S+)/],
+    ] as const
+  ) {
+    const r = await runCommand(name, [...args]);
+    const v = re.exec(r.stdout)?.[1];
+    items.push({
+      name,
+      ok: r.success && !!v,
+      required: false,
+      detail: r.success ? `version ${v ?? "unknown"}` : "not installed",
+      fix: r.success ? undefined : `needed only for ${name} jobs (apt-get install ${name})`,
+    });
+  }
   const root = Deno.uid() === 0;
   items.push({
     name: "privileges",

@@ -110,8 +110,13 @@ export function dumpCommand() {
   const dump = new Command("dump").description("Checkpoint a job or a process with CRIU");
   dump.addCommand(
     dumpFlags(new Command("job").argument("<jid>").description("Checkpoint a managed job"))
-      .action(async (jid: string, o: DumpCliOpts, cmd: Command) => {
-        const r = await clientOf(cmd).post<DumpResult>("/v1/dump", { ...dumpRequest(o), jid });
+      .option("--ignore-rootfs", "containers: do not save the container's filesystem")
+      .action(async (jid: string, o: DumpCliOpts & { ignoreRootfs?: boolean }, cmd: Command) => {
+        const r = await clientOf(cmd).post<DumpResult>("/v1/dump", {
+          ...dumpRequest(o),
+          jid,
+          ignoreRootfs: o.ignoreRootfs,
+        });
         printDump(r, `job ${jid}`, o.json);
       }) as unknown as Command,
   );
@@ -120,6 +125,20 @@ export function dumpCommand() {
       .action(async (pid: string, o: DumpCliOpts, cmd: Command) => {
         const r = await clientOf(cmd).post<DumpResult>("/v1/dump", { ...dumpRequest(o), pid: parsePid(pid) });
         printDump(r, `process ${pid}`, o.json);
+      }) as unknown as Command,
+  );
+  dump.addCommand(
+    dumpFlags(
+      new Command("runc").argument("<cid>").description("Checkpoint the runc container CID (a managed job)"),
+    )
+      .option("--ignore-rootfs", "do not save the container's filesystem")
+      .action(async (cid: string, o: DumpCliOpts & { ignoreRootfs?: boolean }, cmd: Command) => {
+        const r = await clientOf(cmd).post<DumpResult>("/v1/dump", {
+          ...dumpRequest(o),
+          container: { type: "runc", id: cid },
+          ignoreRootfs: o.ignoreRootfs,
+        });
+        printDump(r, `container ${cid}`, o.json);
       }) as unknown as Command,
   );
   return dump;
@@ -192,6 +211,28 @@ export function restoreCommand() {
         .option("-j, --jid <jid>", "ID of the new job (default: a random name)"),
     ).action(async (o: RestoreCliOpts, cmd: Command) =>
       await doRestore({ newJid: o.jid }, o, cmd as never)
+    ) as unknown as Command,
+  );
+  restore.addCommand(
+    restoreFlags(
+      new Command("runc").description("Restore a runc checkpoint as a new job (a new container)")
+        .requiredOption("-p, --path <path>", "checkpoint directory or archive")
+        .option("-b, --bundle <dir>", "bundle to restore into (default: the dumped container's)")
+        .option("-i, --id <cid>", "new container ID (default: the dumped one)")
+        .option("-r, --root <dir>", "runc state root")
+        .option("-j, --jid <jid>", "ID of the new job (default: a random name)"),
+    ).action(async (o: RestoreCliOpts & { bundle?: string; id?: string; root?: string }, cmd: Command) =>
+      await doRestore(
+        {
+          newJid: o.jid,
+          type: "runc",
+          bundle: o.bundle ? resolve(o.bundle) : undefined,
+          id: o.id,
+          root: o.root ? resolve(o.root) : undefined,
+        },
+        o,
+        cmd as never,
+      )
     ) as unknown as Command,
   );
   return restore;

@@ -1,6 +1,7 @@
 // `cedana manage process PID`: adopt a running process as a job.
 import { Command } from "@commander-js/extra-typings";
-import type { Job, ManageProcessRequest } from "../api/types.ts";
+import type { Job, ManageProcessRequest, ManageRuncRequest } from "../api/types.ts";
+import { resolve } from "node:path";
 import { invalidArgument } from "../errors.ts";
 import { clientOf } from "./context.ts";
 import { printJson } from "./render.ts";
@@ -26,6 +27,24 @@ export function manageCommand() {
         console.log(`managing PID ${job.pid} as job ${job.jid}`);
         console.log("note: the process is not a child of the daemon, so its exit code will not be known");
       }
+    });
+  manage.command("runc")
+    .description("Manage a running runc container (its exit is noticed; its exit code cannot be known)")
+    .argument("<cid>", "container ID")
+    .option("-j, --jid <jid>", "job ID (default: a random name)")
+    .option("-r, --root <dir>", "runc state root (default /run/runc)")
+    .option("-b, --bundle <dir>", "bundle directory (default: from runc state)")
+    .option("--json", "print the job as JSON")
+    .action(async (cid, opts, cmd) => {
+      const req: ManageRuncRequest = {
+        id: cid,
+        jid: opts.jid,
+        root: opts.root ? resolve(opts.root) : undefined,
+        bundle: opts.bundle ? resolve(opts.bundle) : undefined,
+      };
+      const job = await clientOf(cmd).post<Job>("/v1/manage/runc", req);
+      if (opts.json) printJson(job);
+      else console.log(`managing container ${cid} (pid ${job.pid}) as job ${job.jid}`);
     });
   return manage;
 }

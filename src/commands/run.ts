@@ -1,6 +1,6 @@
 // `cedana run process` (alias `cedana exec`): start a managed job.
 import { Command, Option } from "@commander-js/extra-typings";
-import type { Job, RunProcessRequest } from "../api/types.ts";
+import type { Job, RunProcessRequest, RunRuncRequest } from "../api/types.ts";
 import { invalidArgument } from "../errors.ts";
 import { attachJob } from "./attach_client.ts";
 import { clientOf } from "./context.ts";
@@ -64,11 +64,61 @@ function processCommand(name: string) {
     });
 }
 
+function runcCommand() {
+  return new Command("runc")
+    .description("Run an OCI bundle with runc as a managed job (stdio: pipes held by the daemon)")
+    .requiredOption("-b, --bundle <dir>", "OCI bundle directory")
+    .option("-j, --jid <jid>", "job ID (default: a random name)")
+    .option("-i, --id <cid>", "container ID (default: the JID)")
+    .option("-r, --root <dir>", "runc state root (default /run/runc)")
+    .option("-a, --attach", "attach to the container's stdio; exit with its exit code")
+    .option("--attachable", "keep the container's stdio in the daemon for `cedana job attach`")
+    .addOption(
+      new Option("-o, --out <file>", "log file for the container's output").conflicts([
+        "attach",
+        "attachable",
+      ]),
+    )
+    .option("--no-pivot", "do not use pivot_root (needed on a ramdisk)")
+    .option("--systemd-cgroup", "use systemd for cgroups")
+    .option("--json", "print the job as JSON")
+    .action(async (opts, cmd) => {
+      const req: RunRuncRequest = {
+        jid: opts.jid,
+        bundle: resolve(opts.bundle),
+        id: opts.id,
+        root: opts.root ? resolve(opts.root) : undefined,
+        attachable: !!(opts.attach || opts.attachable),
+        log: opts.out ? resolve(opts.out) : undefined,
+        noPivot: opts.pivot === false,
+        systemdCgroup: !!opts.systemdCgroup,
+      };
+      const client = clientOf(cmd);
+      const job = await client.post<Job>("/v1/run/runc", req);
+      if (opts.attach) {
+        const code = await attachJob(client, job.jid, { since: 0 });
+        if (code === null) console.error(`detached from job ${job.jid} (still running)`);
+        else Deno.exit(code);
+        return;
+      }
+      if (opts.json) printJson(job);
+      else {
+        const id = (job.details as { id?: string }).id;
+        console.log(
+          `started job ${job.jid} (container ${id}, pid ${job.pid})${
+            job.log ? `, output in ${job.log}` : ""
+          }`,
+        );
+      }
+    });
+}
+
 export function runCommand() {
   return new Command("run")
     .description("Run a managed job")
     .enablePositionalOptions()
-    .addCommand(processCommand("process"));
+    .addCommand(processCommand("process"))
+    .addCommand(runcCommand() as unknown as Command);
 }
 
 export function execCommand() {

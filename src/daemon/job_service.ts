@@ -16,9 +16,11 @@ import type {
   KillRequest,
   KillResult,
   ManageProcessRequest,
+  ManageRuncRequest,
   RestoreRequest,
   RestoreResult,
   RunProcessRequest,
+  RunRuncRequest,
 } from "../api/types.ts";
 import type { Config } from "../config/mod.ts";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../errors.ts";
@@ -81,40 +83,41 @@ export class JobService implements CrHost {
 
   // ---- lifecycle ---------------------------------------------------------------------------
 
-  async run(type: JobType, req: RunProcessRequest): Promise<Job> {
+  async run(type: JobType, req: RunProcessRequest | RunRuncRequest): Promise<Job> {
     const p = plugin(type);
     if (!p.run) throw invalidArgument(`job type ${type} cannot be run`);
     const jid = this.#newJid(req.jid);
     const started = await p.run(req, this.#ctx(jid));
+    const r = req as Partial<RunProcessRequest>;
     const row = this.#record(jid, type, started, {
-      attachable: !!(req.attachable || req.tty),
-      tty: !!req.tty,
-      gpu: !!req.gpu,
+      attachable: !!(r.attachable || r.tty),
+      tty: !!r.tty,
+      gpu: !!r.gpu,
       adopted: false,
     });
-    if (req.pidFile) {
+    if (r.pidFile) {
       try {
-        Deno.writeTextFileSync(req.pidFile, `${started.pid}\n`);
+        Deno.writeTextFileSync(r.pidFile, `${started.pid}\n`);
       } catch (e) {
-        this.log.warn("cannot write pid file", { jid, path: req.pidFile, error: (e as Error).message });
+        this.log.warn("cannot write pid file", { jid, path: r.pidFile, error: (e as Error).message });
       }
     }
     return this.#toJob(row);
   }
 
-  async manage(type: JobType, req: ManageProcessRequest): Promise<Job> {
+  async manage(type: JobType, req: ManageProcessRequest | ManageRuncRequest): Promise<Job> {
     const p = plugin(type);
     if (!p.manage) throw invalidArgument(`job type ${type} cannot be managed`);
-    const existing = this.db.listJobs().find((j) => j.state === "running" && j.pid === req.pid);
-    if (existing && this.#alive(existing)) {
-      throw alreadyExists(`PID ${req.pid} is already managed as job ${existing.jid}`);
-    }
     const jid = this.#newJid(req.jid);
     const started = await p.manage(req, this.#ctx(jid));
+    const existing = this.db.listJobs().find((j) => j.state === "running" && j.pid === started.pid);
+    if (existing && this.#alive(existing)) {
+      throw alreadyExists(`PID ${started.pid} is already managed as job ${existing.jid}`);
+    }
     const row = this.#record(jid, type, started, {
       attachable: false,
       tty: false,
-      gpu: !!req.gpu,
+      gpu: !!(req as ManageProcessRequest).gpu,
       adopted: true,
     });
     return this.#toJob(row);
@@ -145,7 +148,7 @@ export class JobService implements CrHost {
     };
     this.db.insertJob(row);
     if (s.io) this.#hubs.set(jid, new IoHub(s.io));
-    this.#sources.set(jid, { pid: s.pid, exited: s.exited });
+    this.#sources.set(jid, { pid: s.pid, exited: s.exited, reap: s.reap });
     this.#watch(row);
     this.log.info("job started", { jid, type, pid: s.pid, adopted: flags.adopted });
     return row;
@@ -208,9 +211,12 @@ export class JobService implements CrHost {
       if (st && st.startTime === row.startTime && st.state !== "Z" && st.state !== "X") {
         running++;
         const keep = row.details.ioKeepers as IoKeep | undefined;
-        const io = keep ? reclaimIo(keep) : null;
+        const p = plugin(row.type);
+        const io = p.reattach ? p.reattach(row, this.#ctx(row.jid)) : keep ? reclaimIo(keep) : null;
         if (io) this.#hubs.set(row.jid, new IoHub(io));
-        else if (row.attachable) this.log.warn("attachable job's I/O is gone", { jid: row.jid });
+        else if (row.attachable || (keep && !io && !p.reattach)) {
+          this.log.warn("job's I/O is gone", { jid: row.jid });
+        }
         this.#watch(row);
       } else {
         halted++;
@@ -409,7 +415,18 @@ export class JobService implements CrHost {
   async dump(req: DumpRequest): Promise<DumpResult> {
     let row: JobRow | null = null;
     if (req.jid !== undefined) row = this.#get(req.jid);
-    else if (req.pid !== undefined) {
+    else if (req.container) {
+      const { type, id } = req.container;
+      row = this.db.listJobs().find((r) =>
+        r.type === type && r.details.id === id && this.#status(r) !== "halted"
+      ) ??
+        null;
+      if (!row) {
+        throw notFound(
+          `no running ${type} job for container ${id} (manage it first: cedana manage ${type} ${id})`,
+        );
+      }
+    } else if (req.pid !== undefined) {
       row = this.db.listJobs().find((r) => r.pid === req.pid && this.#status(r) !== "halted") ?? null;
     } else throw invalidArgument("name a job (jid) or a process (pid) to dump");
     return await this.#exclusive(row?.jid ?? null, "dump", () => runDump(this, req, row));

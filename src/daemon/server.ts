@@ -11,12 +11,13 @@ import type {
   DumpRequest,
   ErrorBody,
   HealthResponse,
+  JobType,
   KillRequest,
   ManageProcessRequest,
   RestoreRequest,
   RunProcessRequest,
 } from "../api/types.ts";
-import { CedanaError, HTTP_STATUS, invalidArgument, toCedanaError } from "../errors.ts";
+import { CedanaError, HTTP_STATUS, invalidArgument, notFound, toCedanaError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import type { JobService } from "./job_service.ts";
 import type { Logger } from "./log.ts";
@@ -48,6 +49,37 @@ function checkRun(b: Record<string, unknown>) {
   for (const k of ["jid", "log", "pidFile"]) expect(optional(b[k], "string"), `${k} must be a string`);
   for (const k of ["attachable", "tty", "gpu"]) expect(optional(b[k], "boolean"), `${k} must be a boolean`);
   for (const k of ["cols", "rows"]) expect(optional(b[k], "number"), `${k} must be a number`);
+}
+
+function checkRunRunc(b: Record<string, unknown>) {
+  expect(typeof b.bundle === "string", "bundle must be a string");
+  for (const k of ["jid", "id", "root", "log"]) expect(optional(b[k], "string"), `${k} must be a string`);
+  for (const k of ["attachable", "noPivot", "systemdCgroup"]) {
+    expect(optional(b[k], "boolean"), `${k} must be a boolean`);
+  }
+}
+
+const RUN_CHECKS: Record<string, (b: Record<string, unknown>) => void> = {
+  process: checkRun,
+  runc: checkRunRunc,
+};
+
+const MANAGE_CHECKS: Record<string, (b: Record<string, unknown>) => void> = {
+  process: (b) => {
+    expect(typeof b.pid === "number", "pid must be a number");
+    expect(optional(b.jid, "string"), "jid must be a string");
+    expect(optional(b.gpu, "boolean"), "gpu must be a boolean");
+  },
+  runc: (b) => {
+    expect(typeof b.id === "string", "id must be a string");
+    for (const k of ["jid", "root", "bundle"]) expect(optional(b[k], "string"), `${k} must be a string`);
+  },
+};
+
+function checkerFor(table: Record<string, (b: Record<string, unknown>) => void>, type: string) {
+  const check = table[type];
+  if (!check) throw notFound(`unknown job type "${type}" (known: ${Object.keys(table).join(", ")})`);
+  return check;
 }
 
 function checkJids(b: Record<string, unknown>) {
@@ -93,16 +125,14 @@ export function createApp(svc: JobService, info: { address: string; db: string }
   });
 
   app.post("/v1/run/:type", async (c) => {
-    const req = await body<RunProcessRequest>(c, checkRun);
-    return c.json(await svc.run(c.req.param("type") as never, req), 201);
+    const type = c.req.param("type");
+    const req = await body<RunProcessRequest>(c, checkerFor(RUN_CHECKS, type));
+    return c.json(await svc.run(type as JobType, req), 201);
   });
   app.post("/v1/manage/:type", async (c) => {
-    const req = await body<ManageProcessRequest>(c, (b) => {
-      expect(typeof b.pid === "number", "pid must be a number");
-      expect(optional(b.jid, "string"), "jid must be a string");
-      expect(optional(b.gpu, "boolean"), "gpu must be a boolean");
-    });
-    return c.json(await svc.manage(c.req.param("type") as never, req), 201);
+    const type = c.req.param("type");
+    const req = await body<ManageProcessRequest>(c, checkerFor(MANAGE_CHECKS, type));
+    return c.json(await svc.manage(type as JobType, req), 201);
   });
   app.post("/v1/jobs/kill", async (c) => {
     const req = await body<KillRequest>(c, (b) => {
@@ -124,6 +154,12 @@ export function createApp(svc: JobService, info: { address: string; db: string }
         expect(optional(b[k], "boolean"), `${k} must be a boolean`);
       }
       expect(b.external === undefined || isStrArray(b.external), "external must be an array of strings");
+      expect(optional(b.ignoreRootfs, "boolean"), "ignoreRootfs must be a boolean");
+      const ct = b.container as Record<string, unknown> | undefined;
+      expect(
+        ct === undefined || (typeof ct?.type === "string" && typeof ct?.id === "string"),
+        "bad container",
+      );
     });
     return c.json(await svc.dump(req), 201);
   });

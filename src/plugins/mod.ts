@@ -3,12 +3,23 @@
 import type { JobType } from "../api/types.ts";
 import { notFound } from "../errors.ts";
 import { processPlugin } from "./process/mod.ts";
+import { runcPlugin } from "./runc/mod.ts";
 import type { JobPlugin } from "./types.ts";
 
-export type { ExitStatus, JobIo, JobPlugin, PluginContext, StartedJob } from "./types.ts";
+export type {
+  CheckpointContext,
+  ExitStatus,
+  JobIo,
+  JobPlugin,
+  PluginContext,
+  RestoreContext,
+  Restored,
+  StartedJob,
+} from "./types.ts";
 
 const REGISTRY: Record<string, JobPlugin> = {
   process: processPlugin as JobPlugin,
+  runc: runcPlugin as JobPlugin,
 };
 
 export function plugin(type: JobType | string): JobPlugin {

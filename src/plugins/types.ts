@@ -31,6 +31,47 @@ export interface StartedJob {
   /** Set when the daemon is the job's parent: resolves with its exit status. */
   exited?: Promise<ExitStatus>;
   io?: JobIo;
+  /** The process is (or becomes) our child through the subreaper: reap it for its exit code. */
+  reap?: boolean;
+}
+
+/** A plugin's own way of writing a checkpoint's images (e.g. `runc checkpoint`). */
+export interface CheckpointContext extends PluginContext {
+  row: JobRow;
+  imagesDir: string;
+  /** Where logs and temporary files go (not part of the checkpoint). */
+  workDir: string;
+  leaveRunning: boolean;
+  flags: {
+    shellJob: boolean;
+    tcpEstablished: boolean;
+    fileLocks: boolean;
+    extUnixSk: boolean;
+    linkRemap: boolean;
+  };
+  extra: string[];
+  ignoreRootfs: boolean;
+}
+
+export interface RestoreContext extends PluginContext {
+  row: JobRow;
+  imagesDir: string;
+  workDir: string;
+  flags: Record<string, boolean>;
+  /** What the restore request asks for (container id, bundle, root, attachable). */
+  options: { id?: string; bundle?: string; root?: string; attachable?: boolean };
+  /** The plugin's details recorded at dump time. */
+  dumped: Record<string, unknown>;
+}
+
+export interface Restored {
+  pid: number;
+  io: JobIo | null;
+  /** Reap the restored root ourselves (it became our child) to learn its exit code. */
+  reap: boolean;
+  details: Record<string, unknown>;
+  attachable: boolean;
+  log: string | null;
 }
 
 export interface PluginContext {
@@ -47,4 +88,12 @@ export interface JobPlugin<RunReq = unknown, ManageReq = unknown> {
   signal(job: JobRow, signal: Deno.Signal): void;
   /** Release what the plugin holds for a job that is being deleted (container state, ...). */
   cleanup?(job: JobRow, ctx: PluginContext): Promise<void>;
+  /** Rebuild the daemon's side of a live job's I/O after a daemon restart. */
+  reattach?(job: JobRow, ctx: PluginContext): JobIo | null;
+  /** Release the I/O keepers/pumps of a job that ended. */
+  released?(job: JobRow): void;
+  /** Write the images of a checkpoint; default: CRIU dump of the job's process tree. */
+  checkpoint?(c: CheckpointContext): Promise<void>;
+  /** Restore from images; default: CRIU restore of a process tree. */
+  restore?(c: RestoreContext): Promise<Restored>;
 }

@@ -24,6 +24,7 @@ const SYMBOLS = {
   read: { parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   waitid: { parameters: ["i32", "u32", "buffer", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
@@ -137,6 +138,25 @@ export function openpty(): { master: number; slave: number; slavePath: string } 
  */
 export async function readFd(fd: number, buf: Uint8Array): Promise<number> {
   return Number(await lib().read(fd, buf, BigInt(buf.length)));
+}
+
+/**
+ * Opens `path` for appending as a raw fd (created 0644 if missing), close-on-exec. With `probe`,
+ * only checks it can be opened and closes it again. Throws a clear error otherwise.
+ */
+export function openAppend(path: string, probe = false): number {
+  const O_WRONLY = 1, O_CREAT = 0o100, O_APPEND = 0o2000, O_CLOEXEC = 0o2000000;
+  const fd = lib().open(
+    new TextEncoder().encode(path + "\0"),
+    O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+    0o644,
+  );
+  if (fd < 0) {
+    const e = new ErrnoError(`open(${path})`, lastErrno());
+    throw new Error(`cannot open log file ${path}: ${e.message}`);
+  }
+  if (probe) closeFd(fd);
+  return fd;
 }
 
 /** A pipe as raw fds, both ends close-on-exec (children get them only through explicit stdio). */

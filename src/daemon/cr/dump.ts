@@ -15,6 +15,7 @@ import { readDumpStats } from "../../criu/stats.ts";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../../errors.ts";
 import { readStat } from "../../proc/mod.ts";
 import type { JobRow } from "../db.ts";
+import { type JobPlugin, plugin } from "../../plugins/mod.ts";
 import type { CrHost } from "./host.ts";
 import { runSteps, type Step } from "./steps.ts";
 
@@ -22,6 +23,7 @@ export const TMP_PREFIX = ".cedana-tmp-";
 
 interface DumpCtx {
   req: DumpRequest;
+  plugin: JobPlugin | null;
   host: CrHost;
   row: JobRow | null;
   pid: number;
@@ -91,12 +93,15 @@ const steps: Step<DumpCtx>[] = [
           c.detected.push(label);
         }
       };
-      auto("shellJob", !f.sessionLeader, "--shell-job (not a session leader)");
+      // A container's init leads no session of its own; runc handles its terminal.
+      auto("shellJob", !f.sessionLeader && !c.plugin?.checkpoint, "--shell-job (not a session leader)");
       auto("tcpEstablished", f.tcpEstablished, "--tcp-established (open TCP connections)");
       auto("extUnixSk", f.unixSockets, "--ext-unix-sk (unix sockets)");
       auto("fileLocks", f.fileLocks, "--file-locks (file locks held)");
       // stdio the daemon holds (pipes of attachable jobs, a pty) is outside the dumped tree.
+      // (A plugin with its own checkpoint, like runc, deals with its stdio itself.)
       const row = c.row;
+      if (c.plugin?.checkpoint) return;
       for (const [fd, target] of Object.entries(f.stdio)) {
         const pipe = /^pipe:\[(\d+)\]$/.exec(target);
         if (row?.attachable && !row.tty && pipe) {
@@ -150,6 +155,26 @@ const steps: Step<DumpCtx>[] = [
       const hasher = c.hasher = new DirHasher(c.tmpDir, new Set([MANIFEST]));
       hasher.start();
       undo(() => hasher.abort());
+      if (c.plugin?.checkpoint) {
+        const workDir = Deno.makeTempDirSync({ dir: c.baseDir, prefix: `${TMP_PREFIX}work-` });
+        try {
+          await c.plugin.checkpoint({
+            config: c.host.config,
+            log: c.host.log,
+            jid: c.row!.jid,
+            row: c.row!,
+            imagesDir: c.tmpDir,
+            workDir,
+            leaveRunning: !!c.req.leaveRunning,
+            flags: c.flags,
+            extra: parseCriuOpts(c.req.criuOpts),
+            ignoreRootfs: !!c.req.ignoreRootfs,
+          });
+        } finally {
+          Deno.removeSync(workDir, { recursive: true });
+        }
+        return;
+      }
       const args = dumpArgs({
         pid: c.pid,
         imagesDir: c.tmpDir,
@@ -276,6 +301,7 @@ export async function dump(host: CrHost, req: DumpRequest, row: JobRow | null): 
   }
   const c: DumpCtx = {
     req,
+    plugin: row ? plugin(row.type) : null,
     host,
     row,
     pid,

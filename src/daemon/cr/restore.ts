@@ -14,7 +14,8 @@ import { criuErrorLines, runCriu, spawnCriu } from "../../criu/run.ts";
 import { readRestoreStats } from "../../criu/stats.ts";
 import { type CedanaError, failedPrecondition, notFound } from "../../errors.ts";
 import { type IoKeep, keptPipes, keptPty, releaseIo } from "../../plugins/process/io.ts";
-import type { JobIo } from "../../plugins/mod.ts";
+import { type JobIo, plugin } from "../../plugins/mod.ts";
+import { defaultLogPath } from "../../plugins/process/mod.ts";
 import { children, readStat } from "../../proc/mod.ts";
 import { closeFd, openpty, pipe } from "../../sys/mod.ts";
 import type { JobRow } from "../db.ts";
@@ -43,6 +44,8 @@ interface RestoreCtx {
   keep?: IoKeep;
   ourFds: number[];
   pid: number;
+  /** The restored root is our child (restore-sibling, or via the subreaper): reap it. */
+  reap: boolean;
   stats: Record<string, number> | null;
 }
 
@@ -111,7 +114,8 @@ const steps: Step<RestoreCtx>[] = [
         c.row = {
           ...c.row,
           type: j.type as JobRow["type"],
-          log: c.row.log ?? j.log,
+          // a new job gets a log of its own, the original's keeps being the original's
+          log: c.row.log ?? (j.log ? defaultLogPath(c.host.config.output_dir, c.row.jid) : null),
           attachable: j.attachable,
           tty: j.tty,
           gpu: j.gpu,
@@ -120,6 +124,9 @@ const steps: Step<RestoreCtx>[] = [
           details: j.details,
         };
       }
+      // Keepers recorded for the job's previous process are gone: the restore makes new ones.
+      const { ioKeepers: _old, ...details } = c.row.details;
+      c.row = { ...c.row, details };
       // Checksums are verified while CRIU restores; the tasks resume only if they match.
       c.verified = verifyHashes(c.imagesDir, c.manifest);
       c.verified.catch(() => {});
@@ -127,12 +134,38 @@ const steps: Step<RestoreCtx>[] = [
   },
   {
     name: "pids",
+    // a container gets a PID namespace of its own anyway
+    when: (c) => !plugin(c.row.type).restore,
     async run(c) {
       c.pidNamespace = !(await pidsFree(c));
     },
   },
   {
+    name: "plugin_restore",
+    when: (c) => !!plugin(c.row.type).restore,
+    async run(c) {
+      // No pre-resume hook through runc: verify the checksums first.
+      await c.verified!;
+      const r = await plugin(c.row.type).restore!({
+        config: c.host.config,
+        log: c.host.log,
+        jid: c.row.jid,
+        row: c.row,
+        imagesDir: c.imagesDir,
+        workDir: c.workDir,
+        flags: c.manifest!.criu.flags,
+        options: { id: c.req.id, bundle: c.req.bundle, root: c.req.root, attachable: c.req.attachable },
+        dumped: c.manifest!.job.details,
+      });
+      c.pid = r.pid;
+      c.io = r.io;
+      c.reap = r.reap;
+      c.row = { ...c.row, attachable: r.attachable, log: r.log, details: { ...c.row.details, ...r.details } };
+    },
+  },
+  {
     name: "io",
+    when: (c) => !plugin(c.row.type).restore,
     run(c, undo) {
       undo(() => {
         releaseIo(c.keep);
@@ -196,6 +229,7 @@ const steps: Step<RestoreCtx>[] = [
   },
   {
     name: "criu_restore",
+    when: (c) => !plugin(c.row.type).restore,
     async run(c) {
       const m = c.manifest!;
       const gate = join(c.workDir, "gate");
@@ -352,6 +386,7 @@ export async function restore(
     io: null,
     ourFds: [],
     pid: 0,
+    reap: true,
     stats: null,
   };
   const timings: Record<string, number> = {};
@@ -388,7 +423,7 @@ export async function restore(
     },
     updatedAt: Date.now(),
   };
-  host.restored(row, c.io, !c.pidNamespace);
+  host.restored(row, c.io, c.reap && !c.pidNamespace);
   Deno.removeSync(workDir, { recursive: true });
   if (c.stats) {
     timings.criu_forking_time = c.stats.forkingTimeUs / 1000;

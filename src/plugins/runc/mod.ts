@@ -1,0 +1,349 @@
+// The `runc` job type: OCI containers run with runc. The container's stdio are pipes held by the
+// daemon (files and terminals would make it impossible to checkpoint), copied to the job's log, or
+// broadcast to attached clients. Keepers hold copies of the pipes so a container never gets
+// SIGPIPE when the daemon restarts. Checkpoint/restore go through `runc checkpoint/restore`, which
+// takes care of the container's mounts, namespaces and cgroups around CRIU.
+
+import { spawn } from "node:child_process";
+import { join, resolve } from "node:path";
+import type { ManageRuncRequest, RunRuncRequest } from "../../api/types.ts";
+import { alreadyExists, failedPrecondition, invalidArgument } from "../../errors.ts";
+import type { JobRow } from "../../daemon/db.ts";
+import { readStat } from "../../proc/mod.ts";
+import { closeFd, openAppend, pipe, runCommand, trackSpawn } from "../../sys/mod.ts";
+import { type IoKeep, keptPipes, reclaimIo, releaseIo } from "../process/io.ts";
+import { logPump } from "./log_pump.ts";
+import type {
+  CheckpointContext,
+  JobIo,
+  JobPlugin,
+  PluginContext,
+  RestoreContext,
+  Restored,
+  StartedJob,
+} from "../types.ts";
+import { DEFAULT_ROOT, runc, runcArgs, runcLogErrors, runcState } from "./runc.ts";
+import { defaultLogPath } from "../process/mod.ts";
+
+interface RuncDetails {
+  id: string;
+  root: string;
+  bundle: string;
+  systemdCgroup?: boolean;
+  ioKeepers?: IoKeep;
+}
+
+const details = (row: JobRow) => row.details as unknown as RuncDetails;
+
+function readBundle(bundle: string): { terminal: boolean } {
+  let cfg: { process?: { terminal?: boolean } };
+  try {
+    cfg = JSON.parse(Deno.readTextFileSync(join(bundle, "config.json")));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw invalidArgument(`bundle ${bundle} has no config.json`);
+    throw invalidArgument(`bundle ${bundle}: config.json is not valid JSON`);
+  }
+  return { terminal: !!cfg.process?.terminal };
+}
+
+/**
+ * Starts `runc <args>` with fresh stdio pipes for the container; waits for runc itself to exit
+ * (detached mode) and returns the daemon's ends.
+ */
+async function withPipes(
+  root: string,
+  args: string[],
+  what: string,
+  opts: { attachable: boolean; systemdCgroup?: boolean; workDir: string },
+): Promise<{ stdin: number | null; stdout: number; stderr: number }> {
+  const i = opts.attachable ? pipe() : null, o = pipe(), e = pipe();
+  const runcLog = join(opts.workDir, `runc-${crypto.randomUUID().slice(0, 8)}.log`);
+  let code: number | null;
+  try {
+    const child = spawn("runc", runcArgs(root, args, { systemdCgroup: opts.systemdCgroup, log: runcLog }), {
+      stdio: [i ? i.read : "ignore", o.write, e.write],
+    });
+    const exited = new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
+    trackSpawn(child.pid, exited);
+    code = await exited;
+  } catch (err) {
+    for (const fd of [i?.write, o.read, e.read]) if (fd !== undefined) closeFd(fd);
+    throw failedPrecondition(`${what} failed: ${(err as Error).message}`);
+  } finally {
+    for (const fd of [i?.read, o.write, e.write]) if (fd !== undefined) closeFd(fd);
+  }
+  if (code !== 0) {
+    for (const fd of [i?.write, o.read, e.read]) if (fd !== undefined) closeFd(fd);
+    const errs = runcLogErrors(runcLog);
+    throw failedPrecondition(`${what} failed (runc exit ${code})`, errs);
+  }
+  try {
+    Deno.removeSync(runcLog);
+  } catch { /* none */ }
+  return { stdin: i?.write ?? null, stdout: o.read, stderr: e.read };
+}
+
+/** Wire the container's pipes: broadcast (attachable) or copied into the log. */
+function wire(fds: { stdin: number | null; stdout: number; stderr: number }, log: string | null) {
+  const { io, keep } = keptPipes(fds.stdin, fds.stdout, fds.stderr);
+  if (log) logPump(io, openAppend(log));
+  return { io: log ? null : io, keep };
+}
+
+async function run(req: RunRuncRequest, ctx: PluginContext): Promise<StartedJob> {
+  if (!req.bundle) throw invalidArgument("--bundle is required");
+  const bundle = resolve(req.bundle);
+  try {
+    if (!Deno.statSync(bundle).isDirectory) throw new Error();
+  } catch {
+    throw invalidArgument(`bundle ${bundle} does not exist`);
+  }
+  if (readBundle(bundle).terminal) {
+    throw invalidArgument(`bundle ${bundle} asks for a terminal (process.terminal): set it to false`);
+  }
+  const root = req.root ?? DEFAULT_ROOT;
+  const id = req.id ?? ctx.jid;
+  const log = req.attachable ? null : (req.log ?? defaultLogPath(ctx.config.output_dir, ctx.jid));
+  if (log) probeLog(log); // fail early on an unwritable log, before a container exists
+  const args = ["run", "-d", "--bundle", bundle, ...(req.noPivot ? ["--no-pivot"] : []), id];
+  const fds = await withPipes(root, args, `runc run ${id}`, {
+    attachable: !!req.attachable,
+    systemdCgroup: req.systemdCgroup,
+    workDir: ctx.config.checkpoint.dir,
+  });
+  const st = await runcState(root, id);
+  const { io, keep } = wire(fds, log);
+  const d: RuncDetails = { id, root, bundle, systemdCgroup: req.systemdCgroup, ioKeepers: keep };
+  return {
+    pid: st.pid,
+    startTime: readStat(st.pid)?.startTime ?? 0,
+    cmdline: readProcessArgs(bundle) ?? [],
+    cwd: bundle,
+    log,
+    io: io ?? undefined,
+    details: d as unknown as Record<string, unknown>,
+    reap: true,
+  };
+}
+
+function probeLog(path: string): void {
+  try {
+    openAppend(path, true);
+  } catch (e) {
+    throw failedPrecondition((e as Error).message);
+  }
+}
+
+function readProcessArgs(bundle: string): string[] | null {
+  try {
+    return JSON.parse(Deno.readTextFileSync(join(bundle, "config.json"))).process?.args ?? null;
+  } catch {
+    return null;
+  }
+}
+
+async function manage(req: ManageRuncRequest, _ctx: PluginContext): Promise<StartedJob> {
+  if (!req.id) throw invalidArgument("a container ID is required");
+  const root = req.root ?? DEFAULT_ROOT;
+  const st = await runcState(root, req.id);
+  if (st.status !== "running") throw failedPrecondition(`container ${req.id} is ${st.status}, not running`);
+  const bundle = req.bundle ? resolve(req.bundle) : st.bundle;
+  return {
+    pid: st.pid,
+    startTime: readStat(st.pid)?.startTime ?? 0,
+    cmdline: readProcessArgs(bundle) ?? [],
+    cwd: bundle,
+    log: null,
+    details: { id: req.id, root, bundle } as unknown as Record<string, unknown>,
+  };
+}
+
+function signal(job: JobRow, sig: Deno.Signal): void {
+  const d = details(job);
+  // runc kill is asynchronous here (we do not wait): fall back to the PID if runc is missing.
+  const child = spawn("runc", runcArgs(d.root, ["kill", d.id, sig]), { stdio: "ignore" });
+  trackSpawn(child.pid, new Promise((r) => child.once("exit", r)));
+  child.once("error", () => Deno.kill(job.pid!, sig));
+}
+
+async function cleanup(job: JobRow): Promise<void> {
+  const d = details(job);
+  const r = await runCommand("runc", runcArgs(d.root, ["delete", "--force", d.id]));
+  if (!r.success && !/does not exist|not found/i.test(r.stderr)) {
+    throw failedPrecondition(`runc delete ${d.id} failed: ${r.stderr.trim()}`);
+  }
+}
+
+function reattach(job: JobRow): JobIo | null {
+  const keep = details(job).ioKeepers;
+  if (!keep) return null;
+  const io = reclaimIo(keep);
+  if (io && job.log && !job.attachable) {
+    logPump(io, openAppend(job.log));
+    return null;
+  }
+  return io;
+}
+
+function released(job: JobRow): void {
+  releaseIo(details(job).ioKeepers);
+}
+
+const FLAG_ARGS: Record<string, string> = {
+  tcpEstablished: "--tcp-established",
+  fileLocks: "--file-locks",
+  extUnixSk: "--ext-unix-sk",
+  shellJob: "--shell-job",
+};
+
+async function checkpoint(c: CheckpointContext): Promise<void> {
+  const d = details(c.row);
+  const args = ["checkpoint", "--image-path", c.imagesDir, "--work-path", c.workDir];
+  if (c.leaveRunning) args.push("--leave-running");
+  for (const [k, flag] of Object.entries(FLAG_ARGS)) {
+    if ((c.flags as Record<string, boolean>)[k]) args.push(flag);
+  }
+  const r = await runCommand("runc", runcArgs(d.root, [...args, d.id], { log: join(c.workDir, "runc.log") }));
+  if (!r.success) {
+    const lines = [
+      ...criuLogErrors(join(c.workDir, "dump.log")),
+      ...runcLogErrors(join(c.workDir, "runc.log")),
+    ];
+    throw failedPrecondition(`runc checkpoint ${d.id} failed; logs in ${c.workDir}`, lines.slice(-15));
+  }
+  if (!c.ignoreRootfs) await saveRootfs(d.bundle, c.imagesDir);
+}
+
+function criuLogErrors(path: string): string[] {
+  try {
+    return Deno.readTextFileSync(path).split("\n").filter((l) =>
+      /\bError \(/.test(l) && !l.includes("RLIMIT_NOFILE")
+    );
+  } catch {
+    return [];
+  }
+}
+
+/** The container's filesystem as it was at the dump, so a restore elsewhere gets its changes. */
+async function saveRootfs(bundle: string, imagesDir: string): Promise<void> {
+  const rootfs = rootfsOf(bundle);
+  const r = await runCommand("tar", [
+    "-C",
+    rootfs,
+    "--exclude=./proc/*",
+    "--exclude=./sys/*",
+    "-cf",
+    join(imagesDir, "rootfs.tar"),
+    ".",
+  ]);
+  if (!r.success) {
+    throw failedPrecondition(`saving the container's rootfs failed`, r.stderr.trim().split("\n").slice(-3));
+  }
+}
+
+function rootfsOf(bundle: string): string {
+  try {
+    const p = JSON.parse(Deno.readTextFileSync(join(bundle, "config.json"))).root?.path ?? "rootfs";
+    return p.startsWith("/") ? p : join(bundle, p);
+  } catch {
+    return join(bundle, "rootfs");
+  }
+}
+
+async function restore(c: RestoreContext): Promise<Restored> {
+  const dumped = c.dumped as unknown as Partial<RuncDetails>;
+  const bundle = resolve(c.options.bundle ?? dumped.bundle ?? "");
+  if (!c.options.bundle && !dumped.bundle) {
+    throw invalidArgument("--bundle is required to restore a runc checkpoint");
+  }
+  try {
+    Deno.statSync(join(bundle, "config.json"));
+  } catch {
+    throw invalidArgument(`bundle ${bundle} does not exist (or has no config.json)`);
+  }
+  const root = c.options.root ?? dumped.root ?? DEFAULT_ROOT;
+  const id = c.options.id ?? dumped.id ?? c.jid;
+  await freeContainerId(root, id);
+  await restoreRootfs(bundle, c.imagesDir);
+  const args = ["restore", "-d", "--image-path", c.imagesDir, "--work-path", c.workDir, "--bundle", bundle];
+  for (const [k, flag] of Object.entries(FLAG_ARGS)) if (c.flags[k]) args.push(flag);
+  const attachable = c.options.attachable ?? c.row.attachable;
+  let fds;
+  try {
+    fds = await withPipes(root, [...args, id], `runc restore ${id}`, {
+      attachable,
+      systemdCgroup: dumped.systemdCgroup,
+      workDir: c.workDir,
+    });
+  } catch (e) {
+    (e as { details: string[] }).details?.unshift(
+      ...criuLogErrors(join(c.workDir, "restore.log")).slice(-10),
+    );
+    throw e;
+  }
+  const st = await runcState(root, id);
+  const log = attachable ? null : c.row.log ?? defaultLogPath(c.config.output_dir, c.jid);
+  const { io, keep } = wire(fds, log);
+  return {
+    pid: st.pid,
+    io,
+    reap: true,
+    details: { id, root, bundle, systemdCgroup: dumped.systemdCgroup, ioKeepers: keep },
+    attachable,
+    log,
+  };
+}
+
+/** A stopped container keeps its ID in runc's state; a running one is refused. */
+async function freeContainerId(root: string, id: string): Promise<void> {
+  let st;
+  try {
+    st = await runcState(root, id);
+  } catch {
+    return; // no such container: the ID is free
+  }
+  if (st.status === "running" || st.status === "paused") {
+    throw alreadyExists(`container ${id} is ${st.status}: restore under another ID (--id)`);
+  }
+  await runc(root, ["delete", "--force", id], `runc delete ${id}`);
+}
+
+/** Only into an empty rootfs: the dumped files are the container's, not the bundle owner's. */
+async function restoreRootfs(bundle: string, imagesDir: string): Promise<void> {
+  const tar = join(imagesDir, "rootfs.tar");
+  try {
+    Deno.statSync(tar);
+  } catch {
+    return;
+  }
+  const rootfs = rootfsOf(bundle);
+  let empty = true;
+  try {
+    for (const _ of Deno.readDirSync(rootfs)) {
+      empty = false;
+      break;
+    }
+  } catch {
+    Deno.mkdirSync(rootfs, { recursive: true });
+  }
+  if (!empty) return;
+  const r = await runCommand("tar", ["-C", rootfs, "-xf", tar]);
+  if (!r.success) {
+    throw failedPrecondition(
+      "unpacking the container's rootfs failed",
+      r.stderr.trim().split("\n").slice(-3),
+    );
+  }
+}
+
+export const runcPlugin: JobPlugin<RunRuncRequest, ManageRuncRequest> = {
+  type: "runc",
+  run,
+  manage,
+  signal,
+  cleanup,
+  reattach,
+  released,
+  checkpoint,
+  restore,
+};

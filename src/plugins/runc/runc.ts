@@ -1,0 +1,59 @@
+// Calling the runc binary. Its own errors go to a --log file (its stderr may be the container's).
+
+import { failedPrecondition, notFound } from "../../errors.ts";
+import { runCommand } from "../../sys/mod.ts";
+
+export const DEFAULT_ROOT = "/run/runc";
+
+export interface RuncState {
+  id: string;
+  pid: number;
+  status: string;
+  bundle: string;
+  rootfs: string;
+}
+
+export function runcArgs(root: string, args: string[], opts: { systemdCgroup?: boolean; log?: string } = {}) {
+  const g = ["--root", root];
+  if (opts.systemdCgroup) g.push("--systemd-cgroup");
+  if (opts.log) g.push("--log", opts.log, "--log-format", "json");
+  return [...g, ...args];
+}
+
+/** The `msg` of error entries in a runc JSON log, most recent last. */
+export function runcLogErrors(path: string): string[] {
+  try {
+    return Deno.readTextFileSync(path).split("\n").filter(Boolean).flatMap((l) => {
+      try {
+        const e = JSON.parse(l) as { level?: string; msg?: string };
+        return e.level === "error" || e.level === "fatal" ? [e.msg ?? l] : [];
+      } catch {
+        return [l];
+      }
+    }).slice(-10);
+  } catch {
+    return [];
+  }
+}
+
+export async function runcState(root: string, id: string): Promise<RuncState> {
+  const r = await runCommand("runc", runcArgs(root, ["state", id]));
+  if (!r.success) {
+    if (/does not exist|not found/i.test(r.stderr)) {
+      throw notFound(`container ${id} not found (runc root ${root})`);
+    }
+    throw failedPrecondition(`runc state ${id} failed: ${r.stderr.trim().split("\n").at(-1)}`);
+  }
+  return JSON.parse(r.stdout) as RuncState;
+}
+
+export async function runc(
+  root: string,
+  args: string[],
+  what: string,
+  opts: { systemdCgroup?: boolean } = {},
+) {
+  const r = await runCommand("runc", runcArgs(root, args, opts));
+  if (!r.success) throw failedPrecondition(`${what} failed`, r.stderr.trim().split("\n").slice(-5));
+  return r;
+}
