@@ -4,6 +4,7 @@ import type { Job, RunProcessRequest, RunRuncRequest } from "../api/types.ts";
 import { invalidArgument } from "../errors.ts";
 import { attachJob } from "./attach_client.ts";
 import { clientOf } from "./context.ts";
+import type { DaemonClient } from "../client/mod.ts";
 import { printJson } from "./render.ts";
 import { resolve } from "node:path";
 
@@ -16,6 +17,23 @@ interface RunOpts {
   pidFile?: string;
   gpuEnabled?: boolean;
   json?: boolean;
+}
+
+/** Starts a job; with --attach stays attached and exits with the job's exit code. */
+async function startJob(
+  client: DaemonClient,
+  type: string,
+  req: RunProcessRequest | RunRuncRequest,
+  opts: { attach?: boolean; json?: boolean },
+  what: (job: Job) => string,
+): Promise<void> {
+  const job = await client.post<Job>(`/v1/run/${type}`, req);
+  if (opts.attach) {
+    const code = await attachJob(client, job.jid, { since: 0 });
+    if (code === null) console.error(`detached from job ${job.jid} (still running)`);
+    else Deno.exit(code);
+  } else if (opts.json) printJson(job);
+  else console.log(`started job ${job.jid} (${what(job)})${job.log ? `, output in ${job.log}` : ""}`);
 }
 
 function processCommand(name: string) {
@@ -51,16 +69,7 @@ function processCommand(name: string) {
         pidFile: opts.pidFile ? resolve(opts.pidFile) : undefined,
         gpu: !!opts.gpuEnabled,
       };
-      const client = clientOf(cmd);
-      const job = await client.post<Job>("/v1/run/process", req);
-      if (opts.attach) {
-        const code = await attachJob(client, job.jid, { since: 0 });
-        if (code === null) console.error(`detached from job ${job.jid} (still running)`);
-        else Deno.exit(code);
-        return;
-      }
-      if (opts.json) printJson(job);
-      else console.log(`started job ${job.jid} (pid ${job.pid})${job.log ? `, output in ${job.log}` : ""}`);
+      await startJob(clientOf(cmd), "process", req, opts, (job) => `pid ${job.pid}`);
     });
 }
 
@@ -93,23 +102,9 @@ function runcCommand() {
         noPivot: opts.pivot === false,
         systemdCgroup: !!opts.systemdCgroup,
       };
-      const client = clientOf(cmd);
-      const job = await client.post<Job>("/v1/run/runc", req);
-      if (opts.attach) {
-        const code = await attachJob(client, job.jid, { since: 0 });
-        if (code === null) console.error(`detached from job ${job.jid} (still running)`);
-        else Deno.exit(code);
-        return;
-      }
-      if (opts.json) printJson(job);
-      else {
-        const id = (job.details as { id?: string }).id;
-        console.log(
-          `started job ${job.jid} (container ${id}, pid ${job.pid})${
-            job.log ? `, output in ${job.log}` : ""
-          }`,
-        );
-      }
+      await startJob(clientOf(cmd), "runc", req, opts, (job) => {
+        return `container ${(job.details as { id?: string }).id}, pid ${job.pid}`;
+      });
     });
 }
 

@@ -8,6 +8,7 @@ import type { JobPlugin } from "./types.ts";
 
 export type {
   CheckpointContext,
+  CriuFlags,
   ExitStatus,
   JobIo,
   JobPlugin,

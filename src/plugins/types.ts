@@ -35,6 +35,15 @@ export interface StartedJob {
   reap?: boolean;
 }
 
+/** The CRIU behaviours a dump asked for or detected; restored with the same. */
+export interface CriuFlags {
+  shellJob: boolean;
+  tcpEstablished: boolean;
+  fileLocks: boolean;
+  extUnixSk: boolean;
+  linkRemap: boolean;
+}
+
 /** A plugin's own way of writing a checkpoint's images (e.g. `runc checkpoint`). */
 export interface CheckpointContext extends PluginContext {
   row: JobRow;

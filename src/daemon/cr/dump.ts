@@ -15,7 +15,7 @@ import { readDumpStats } from "../../criu/stats.ts";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../../errors.ts";
 import { readStat } from "../../proc/mod.ts";
 import type { JobRow } from "../db.ts";
-import { type JobPlugin, plugin } from "../../plugins/mod.ts";
+import { type CriuFlags, type JobPlugin, plugin } from "../../plugins/mod.ts";
 import type { CrHost } from "./host.ts";
 import { runSteps, type Step } from "./steps.ts";
 
@@ -31,13 +31,7 @@ interface DumpCtx {
   criuVersion: string;
   compression: CompressionName;
   facts?: TreeFacts;
-  flags: {
-    shellJob: boolean;
-    tcpEstablished: boolean;
-    fileLocks: boolean;
-    extUnixSk: boolean;
-    linkRemap: boolean;
-  };
+  flags: CriuFlags;
   external: string[];
   stdio: StdioInfo;
   detected: string[];
