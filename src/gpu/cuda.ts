@@ -249,25 +249,39 @@ export class CudaDriver {
     }
     const args = argsBuffer();
     new DataView(args.buffer).setUint32(0, timeoutMs, true); // CUcheckpointLockArgs.timeoutMs
-    this.check("lock", pid, await this.sym.cuCheckpointProcessLock!(pid, args));
+    await this.slow("lock", pid, this.sym.cuCheckpointProcessLock!, args);
   }
 
   /** Copies the GPU memory into host memory and releases the GPU. locked -> checkpointed. */
-  async checkpoint(pid: number): Promise<void> {
-    this.check("checkpoint", pid, await this.sym.cuCheckpointProcessCheckpoint!(pid, argsBuffer()));
+  checkpoint(pid: number): Promise<void> {
+    return this.slow("checkpoint", pid, this.sym.cuCheckpointProcessCheckpoint!);
   }
 
   /**
    * Re-acquires the GPU and copies the memory back. checkpointed -> locked. A failed restore
    * cannot be retried in the same process (seen on an H200: 2, then 304 on retry).
    */
-  async restore(pid: number): Promise<void> {
-    this.check("restore", pid, await this.sym.cuCheckpointProcessRestore!(pid, argsBuffer()));
+  restore(pid: number): Promise<void> {
+    return this.slow("restore", pid, this.sym.cuCheckpointProcessRestore!);
   }
 
   /** Lets the process submit GPU work again. locked -> running. */
-  async unlock(pid: number): Promise<void> {
-    this.check("unlock", pid, await this.sym.cuCheckpointProcessUnlock!(pid, argsBuffer()));
+  unlock(pid: number): Promise<void> {
+    return this.slow("unlock", pid, this.sym.cuCheckpointProcessUnlock!);
+  }
+
+  /** One call on the blocking thread pool (the symbol is nonblocking). */
+  private async slow(
+    op: CudaOp,
+    pid: number,
+    fn: (pid: number, args: Uint8Array) => Promise<number>,
+    args = argsBuffer(),
+  ): Promise<void> {
+    const rc = await fn(pid, args);
+    // The pool thread reads `args` while the promise is pending; using it after the await keeps
+    // it reachable (and so not collected) until the call has returned.
+    if (args.length !== 64) throw new Error("unreachable");
+    this.check(op, pid, rc);
   }
 
   /** The tid of the driver's restore thread inside `pid` (cuCheckpointProcessGetRestoreThreadId). */

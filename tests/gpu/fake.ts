@@ -1,0 +1,90 @@
+/**
+ * Builds the test doubles of libcuda (fake_cuda.c) and NVML (fake_nvml.c) with gcc. Each build
+ * is cached by a hash of its source and flags under $TMPDIR/cedana-fake-gpu, so a test run
+ * compiles each at most once, and parallel test processes agree on the result (each compiles
+ * to a private name and renames into place).
+ */
+import { fileURLToPath } from "node:url";
+
+const HERE = new URL(".", import.meta.url);
+const CACHE = `${Deno.env.get("TMPDIR") || "/tmp"}/cedana-fake-gpu`;
+
+/** Builds a shared library from tests/gpu/<source> once per source+flags; returns its path. */
+async function build(source: string, output: string, flags: string[] = []): Promise<string> {
+  const src = fileURLToPath(new URL(source, HERE));
+  const text = await Deno.readFile(src);
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    new Uint8Array([...text, ...new TextEncoder().encode("\0" + flags.join(" "))]),
+  );
+  const hash = Array.from(new Uint8Array(digest).subarray(0, 8), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
+  const dir = `${CACHE}/${hash}`;
+  const path = `${dir}/${output}`;
+  try {
+    await Deno.stat(path);
+    return path;
+  } catch {
+    // not built yet
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  const tmp = `${path}.${Deno.pid}.tmp`;
+  const out = await new Deno.Command("gcc", {
+    args: ["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", ...flags, "-o", tmp, src],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(`gcc failed to build ${source}:\n${new TextDecoder().decode(out.stderr)}`);
+  }
+  await Deno.rename(tmp, path);
+  return path;
+}
+
+export interface FakeCudaOptions {
+  /** Build without cuGetErrorName/cuGetErrorString (they are optional for the caller). */
+  noErrorNames?: boolean;
+}
+
+/** Path of libfake_cuda.so, the libcuda test double (see fake_cuda.c for its environment). */
+export function buildFakeCuda(opts: FakeCudaOptions = {}): Promise<string> {
+  return opts.noErrorNames
+    ? build("fake_cuda.c", "libfake_cuda.so", ["-DFAKE_CUDA_NO_ERROR_NAMES"])
+    : build("fake_cuda.c", "libfake_cuda.so");
+}
+
+/** Path of libfake_nvml.so, the NVML test double (see fake_nvml.c for its environment). */
+export function buildFakeNvml(): Promise<string> {
+  return build("fake_nvml.c", "libfake_nvml.so");
+}
+
+/** One line of $FAKE_CUDA_STATE_DIR/calls.log. */
+export interface FakeCall {
+  op: string;
+  pid: number;
+  rc: number;
+}
+
+/** The calls the fake logged in `stateDir`, oldest first ([] before the first call). */
+export function readCalls(stateDir: string): FakeCall[] {
+  let text = "";
+  try {
+    text = Deno.readTextFileSync(`${stateDir}/calls.log`);
+  } catch {
+    return [];
+  }
+  return text.split("\n").filter((l) => l !== "").map((line) => {
+    const [op, pid, , rc] = line.split(" ");
+    return { op, pid: Number(pid), rc: Number(rc) };
+  });
+}
+
+/** The fake's state of `pid` as stored in `stateDir` (0 running .. 3 failed), null when none. */
+export function readFakeState(stateDir: string, pid: number): { state: number; poisoned: boolean } | null {
+  try {
+    const [state, poisoned] = Deno.readTextFileSync(`${stateDir}/${pid}`).trim().split(" ").map(Number);
+    return { state, poisoned: poisoned === 1 };
+  } catch {
+    return null;
+  }
+}
