@@ -96,6 +96,24 @@ function check(call: string, rc: number): number {
   return rc;
 }
 
+/**
+ * Marks every fd above 2 close-on-exec. Deno clears the flag on fds it hands to a child as stdio
+ * (and on fds the daemon inherited), so without this a job would inherit the daemon's ends of
+ * other jobs' pipes (and then never see EOF), its log file twice, or the daemon's own log.
+ */
+export function cloexecAll(): void {
+  let fds: number[];
+  try {
+    fds = [...Deno.readDirSync("/proc/self/fd")].map((e) => Number(e.name)).filter((fd) => fd > 2);
+  } catch {
+    return;
+  }
+  for (const fd of fds) {
+    const flags = lib().fcntl(fd, F_GETFD, 0);
+    if (flags >= 0 && !(flags & FD_CLOEXEC)) lib().fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  }
+}
+
 function setCloexec(fd: number): void {
   const flags = check("fcntl(F_GETFD)", lib().fcntl(fd, F_GETFD, 0));
   check("fcntl(F_SETFD)", lib().fcntl(fd, F_SETFD, flags | FD_CLOEXEC));

@@ -4,12 +4,14 @@
 // touch the children that Deno itself waits for (the ones we spawned).
 
 import { children, readStat } from "../proc/mod.ts";
-import { closeFd, pidfdOpen, setChildSubreaper, waitidPidfd } from "./libc.ts";
+import { cloexecAll, closeFd, pidfdOpen, setChildSubreaper, waitidPidfd } from "./libc.ts";
 
 const spawned = new Set<number>();
 
 /** Record a child spawned through Deno/node APIs: Deno reaps it, so must we not. */
 export function trackSpawn(pid: number | undefined, exited?: Promise<unknown>): void {
+  // Every spawn passes through here right after it: restore close-on-exec on what it cleared.
+  cloexecAll();
   if (pid === undefined) return;
   spawned.add(pid);
   exited?.finally(() => spawned.delete(pid));
@@ -27,6 +29,7 @@ export class OrphanReaper {
 
   start(): void {
     setChildSubreaper();
+    cloexecAll(); // fds the daemon inherited must not reach its jobs
     const schedule = () => {
       if (this.#pending) return;
       this.#pending = true;

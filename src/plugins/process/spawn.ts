@@ -60,6 +60,19 @@ function exitPromise(child: ChildProcess): Promise<ExitStatus> {
   });
 }
 
+/**
+ * A job starts through bash, which closes every fd above 2 and execs the command (same PID):
+ * the copies Deno leaves of the fds it passed as stdio must not end up in the job (CRIU would
+ * checkpoint them, and a stray pipe end keeps another job's stdin from seeing EOF).
+ */
+// (No redirection around the loop: bash would keep fd 2 in a saved copy that the loop closes.)
+const CLOSE_FDS = 'for f in /proc/self/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done; ' +
+  'exec -a "$0" "$@"';
+
+function cleanExec(argv0: string, exe: string, args: string[]): [string, string[]] {
+  return ["bash", ["-c", CLOSE_FDS, argv0, exe, ...args]];
+}
+
 export interface SpawnSpec {
   exe: string;
   args: string[];
@@ -82,8 +95,7 @@ function spawnError(e: unknown): never {
 export function spawnToLog(spec: SpawnSpec, logPath: string): Spawned {
   const fd = openLog(logPath);
   try {
-    const child = spawn(spec.exe, spec.args.slice(1), {
-      argv0: spec.args[0],
+    const child = spawn(...cleanExec(spec.args[0], spec.exe, spec.args.slice(1)), {
       cwd: spec.cwd,
       env: spec.env,
       detached: true,
@@ -104,8 +116,7 @@ export function spawnWithPipes(spec: SpawnSpec): Spawned {
   const [i, o, e] = [pipe(), pipe(), pipe()];
   let child: ChildProcess;
   try {
-    child = spawn(spec.exe, spec.args.slice(1), {
-      argv0: spec.args[0],
+    child = spawn(...cleanExec(spec.args[0], spec.exe, spec.args.slice(1)), {
       cwd: spec.cwd,
       env: spec.env,
       detached: true,
@@ -133,7 +144,7 @@ export function spawnWithPty(spec: SpawnSpec, cols = 80, rows = 24): Spawned {
   let child: ChildProcess;
   try {
     setWindowSize(pty.master, cols, rows);
-    child = spawn("setsid", ["-c", "--", spec.exe, ...spec.args.slice(1)], {
+    child = spawn(...cleanExec("setsid", "setsid", ["-c", "--", spec.exe, ...spec.args.slice(1)]), {
       cwd: spec.cwd,
       env: { TERM: "xterm-256color", ...spec.env },
       stdio: [pty.slave, pty.slave, pty.slave],
