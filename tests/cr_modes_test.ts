@@ -134,6 +134,7 @@ Deno.test(
 
     await startWorkload(d, "c", "counter");
     const r = await d.json<DumpResult>("dump", "job", "c");
+    await d.ok("job", "checkpoint", "inspect", r.checkpoint.id); // checksums are complete once inspect answers
     const pages = [...Deno.readDirSync(r.checkpoint.path)].find((e) => /^pages-\d+\.img$/.test(e.name))!.name;
     const file = `${r.checkpoint.path}/${pages}`;
     const bytes = Deno.readFileSync(file);

@@ -53,7 +53,23 @@ export class DirHasher {
   #loop: Promise<void> | null = null;
   #wake: () => void = () => {};
 
-  constructor(readonly dir: string, readonly exclude: Set<string> = new Set()) {}
+  constructor(public dir: string, readonly exclude: Set<string> = new Set()) {}
+
+  /** The directory was renamed (open files keep being read; new listings use the new path). */
+  relocate(dir: string): void {
+    this.dir = dir;
+  }
+
+  /** Every file with its size now, without waiting for the checksums. */
+  list(): { name: string; size: number }[] {
+    const out: { name: string; size: number }[] = [];
+    for (const e of Deno.readDirSync(this.dir)) {
+      if (e.isFile && !this.exclude.has(e.name)) {
+        out.push({ name: e.name, size: Deno.statSync(join(this.dir, e.name)).size });
+      }
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
 
   /** Starts following the page images as CRIU writes them. */
   start(): void {

@@ -37,12 +37,42 @@ export interface Manifest {
   criu: { version: string; flags: Record<string, boolean>; external: string[] };
   kernel: string;
   host: string;
+  /** sha256 is "" while checksums are still being computed ("pending"). */
   files: FileDigest[];
+  checksums?: "pending";
   stats?: Record<string, unknown>;
 }
 
+/** Written to a temporary name and renamed: a reader never sees half a manifest. */
 export function writeManifest(dir: string, m: Manifest): void {
-  Deno.writeTextFileSync(join(dir, MANIFEST), JSON.stringify(m, null, 2) + "\n");
+  const tmp = join(dir, `.${MANIFEST}.tmp`);
+  Deno.writeTextFileSync(tmp, JSON.stringify(m, null, 2) + "\n");
+  Deno.renameSync(tmp, join(dir, MANIFEST));
+}
+
+/** Identity of each file when its checksum was taken: unchanged files need no re-hashing. */
+export type FileStamps = Record<string, { ino: number; mtimeMs: number; size: number }>;
+
+export function stampFiles(dir: string, files: { name: string }[]): FileStamps {
+  const out: FileStamps = {};
+  for (const f of files) {
+    const st = Deno.statSync(join(dir, f.name));
+    out[f.name] = { ino: st.ino ?? 0, mtimeMs: st.mtime?.getTime() ?? 0, size: st.size };
+  }
+  return out;
+}
+
+export function stampsMatch(dir: string, stamps: FileStamps | undefined, files: { name: string }[]): boolean {
+  if (!stamps) return false;
+  try {
+    const now = stampFiles(dir, files);
+    return files.every((f) => {
+      const a = stamps[f.name], b = now[f.name];
+      return a && b && a.ino === b.ino && a.mtimeMs === b.mtimeMs && a.size === b.size;
+    });
+  } catch {
+    return false;
+  }
 }
 
 export function readManifest(dir: string): Manifest {

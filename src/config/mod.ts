@@ -11,7 +11,8 @@ export interface Config {
   /** Where log files of non-attachable jobs go by default. */
   output_dir: string;
   db: { path: string };
-  checkpoint: { dir: string; compression: string };
+  /** verify: "auto" re-hashes only images that changed since this daemon hashed them; "full" always. */
+  checkpoint: { dir: string; compression: string; verify: string };
   criu: { binary_path: string; leave_running: boolean };
   gpu: { lock_timeout: number };
 }
@@ -24,7 +25,7 @@ export function defaults(): Config {
     log_level: "info",
     output_dir: "/var/log",
     db: { path: "/tmp/cedana.db" },
-    checkpoint: { dir: "/tmp", compression: "none" },
+    checkpoint: { dir: "/tmp", compression: "none", verify: "auto" },
     criu: { binary_path: "", leave_running: false },
     gpu: { lock_timeout: 10_000 },
   };
@@ -117,6 +118,9 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   }
   for (const [key, v] of Object.entries(opts.flags ?? {})) if (v !== undefined) setPath(cfg, key, v);
   const out = cfg as unknown as Config;
+  if (!["auto", "full"].includes(out.checkpoint.verify)) {
+    throw invalidArgument(`checkpoint.verify must be auto or full (got "${out.checkpoint.verify}")`);
+  }
   if (!["debug", "info", "warn", "error"].includes(out.log_level)) {
     throw invalidArgument(`log_level must be one of debug, info, warn, error (got "${out.log_level}")`);
   }

@@ -49,7 +49,8 @@ export function inspectTree(root: number): TreeFacts {
     }
   }
   let tcpEstablished = false, tcpListen = false;
-  for (const f of ["tcp", "tcp6"]) {
+  // (the /proc/net tables are slow to read: only when the tree has sockets at all)
+  for (const f of sockets.size ? ["tcp", "tcp6"] : []) {
     for (const line of readLines(`/proc/${root}/net/${f}`)) {
       const cols = line.trim().split(/\s+/);
       if (!sockets.has(cols[9])) continue;
@@ -57,7 +58,8 @@ export function inspectTree(root: number): TreeFacts {
       if (cols[3] === "0A") tcpListen = true;
     }
   }
-  const unixSockets = readLines(`/proc/${root}/net/unix`).some((l) => sockets.has(l.trim().split(/\s+/)[6]));
+  const unixSockets = sockets.size > 0 &&
+    readLines(`/proc/${root}/net/unix`).some((l) => sockets.has(l.trim().split(/\s+/)[6]));
   const pidSet = new Set(procs.map(String));
   // /proc/locks has no header: "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (pid is column 5)
   const fileLocks = readLines("/proc/locks", 0).some((l) =>

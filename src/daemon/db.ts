@@ -233,6 +233,24 @@ export class JobDb {
     return r ? toCheckpoint(r) : null;
   }
 
+  updateCheckpointManifest(id: string, manifest: Record<string, unknown>): void {
+    this.#db.prepare("UPDATE checkpoints SET manifest = ? WHERE id = ?").run(toSql(manifest), id);
+  }
+
+  /** The record of the checkpoint stored at `path`, if any (the newest when several). */
+  checkpointByPath(path: string): CheckpointRow | null {
+    const r = this.#db.prepare("SELECT * FROM checkpoints WHERE path = ? ORDER BY time DESC LIMIT 1").get(
+      path,
+    ) as
+      | Raw
+      | undefined;
+    return r ? toCheckpoint(r) : null;
+  }
+
+  allCheckpoints(): CheckpointRow[] {
+    return (this.#db.prepare("SELECT * FROM checkpoints").all() as Raw[]).map(toCheckpoint);
+  }
+
   deleteCheckpoint(id: string): void {
     this.#db.prepare("DELETE FROM checkpoints WHERE id = ?").run(id);
   }

@@ -33,6 +33,7 @@ import type { CrHost } from "./cr/host.ts";
 import { dump as runDump, TMP_PREFIX } from "./cr/dump.ts";
 import { type IoKeep, reclaimIo, releaseIo } from "../plugins/process/io.ts";
 import { restore as runRestore } from "./cr/restore.ts";
+import { Checksums } from "./cr/checksums.ts";
 import { IoHub } from "./io_hub.ts";
 import type { Logger } from "./log.ts";
 import { JID_PATTERN, randomJid } from "./names.ts";
@@ -60,7 +61,11 @@ export class JobService implements CrHost {
   readonly #busy = new Map<string, string>();
   readonly #reaper = new OrphanReaper((pid) => this.#exits.reaps(pid));
 
-  constructor(readonly db: JobDb, readonly config: Config, readonly log: Logger) {}
+  readonly checksums: Checksums;
+
+  constructor(readonly db: JobDb, readonly config: Config, readonly log: Logger) {
+    this.checksums = new Checksums(db, log);
+  }
 
   #ctx(jid: string): PluginContext {
     return { config: this.config, log: this.log, jid };
@@ -358,6 +363,7 @@ export class JobService implements CrHost {
   /** Starts the orphan reaper and clears temporary dirs a killed daemon may have left behind. */
   start(): void {
     this.#reaper.start();
+    this.checksums.resume();
     const dir = this.config.checkpoint.dir;
     try {
       for (const e of Deno.readDirSync(dir)) {
@@ -486,13 +492,16 @@ export class JobService implements CrHost {
     return this.db.listCheckpoints(jid).map(checkpointInfo);
   }
 
-  checkpoint(id: string): CheckpointInspect {
-    const c = this.db.getCheckpoint(id);
-    if (!c) throw notFound(`checkpoint ${id} not found`);
+  /** Waits for background checksums, so the manifest shown is complete. */
+  async checkpoint(id: string): Promise<CheckpointInspect> {
+    const first = this.db.getCheckpoint(id);
+    if (!first) throw notFound(`checkpoint ${id} not found`);
+    await this.checksums.settled(first.path);
+    const c = this.db.getCheckpoint(id) ?? first;
     return { ...checkpointInfo(c), manifest: c.manifest };
   }
 
-  deleteCheckpoint(id: string): CheckpointInfo {
+  async deleteCheckpoint(id: string): Promise<CheckpointInfo> {
     const c = this.db.getCheckpoint(id);
     if (!c) throw notFound(`checkpoint ${id} not found`);
     if (c.jid && this.#busy.has(c.jid)) {

@@ -173,8 +173,8 @@ export function createApp(svc: JobService, info: { address: string; db: string }
     return c.json(await svc.restore(req), 201);
   });
   app.get("/v1/jobs/:jid/checkpoints", (c) => c.json(svc.checkpoints(c.req.param("jid"))));
-  app.get("/v1/checkpoints/:id", (c) => c.json(svc.checkpoint(c.req.param("id"))));
-  app.delete("/v1/checkpoints/:id", (c) => c.json(svc.deleteCheckpoint(c.req.param("id"))));
+  app.get("/v1/checkpoints/:id", async (c) => c.json(await svc.checkpoint(c.req.param("id"))));
+  app.delete("/v1/checkpoints/:id", async (c) => c.json(await svc.deleteCheckpoint(c.req.param("id"))));
 
   app.get(
     "/v1/jobs/:jid/attach",

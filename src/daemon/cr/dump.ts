@@ -62,10 +62,19 @@ export function newCheckpointId(): string {
   );
 }
 
+const versionCache = new Map<string, string>();
+
 export async function requireCriu(host: CrHost): Promise<{ bin: string; version: string }> {
   const bin = findCriu(host.config);
   if (!bin) throw failedPrecondition("criu not found: install CRIU >= 4.2 or set criu.binary_path");
-  const version = await criuVersion(bin);
+  // `criu --version` costs a process start per operation: cache it per binary (path + mtime).
+  let mtime = 0;
+  try {
+    mtime = Deno.statSync(bin).mtime?.getTime() ?? 0;
+  } catch { /* reported below */ }
+  const key = `${bin}@${mtime}`;
+  const version = versionCache.get(key) ?? await criuVersion(bin);
+  if (version) versionCache.set(key, version);
   if (!version) throw failedPrecondition(`${bin} does not run (criu --version failed)`);
   if (!versionAtLeast(version, MIN_CRIU)) {
     throw failedPrecondition(`CRIU ${version} at ${bin} is too old: cedana needs >= ${MIN_CRIU.join(".")}`);
@@ -195,7 +204,12 @@ const steps: Step<DumpCtx>[] = [
     async run(c) {
       const stats = readDumpStats(c.tmpDir);
       c.stats = stats as unknown as Record<string, number> | null;
-      const files = await c.hasher!.finish();
+      // Uncompressed: record now, finish the checksums in the background (see checksums.ts).
+      // Compressed: the manifest goes into the archive, so it must be complete first.
+      const background = c.compression === "none";
+      const files = background
+        ? c.hasher!.list().map((f) => ({ ...f, sha256: "" }))
+        : await c.hasher!.finish();
       const r = c.row;
       c.manifest = {
         format: 1,
@@ -220,6 +234,7 @@ const steps: Step<DumpCtx>[] = [
         kernel: Deno.osRelease(),
         host: Deno.hostname(),
         files,
+        checksums: background ? "pending" : undefined,
         stats: c.stats ?? undefined,
       };
       writeManifest(c.tmpDir, c.manifest);
@@ -242,7 +257,10 @@ const steps: Step<DumpCtx>[] = [
   {
     name: "commit",
     run(c) {
-      if (c.compression === "none") Deno.renameSync(c.tmpDir, c.finalPath);
+      if (c.compression === "none") {
+        Deno.renameSync(c.tmpDir, c.finalPath);
+        c.hasher!.relocate(c.finalPath);
+      }
       c.host.db.insertCheckpoint({
         id: c.id,
         jid: c.row?.jid ?? null,
@@ -251,6 +269,9 @@ const steps: Step<DumpCtx>[] = [
         size: c.size,
         manifest: { ...(c.manifest as unknown as Record<string, unknown>), compression: c.compression },
       });
+      if (c.manifest!.checksums === "pending") {
+        c.host.checksums.complete(c.id, c.finalPath, c.manifest!, c.hasher!.finish());
+      }
       if (!c.row) return;
       if (c.req.leaveRunning) c.host.rewatch(c.row.jid);
       else c.host.dumped(c.row.jid);

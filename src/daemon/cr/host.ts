@@ -3,11 +3,13 @@ import type { Config } from "../../config/mod.ts";
 import type { JobIo } from "../../plugins/mod.ts";
 import type { JobDb, JobRow } from "../db.ts";
 import type { Logger } from "../log.ts";
+import type { Checksums } from "./checksums.ts";
 
 export interface CrHost {
   db: JobDb;
   config: Config;
   log: Logger;
+  checksums: Checksums;
   /** Stop recording the job's exit (CRIU is about to kill it on purpose). */
   unwatch(jid: string): void;
   /** Watch the job's current process again (after a failed or leave-running dump). */

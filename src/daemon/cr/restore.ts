@@ -8,7 +8,7 @@ import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";
 import type { RestoreRequest, RestoreResult } from "../../api/types.ts";
 import { detectCompression, extractArchive } from "../../checkpoint/archive.ts";
-import { type Manifest, readManifest, verifyHashes, verifySizes } from "../../checkpoint/manifest.ts";
+import { type Manifest, readManifest, verifySizes } from "../../checkpoint/manifest.ts";
 import { restoreArgs } from "../../criu/options.ts";
 import { criuErrorLines, runCriu, spawnCriu } from "../../criu/run.ts";
 import { readRestoreStats } from "../../criu/stats.ts";
@@ -128,7 +128,11 @@ const steps: Step<RestoreCtx>[] = [
       const { ioKeepers: _old, ...details } = c.row.details;
       c.row = { ...c.row, details };
       // Checksums are verified while CRIU restores; the tasks resume only if they match.
-      c.verified = verifyHashes(c.imagesDir, c.manifest);
+      c.verified = c.host.checksums.verify(
+        c.imagesDir,
+        c.imagesDir === c.path ? c.path : null,
+        c.host.config.checkpoint.verify,
+      );
       c.verified.catch(() => {});
     },
   },
