@@ -1,0 +1,179 @@
+// runc jobs through the real CLI and a real daemon: run, dump/restore, copies, cycles, daemon
+// restarts, cleanup, errors. Each test uses its own runc state root.
+import type { DumpResult, Job, RestoreResult } from "../../src/api/types.ts";
+import { assert, assertEquals, assertStringIncludes } from "../../src/testing/asserts.ts";
+import { lastTick, readLog, waitTicks } from "../cr_helpers.ts";
+import { sleep, type TestDaemon, waitFor, withDaemon } from "../helpers.ts";
+import { hasContainerCRTools, makeBundle, runOk, spawnCapture } from "./fixture.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false, ignore: !hasContainerCRTools() } as const;
+const COUNTER = ["sh", "-c", 'i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.1; done'];
+
+async function setup(d: TestDaemon, args = COUNTER) {
+  const bundle = await makeBundle(`${d.dir}/bundle`, args);
+  const root = `${d.dir}/runc`;
+  return { bundle, root };
+}
+
+async function runcList(root: string): Promise<string[]> {
+  return (await runOk("runc", ["--root", root, "list", "-q"])).split("\n").filter(Boolean);
+}
+
+async function job(d: TestDaemon, jid: string): Promise<Job> {
+  return (await d.json<Job[]>("ps")).find((j) => j.jid === jid)!;
+}
+
+Deno.test(
+  "runc: a counter container keeps counting across dump/restore, 3 cycles",
+  opts,
+  withDaemon(async (d) => {
+    const { bundle, root } = await setup(d);
+    const started = await d.json<Job>(
+      "run",
+      "runc",
+      "--bundle",
+      bundle,
+      "--root",
+      root,
+      "--jid",
+      "ctr",
+      "--id",
+      "c1",
+    );
+    assertEquals([started.type, (started.details as { id: string }).id], ["runc", "c1"]);
+    const log = started.log!;
+    await waitTicks(log, 3);
+    assertStringIncludes(await d.ok("ps"), "runc");
+    for (let i = 0; i < 3; i++) {
+      const r = await d.json<DumpResult>("dump", "job", "ctr");
+      assert(r.checkpoint.path.includes("dump-runc-ctr-"), r.checkpoint.path);
+      assertEquals((await job(d, "ctr")).status, "halted");
+      assertEquals(await runcList(root), [], "runc checkpoint removed the container");
+      const before = lastTick(readLog(log));
+      const back = await d.json<RestoreResult>("restore", "job", "ctr");
+      assert(back.job.pid !== null && back.job.status !== "halted");
+      await waitTicks(log, before + 3);
+      const ticks = readLog(log).filter((l) => l.startsWith("tick ")).map((l) => Number(l.slice(5)));
+      for (let k = 1; k < ticks.length; k++) assertEquals(ticks[k], ticks[k - 1] + 1, "no gap, no restart");
+    }
+    assertEquals(await runcList(root), ["c1"]);
+    await d.ok("job", "kill", "ctr");
+    await waitFor(async () => (await job(d, "ctr")).status === "halted", "killed");
+    assertEquals((await job(d, "ctr")).exitSignal, "SIGKILL");
+    await d.ok("job", "delete", "ctr");
+    assertEquals(await runcList(root), [], "delete cleans up runc's state");
+  }),
+);
+
+Deno.test(
+  "runc: leave-running, then restore a copy under a new id next to the original",
+  opts,
+  withDaemon(async (d) => {
+    const { bundle, root } = await setup(d);
+    const orig = await d.json<Job>(
+      "run",
+      "runc",
+      "--bundle",
+      bundle,
+      "--root",
+      root,
+      "--jid",
+      "orig",
+      "--id",
+      "o1",
+    );
+    await waitTicks(orig.log!, 2);
+    const r = await d.json<DumpResult>("dump", "runc", "o1", "--leave-running");
+    assertEquals(r.leftRunning, true);
+    const copy = await d.json<RestoreResult>(
+      "restore",
+      "runc",
+      "--path",
+      r.checkpoint.path,
+      "--id",
+      "o2",
+      "--jid",
+      "copy",
+    );
+    assertEquals(copy.pidNamespace, false);
+    assertEquals((await runcList(root)).sort(), ["o1", "o2"]);
+    assert(copy.job.log !== orig.log, "the copy has a log of its own");
+    await waitTicks(copy.job.log!, lastTick(readLog(copy.job.log!)) + 2);
+    await waitTicks(orig.log!, lastTick(readLog(orig.log!)) + 2);
+    const dup = await d.cli("restore", "runc", "--path", r.checkpoint.path, "--id", "o1");
+    assertEquals(dup.code, 4, dup.stderr);
+    assertStringIncludes(dup.stderr, "container o1 is running");
+  }),
+);
+
+Deno.test(
+  "runc: restore after the daemon restarted; the container survived the restart",
+  opts,
+  withDaemon(async (d) => {
+    const { bundle, root } = await setup(d);
+    const j = await d.json<Job>(
+      "run",
+      "runc",
+      "--bundle",
+      bundle,
+      "--root",
+      root,
+      "--jid",
+      "r",
+      "--id",
+      "r1",
+    );
+    await waitTicks(j.log!, 2);
+    await d.stop();
+    await sleep(800); // the container writes into its pipe meanwhile (its keeper holds the other end)
+    await d.start();
+    assertEquals((await job(d, "r")).status !== "halted", true);
+    const before = lastTick(readLog(j.log!));
+    await waitTicks(j.log!, before + 3); // the new daemon took over the pipe and copies to the log again
+    await d.ok("dump", "job", "r");
+    await d.stop();
+    await d.start();
+    await d.ok("restore", "job", "r");
+    await waitTicks(j.log!, lastTick(readLog(j.log!)) + 2);
+  }),
+);
+
+Deno.test(
+  "runc: attachable container",
+  opts,
+  withDaemon(async (d) => {
+    const { bundle, root } = await setup(d, ["sh", "-c", 'while read l; do echo "c:$l"; done; exit 4']);
+    await d.ok("run", "runc", "--bundle", bundle, "--root", root, "--jid", "a", "--attachable");
+    const r = await d.cliWith({ stdin: "hi\n" }, "job", "attach", "a");
+    assertEquals([r.stdout, r.code], ["c:hi\n", 4]);
+  }),
+);
+
+Deno.test(
+  "runc: errors",
+  opts,
+  withDaemon(async (d) => {
+    const { bundle, root } = await setup(d);
+    const missing = await d.cli("run", "runc", "--bundle", `${d.dir}/nope`);
+    assertEquals(missing.code, 2);
+    assertStringIncludes(missing.stderr, "does not exist");
+    const unknown = await d.cli("manage", "runc", "nope", "--root", root);
+    assertEquals(unknown.code, 3);
+    assertStringIncludes(unknown.stderr, "container nope not found");
+    const notJob = await d.cli("dump", "runc", "nope");
+    assertEquals(notJob.code, 3);
+    await d.ok("run", "runc", "--bundle", bundle, "--root", root, "--id", "x1", "--jid", "x");
+    const dupId = await d.cli("run", "runc", "--bundle", bundle, "--root", root, "--id", "x1");
+    assertEquals(dupId.code, 5, dupId.stderr);
+    assertStringIncludes(dupId.stderr, "runc run x1 failed");
+    // adopting a container someone else started
+    const ext = spawnCapture("runc", ["--root", root, "run", "-d", "--bundle", bundle, "ext"]);
+    await ext.exited;
+    const m = await d.json<Job>("manage", "runc", "ext", "--root", root);
+    assertEquals([m.type, m.adopted], ["runc", true]);
+    await d.ok("job", "kill", m.jid);
+    await waitFor(async () => (await job(d, m.jid)).status === "halted", "adopted container killed");
+    await d.ok("job", "delete", m.jid);
+    assert(!(await runcList(root)).includes("ext"));
+  }),
+);
