@@ -46,8 +46,10 @@ export interface FdInfo {
 export interface JobInspect extends Job {
   fds: FdInfo[];
   children: number[];
-  /** Whether the daemon still holds the job's I/O (attachable jobs lose it when the daemon restarts). */
+  /** Whether the daemon holds the job's I/O (for attach). */
   ioAvailable: boolean;
+  /** GPU jobs: each CUDA process's checkpoint state, or why it cannot be read. */
+  cuda?: { pid: number; state: string }[] | { error: string };
 }
 
 export interface RunProcessRequest {
@@ -169,6 +171,8 @@ export interface DumpResult {
   timings: Timings;
   /** CRIU's dump statistics (stats-dump), times in microseconds. */
   criuStats: Record<string, number> | null;
+  /** GPU jobs: the CUDA processes checkpointed and the GPU memory moved into host memory. */
+  gpu?: { pids: number[]; total: number };
 }
 
 export interface RestoreRequest {

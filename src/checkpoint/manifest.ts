@@ -40,6 +40,8 @@ export interface Manifest {
   /** sha256 is "" while checksums are still being computed ("pending"). */
   files: FileDigest[];
   checksums?: "pending";
+  /** CUDA processes checkpointed through the driver, and the GPU memory they held. */
+  gpu?: { pids: number[]; memory: Record<string, number | null>; total: number; driverVersion: number };
   stats?: Record<string, unknown>;
 }
 

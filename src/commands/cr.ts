@@ -94,16 +94,26 @@ function printDump(r: DumpResult, what: string, json?: boolean) {
   if (r.detected.length) console.log(`  detected: ${r.detected.join(", ")}`);
   console.log(
     "  " + timingLine(r.timings, [
+      ["gpu_lock", "GPU lock"],
+      ["gpu_checkpoint", "GPU checkpoint"],
       ["criu_freezing_time", "freeze"],
       ["criu_frozen_time", "frozen"],
       ["criu_memdump_time", "memory dump"],
       ["criu_memwrite_time", "write"],
       ["criu_dump", "criu"],
       ["manifest", "checksums"],
+      ["gpu_resume", "GPU resume"],
       ["compress", "compress"],
       ["total", "total"],
     ]),
   );
+  if (r.gpu) {
+    console.log(
+      `  GPU: ${r.gpu.pids.length} CUDA process(es), ${
+        humanSize(r.gpu.total)
+      } of GPU memory moved to the images`,
+    );
+  }
 }
 
 export function dumpCommand() {
@@ -175,6 +185,8 @@ async function doRestore(req: RestoreRequest, o: RestoreCliOpts, cmd: Command) {
         ["criu_forking_time", "fork"],
         ["criu_restore_time", "restore"],
         ["criu_restore", "criu"],
+        ["gpu_restore", "GPU restore"],
+        ["gpu_unlock", "GPU unlock"],
         ["total", "total"],
       ]),
     );

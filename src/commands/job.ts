@@ -65,6 +65,14 @@ function inspectText(j: JobInspect): string {
     ],
     ["Children", j.children.join(" ")],
   ];
+  if (j.cuda) {
+    rows.push([
+      "CUDA",
+      "error" in j.cuda
+        ? j.cuda.error
+        : j.cuda.map((p) => `${p.pid}: ${p.state}`).join(", ") || "no CUDA processes",
+    ]);
+  }
   for (const [k, v] of Object.entries(j.details)) {
     rows.push([k, typeof v === "string" ? v : JSON.stringify(v)]);
   }

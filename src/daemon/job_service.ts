@@ -34,10 +34,21 @@ import { dump as runDump, TMP_PREFIX } from "./cr/dump.ts";
 import { type IoKeep, reclaimIo, releaseIo } from "../plugins/process/io.ts";
 import { restore as runRestore } from "./cr/restore.ts";
 import { Checksums } from "./cr/checksums.ts";
+import { CudaDriver, findCudaPids } from "../gpu/mod.ts";
 import { IoHub } from "./io_hub.ts";
 import type { Logger } from "./log.ts";
 import { JID_PATTERN, randomJid } from "./names.ts";
 import { parseSignal, signalName } from "./signals.ts";
+
+/** The driver is loaded only for GPU jobs, and only when asked. */
+function cudaStates(pid: number): JobInspect["cuda"] {
+  try {
+    const driver = CudaDriver.load();
+    return findCudaPids(pid).map((p) => ({ pid: p, state: String(driver.state(p)) }));
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
+}
 
 function checkpointInfo(c: CheckpointRow): CheckpointInfo {
   return {
@@ -287,6 +298,7 @@ export class JobService implements CrHost {
       fds: live ? readFds(row.pid!) : [],
       children: live ? descendants(row.pid!) : [],
       ioAvailable: this.#hubs.has(jid),
+      cuda: row.gpu && live ? cudaStates(row.pid!) : undefined,
     };
   }
 

@@ -319,8 +319,8 @@ export function closeFd(fd: number): void {
  * Marks this process as child subreaper, so jobs that daemonize (double-fork) are re-parented
  * to us instead of init and stay waitable through waitidPidfd.
  */
-export function setChildSubreaper(): void {
-  check("prctl(PR_SET_CHILD_SUBREAPER)", lib().prctl(PR_SET_CHILD_SUBREAPER, 1n, 0n, 0n, 0n));
+export function setChildSubreaper(on = true): void {
+  check("prctl(PR_SET_CHILD_SUBREAPER)", lib().prctl(PR_SET_CHILD_SUBREAPER, on ? 1n : 0n, 0n, 0n, 0n));
 }
 
 /** Clock ticks per second (USER_HZ), the unit of /proc/PID/stat times. */

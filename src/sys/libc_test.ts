@@ -144,9 +144,15 @@ Deno.test("waitidPidfd: Deno reaps its own children, so there is no status to co
  */
 async function spawnOrphan(script: string): Promise<number> {
   setChildSubreaper();
-  const pid = Number(await sh(`sh -c '${script}' >/dev/null 2>&1 </dev/null & echo $!`));
-  assert(pid > 0);
-  return pid;
+  try {
+    const pid = Number(await sh(`sh -c '${script}' >/dev/null 2>&1 </dev/null & echo $!`));
+    assert(pid > 0);
+    return pid;
+  } finally {
+    // Only this orphan is adopted: the test runner must not collect the orphans of later tests
+    // (their zombies would never be reaped, and keep PIDs a restore needs).
+    setChildSubreaper(false);
+  }
 }
 
 // What works: an orphan adopted through PR_SET_CHILD_SUBREAPER is our child but unknown to Deno,

@@ -15,6 +15,7 @@ import { readDumpStats } from "../../criu/stats.ts";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../../errors.ts";
 import { readStat } from "../../proc/mod.ts";
 import type { JobRow } from "../db.ts";
+import { checkpointAll, detectGpu, type GpuDump, lockAll, resumeAll } from "./gpu.ts";
 import { type CriuFlags, type JobPlugin, plugin } from "../../plugins/mod.ts";
 import type { CrHost } from "./host.ts";
 import { runSteps, type Step } from "./steps.ts";
@@ -23,6 +24,7 @@ export const TMP_PREFIX = ".cedana-tmp-";
 
 interface DumpCtx {
   req: DumpRequest;
+  gpu: GpuDump | null;
   plugin: JobPlugin | null;
   host: CrHost;
   row: JobRow | null;
@@ -153,6 +155,30 @@ const steps: Step<DumpCtx>[] = [
     },
   },
   {
+    name: "gpu_detect",
+    run(c) {
+      c.gpu = detectGpu(c.pid, !!c.row?.gpu);
+      if (c.gpu && c.row && !c.row.gpu) {
+        c.host.db.updateJob(c.row.jid, { gpu: true });
+        c.detected.push(`GPU (CUDA in ${c.gpu.pids.length} process(es))`);
+      }
+    },
+  },
+  {
+    name: "gpu_lock",
+    when: (c) => c.gpu !== null,
+    async run(c, undo) {
+      await lockAll(c.gpu!, c.host.config.gpu.lock_timeout, undo);
+    },
+  },
+  {
+    name: "gpu_checkpoint",
+    when: (c) => c.gpu !== null,
+    async run(c, undo) {
+      await checkpointAll(c.gpu!, undo);
+    },
+  },
+  {
     name: "criu_dump",
     async run(c, undo) {
       const hasher = c.hasher = new DirHasher(c.tmpDir, new Set([MANIFEST]));
@@ -200,6 +226,13 @@ const steps: Step<DumpCtx>[] = [
     },
   },
   {
+    name: "gpu_resume",
+    when: (c) => c.gpu !== null && !!c.req.leaveRunning,
+    async run(c) {
+      await resumeAll(c.gpu!);
+    },
+  },
+  {
     name: "manifest",
     async run(c) {
       const stats = readDumpStats(c.tmpDir);
@@ -235,6 +268,7 @@ const steps: Step<DumpCtx>[] = [
         host: Deno.hostname(),
         files,
         checksums: background ? "pending" : undefined,
+        gpu: c.gpu?.manifest,
         stats: c.stats ?? undefined,
       };
       writeManifest(c.tmpDir, c.manifest);
@@ -316,6 +350,7 @@ export async function dump(host: CrHost, req: DumpRequest, row: JobRow | null): 
   }
   const c: DumpCtx = {
     req,
+    gpu: null,
     plugin: row ? plugin(row.type) : null,
     host,
     row,
@@ -362,6 +397,7 @@ export async function dump(host: CrHost, req: DumpRequest, row: JobRow | null): 
     },
     leftRunning: !!req.leaveRunning,
     detected: c.detected,
+    gpu: c.gpu ? { pids: c.gpu.pids, total: c.gpu.manifest.total } : undefined,
     timings,
     criuStats: c.stats,
   };

@@ -15,6 +15,8 @@ import { readRestoreStats } from "../../criu/stats.ts";
 import { type CedanaError, failedPrecondition, notFound } from "../../errors.ts";
 import { type IoKeep, keptPipes, keptPty, releaseIo } from "../../plugins/process/io.ts";
 import { type JobIo, plugin } from "../../plugins/mod.ts";
+import type { CudaDriver } from "../../gpu/mod.ts";
+import { checkGpuRoom, restoreAll } from "./gpu.ts";
 import { defaultLogPath } from "../../plugins/process/mod.ts";
 import { children, readStat } from "../../proc/mod.ts";
 import { closeFd, openpty, pipe } from "../../sys/mod.ts";
@@ -46,6 +48,7 @@ interface RestoreCtx {
   pid: number;
   /** The restored root is our child (restore-sibling, or via the subreaper): reap it. */
   reap: boolean;
+  gpuDriver: CudaDriver | null;
   stats: Record<string, number> | null;
 }
 
@@ -137,11 +140,24 @@ const steps: Step<RestoreCtx>[] = [
     },
   },
   {
+    name: "gpu_check",
+    when: (c) => !!c.manifest!.gpu,
+    run(c) {
+      c.gpuDriver = checkGpuRoom(c.manifest!.gpu!);
+    },
+  },
+  {
     name: "pids",
     // a container gets a PID namespace of its own anyway
     when: (c) => !plugin(c.row.type).restore,
     async run(c) {
       c.pidNamespace = !(await pidsFree(c));
+      if (c.pidNamespace && c.manifest!.gpu) {
+        // the driver's restore addresses processes by their original PIDs
+        throw failedPrecondition(
+          "a GPU job can only be restored under its original PIDs, and they are taken",
+        );
+      }
     },
   },
   {
@@ -357,6 +373,25 @@ function criuFailure(logPath: string, code: number | string | null): Error {
   );
 }
 
+/** After CRIU: the GPU state back. A failure here cannot be retried in this process: kill it. */
+async function gpuRestore(c: RestoreCtx, timings: Record<string, number>): Promise<void> {
+  try {
+    await restoreAll(c.gpuDriver!, c.manifest!.gpu!, timings);
+  } catch (e) {
+    for (const pid of [c.pid, ...c.manifest!.gpu!.pids]) {
+      try {
+        Deno.kill(-pid, "SIGKILL");
+      } catch {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+    }
+    (e as Error).message += "; the restored job was killed (its checkpoint is intact: restore it again)";
+    throw e;
+  }
+}
+
 export interface RestoreTarget {
   row: JobRow;
   isNew: boolean;
@@ -390,13 +425,16 @@ export async function restore(
     io: null,
     ourFds: [],
     pid: 0,
+    gpuDriver: null,
     reap: true,
     stats: null,
   };
   const timings: Record<string, number> = {};
   try {
     await runSteps(steps, c, timings);
+    if (c.gpuDriver) await gpuRestore(c, timings);
   } catch (e) {
+    releaseIo(c.keep);
     // keep CRIU's log for the user; drop the unpacked images
     try {
       Deno.removeSync(join(workDir, "images"), { recursive: true });

@@ -1,0 +1,82 @@
+// GPU steps of a dump and a restore, through the CUDA driver's process checkpoint API:
+//   dump:    lock -> checkpoint (GPU memory moves into host memory) -> [CRIU dump] -> (leave
+//            running, or failure: restore -> unlock, so the job goes on as before)
+//   restore: enough free GPU memory? -> [CRIU restore] -> restore -> unlock; a failed GPU
+//            restore cannot be retried in that process: the job is killed and reported failed.
+// The driver is loaded once per daemon (cuInit costs ~200 ms) and only when a GPU job is touched.
+
+import { CudaDriver, findCudaPids, freeGpuMemory, processGpuMemory } from "../../gpu/mod.ts";
+import { failedPrecondition } from "../../errors.ts";
+import { humanBytes } from "./format.ts";
+
+export interface GpuManifest {
+  pids: number[];
+  /** GPU memory each process held before the checkpoint (bytes; null when NVML cannot tell). */
+  memory: Record<string, number | null>;
+  total: number;
+  driverVersion: number;
+}
+
+export interface GpuDump {
+  driver: CudaDriver;
+  pids: number[];
+  manifest: GpuManifest;
+}
+
+/** The CUDA processes of a tree, or null when it has none (then no GPU step runs). */
+export function detectGpu(rootPid: number, markedGpu: boolean): GpuDump | null {
+  const pids = findCudaPids(rootPid);
+  if (!pids.length) {
+    if (markedGpu) return null; // a GPU job that holds no CUDA context right now: plain dump
+    return null;
+  }
+  const driver = CudaDriver.load();
+  const memory: Record<string, number | null> = {};
+  for (const pid of pids) memory[pid] = processGpuMemory(pid);
+  const total = Object.values(memory).reduce<number>((a, b) => a + (b ?? 0), 0);
+  return { driver, pids, manifest: { pids, memory, total, driverVersion: driver.version } };
+}
+
+export async function lockAll(g: GpuDump, timeoutMs: number, undo: (fn: () => Promise<void>) => void) {
+  for (const pid of g.pids) {
+    await g.driver.lock(pid, timeoutMs);
+    undo(() => g.driver.unlock(pid));
+  }
+}
+
+export async function checkpointAll(g: GpuDump, undo: (fn: () => Promise<void>) => void) {
+  for (const pid of g.pids) {
+    await g.driver.checkpoint(pid);
+    undo(() => g.driver.restore(pid));
+  }
+}
+
+/** After a leave-running dump: the processes continue on the GPU. */
+export async function resumeAll(g: GpuDump) {
+  for (const pid of g.pids) await g.driver.restore(pid);
+  for (const pid of g.pids) await g.driver.unlock(pid);
+}
+
+/** Before CRIU restores anything: refuse early when the GPU cannot take the job back. */
+export function checkGpuRoom(m: GpuManifest): CudaDriver {
+  const driver = CudaDriver.load();
+  const free = freeGpuMemory();
+  if (free !== null && m.total > free) {
+    throw failedPrecondition(
+      `not enough free GPU memory to restore: the checkpoint needs ${humanBytes(m.total)}, the GPU has ${
+        humanBytes(free)
+      } free`,
+    );
+  }
+  return driver;
+}
+
+/** After CRIU restored the tree (same PIDs): GPU state back, then let the processes run. */
+export async function restoreAll(driver: CudaDriver, m: GpuManifest, timings: Record<string, number>) {
+  let t = performance.now();
+  for (const pid of m.pids) await driver.restore(pid);
+  timings.gpu_restore = +(performance.now() - t).toFixed(1);
+  t = performance.now();
+  for (const pid of m.pids) await driver.unlock(pid);
+  timings.gpu_unlock = +(performance.now() - t).toFixed(1);
+}
