@@ -225,3 +225,23 @@ export interface ManageRuncRequest {
   root?: string;
   bundle?: string;
 }
+
+export interface RunContainerdRequest {
+  jid?: string;
+  image: string;
+  /** Command and arguments (default: the image's). */
+  args?: string[];
+  id?: string;
+  /** containerd's socket and namespace (config: containerd.address, containerd.namespace). */
+  address?: string;
+  namespace?: string;
+  env?: string[];
+  log?: string;
+}
+
+export interface ManageContainerdRequest {
+  jid?: string;
+  id: string;
+  address?: string;
+  namespace?: string;
+}

@@ -11,8 +11,16 @@ export interface GlobalOptions {
 // deno-lint-ignore no-explicit-any
 type AnyCommand = Command<any, any, any>;
 
+/** The root program's own options: a subcommand's option of the same name (e.g. `run containerd
+ * --address`, containerd's socket) must not be taken for the global one (the daemon's socket). */
+function globals(cmd: AnyCommand): GlobalOptions {
+  let root = cmd;
+  while (root.parent) root = root.parent;
+  return root.opts() as GlobalOptions;
+}
+
 export function configOf(cmd: AnyCommand, flags: Record<string, unknown> = {}): Config {
-  const g = cmd.optsWithGlobals() as GlobalOptions;
+  const g = globals(cmd);
   return loadConfig({ configDir: g.configDir, flags: { address: g.address, ...flags } });
 }
 

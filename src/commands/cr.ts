@@ -137,20 +137,24 @@ export function dumpCommand() {
         printDump(r, `process ${pid}`, o.json);
       }) as unknown as Command,
   );
-  dump.addCommand(
-    dumpFlags(
-      new Command("runc").argument("<cid>").description("Checkpoint the runc container CID (a managed job)"),
-    )
-      .option("--ignore-rootfs", "do not save the container's filesystem")
-      .action(async (cid: string, o: DumpCliOpts & { ignoreRootfs?: boolean }, cmd: Command) => {
-        const r = await clientOf(cmd).post<DumpResult>("/v1/dump", {
-          ...dumpRequest(o),
-          container: { type: "runc", id: cid },
-          ignoreRootfs: o.ignoreRootfs,
-        });
-        printDump(r, `container ${cid}`, o.json);
-      }) as unknown as Command,
-  );
+  for (const type of ["runc", "containerd"] as const) {
+    dump.addCommand(
+      dumpFlags(
+        new Command(type).argument("<cid>").description(
+          `Checkpoint the ${type} container CID (a managed job)`,
+        ),
+      )
+        .option("--ignore-rootfs", "do not save the container's filesystem")
+        .action(async (cid: string, o: DumpCliOpts & { ignoreRootfs?: boolean }, cmd: Command) => {
+          const r = await clientOf(cmd).post<DumpResult>("/v1/dump", {
+            ...dumpRequest(o),
+            container: { type, id: cid },
+            ignoreRootfs: o.ignoreRootfs,
+          });
+          printDump(r, `container ${cid}`, o.json);
+        }) as unknown as Command,
+    );
+  }
   return dump;
 }
 
@@ -245,6 +249,16 @@ export function restoreCommand() {
         o,
         cmd as never,
       )
+    ) as unknown as Command,
+  );
+  restore.addCommand(
+    restoreFlags(
+      new Command("containerd").description("Restore a containerd checkpoint as a new job")
+        .requiredOption("-p, --path <path>", "checkpoint directory or archive")
+        .option("-i, --id <cid>", "new container ID (default: the dumped one)")
+        .option("-j, --jid <jid>", "ID of the new job (default: a random name)"),
+    ).action(async (o: RestoreCliOpts & { id?: string }, cmd: Command) =>
+      await doRestore({ newJid: o.jid, type: "containerd", id: o.id }, o, cmd as never)
     ) as unknown as Command,
   );
   return restore;

@@ -1,6 +1,6 @@
 // `cedana manage process PID`: adopt a running process as a job.
 import { Command } from "@commander-js/extra-typings";
-import type { Job, ManageProcessRequest, ManageRuncRequest } from "../api/types.ts";
+import type { Job, ManageContainerdRequest, ManageProcessRequest, ManageRuncRequest } from "../api/types.ts";
 import { resolve } from "node:path";
 import { invalidArgument } from "../errors.ts";
 import { clientOf } from "./context.ts";
@@ -43,6 +43,24 @@ export function manageCommand() {
         bundle: opts.bundle ? resolve(opts.bundle) : undefined,
       };
       const job = await clientOf(cmd).post<Job>("/v1/manage/runc", req);
+      if (opts.json) printJson(job);
+      else console.log(`managing container ${cid} (pid ${job.pid}) as job ${job.jid}`);
+    });
+  manage.command("containerd")
+    .description("Manage a running containerd container (its exit is noticed; its exit code is not known)")
+    .argument("<cid>", "container ID")
+    .option("-j, --jid <jid>", "job ID (default: a random name)")
+    .option("--address <socket>", "containerd socket (config: containerd.address)")
+    .option("-n, --namespace <ns>", "containerd namespace (config: containerd.namespace)")
+    .option("--json", "print the job as JSON")
+    .action(async (cid, opts, cmd) => {
+      const req: ManageContainerdRequest = {
+        id: cid,
+        jid: opts.jid,
+        address: opts.address,
+        namespace: opts.namespace,
+      };
+      const job = await clientOf(cmd).post<Job>("/v1/manage/containerd", req);
       if (opts.json) printJson(job);
       else console.log(`managing container ${cid} (pid ${job.pid}) as job ${job.jid}`);
     });

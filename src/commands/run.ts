@@ -1,6 +1,6 @@
 // `cedana run process` (alias `cedana exec`): start a managed job.
 import { Command, Option } from "@commander-js/extra-typings";
-import type { Job, RunProcessRequest, RunRuncRequest } from "../api/types.ts";
+import type { Job, RunContainerdRequest, RunProcessRequest, RunRuncRequest } from "../api/types.ts";
 import { invalidArgument } from "../errors.ts";
 import { attachJob } from "./attach_client.ts";
 import { clientOf } from "./context.ts";
@@ -23,7 +23,7 @@ interface RunOpts {
 async function startJob(
   client: DaemonClient,
   type: string,
-  req: RunProcessRequest | RunRuncRequest,
+  req: RunProcessRequest | RunRuncRequest | RunContainerdRequest,
   opts: { attach?: boolean; json?: boolean },
   what: (job: Job) => string,
 ): Promise<void> {
@@ -108,12 +108,47 @@ function runcCommand() {
     });
 }
 
+function containerdCommand() {
+  return new Command("containerd")
+    .description("Run a container from an image already in containerd (output to a log, through the shim)")
+    .usage("[options] IMAGE [-- COMMAND [ARGS...]]")
+    .argument("<image>", "image reference (e.g. docker.io/library/busybox:latest)")
+    .argument("[command...]", "command and arguments (default: the image's)")
+    .option("-j, --jid <jid>", "job ID (default: a random name)")
+    .option("-i, --id <cid>", "container ID (default: the JID)")
+    .option("--address <socket>", "containerd socket (config: containerd.address)")
+    .option("-n, --namespace <ns>", "containerd namespace (config: containerd.namespace)")
+    .option(
+      "-e, --env <KEY=VALUE>",
+      "environment variable, repeatable",
+      (v: string, p: string[] = []) => [...p, v],
+    )
+    .option("-o, --out <file>", "log file for the container's output")
+    .option("--json", "print the job as JSON")
+    .action(async (image, command, opts, cmd) => {
+      const req: RunContainerdRequest = {
+        jid: opts.jid,
+        image,
+        args: command.length ? command : undefined,
+        id: opts.id,
+        address: opts.address,
+        namespace: opts.namespace,
+        env: opts.env,
+        log: opts.out ? resolve(opts.out) : undefined,
+      };
+      await startJob(clientOf(cmd), "containerd", req, opts, (job) => {
+        return `container ${(job.details as { id?: string }).id}, pid ${job.pid}`;
+      });
+    });
+}
+
 export function runCommand() {
   return new Command("run")
     .description("Run a managed job")
     .enablePositionalOptions()
     .addCommand(processCommand("process"))
-    .addCommand(runcCommand() as unknown as Command);
+    .addCommand(runcCommand() as unknown as Command)
+    .addCommand(containerdCommand() as unknown as Command);
 }
 
 export function execCommand() {

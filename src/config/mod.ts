@@ -15,6 +15,7 @@ export interface Config {
   checkpoint: { dir: string; compression: string; verify: string };
   criu: { binary_path: string; leave_running: boolean };
   gpu: { lock_timeout: number };
+  containerd: { address: string; namespace: string };
 }
 
 export const DEFAULT_CONFIG_DIR = "/etc/cedana";
@@ -28,6 +29,7 @@ export function defaults(): Config {
     checkpoint: { dir: "/tmp", compression: "none", verify: "auto" },
     criu: { binary_path: "", leave_running: false },
     gpu: { lock_timeout: 10_000 },
+    containerd: { address: "/run/containerd/containerd.sock", namespace: "default" },
   };
 }
 

@@ -59,9 +59,20 @@ function checkRunRunc(b: Record<string, unknown>) {
   }
 }
 
+function checkRunContainerd(b: Record<string, unknown>) {
+  expect(typeof b.image === "string", "image must be a string");
+  for (const k of ["jid", "id", "address", "namespace", "log"]) {
+    expect(optional(b[k], "string"), `${k} must be a string`);
+  }
+  for (const k of ["args", "env"]) {
+    expect(b[k] === undefined || isStrArray(b[k]), `${k} must be an array of strings`);
+  }
+}
+
 const RUN_CHECKS: Record<string, (b: Record<string, unknown>) => void> = {
   process: checkRun,
   runc: checkRunRunc,
+  containerd: checkRunContainerd,
 };
 
 const MANAGE_CHECKS: Record<string, (b: Record<string, unknown>) => void> = {
@@ -73,6 +84,12 @@ const MANAGE_CHECKS: Record<string, (b: Record<string, unknown>) => void> = {
   runc: (b) => {
     expect(typeof b.id === "string", "id must be a string");
     for (const k of ["jid", "root", "bundle"]) expect(optional(b[k], "string"), `${k} must be a string`);
+  },
+  containerd: (b) => {
+    expect(typeof b.id === "string", "id must be a string");
+    for (const k of ["jid", "address", "namespace"]) {
+      expect(optional(b[k], "string"), `${k} must be a string`);
+    }
   },
 };
 

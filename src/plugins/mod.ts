@@ -4,6 +4,7 @@ import type { JobType } from "../api/types.ts";
 import { notFound } from "../errors.ts";
 import { processPlugin } from "./process/mod.ts";
 import { runcPlugin } from "./runc/mod.ts";
+import { containerdPlugin } from "./containerd/mod.ts";
 import type { JobPlugin } from "./types.ts";
 
 export type {
@@ -21,6 +22,7 @@ export type {
 const REGISTRY: Record<string, JobPlugin> = {
   process: processPlugin as JobPlugin,
   runc: runcPlugin as JobPlugin,
+  containerd: containerdPlugin as JobPlugin,
 };
 
 export function plugin(type: JobType | string): JobPlugin {

@@ -1,0 +1,278 @@
+// The `containerd` job type: containers of a containerd (1.6+) instance. We talk to containerd the
+// way its users do: `ctr` for everything it can do (run, task list/kill/checkpoint, container
+// create/remove), and containerd's gRPC API for the one thing ctr 1.6 cannot: creating a task from
+// CRIU images in a directory (restore). The container's output goes to its log through the shim
+// (`--log-uri file://`), so it never depends on the daemon.
+
+import { join, resolve } from "node:path";
+import type { ManageContainerdRequest, RunContainerdRequest } from "../../api/types.ts";
+import { alreadyExists, failedPrecondition, invalidArgument, notFound, unavailable } from "../../errors.ts";
+import type { JobRow } from "../../daemon/db.ts";
+import { readStat } from "../../proc/mod.ts";
+import { runCommand, trackSpawn } from "../../sys/mod.ts";
+import { spawn } from "node:child_process";
+import { defaultLogPath } from "../process/mod.ts";
+import type {
+  CheckpointContext,
+  JobPlugin,
+  PluginContext,
+  RestoreContext,
+  Restored,
+  StartedJob,
+} from "../types.ts";
+import type { Config } from "../../config/mod.ts";
+
+interface CtrDetails {
+  id: string;
+  address: string;
+  namespace: string;
+  image: string;
+  args: string[];
+  env: string[];
+}
+
+const details = (row: JobRow) => row.details as unknown as CtrDetails;
+
+function target(cfg: Config, address?: string, namespace?: string) {
+  return { address: address ?? cfg.containerd.address, namespace: namespace ?? cfg.containerd.namespace };
+}
+
+async function ctr(t: { address: string; namespace: string }, args: string[], what: string) {
+  // a down containerd should fail fast, not after ctr's long default dial
+  const r = await runCommand("ctr", [
+    "--connect-timeout",
+    "3s",
+    "--address",
+    t.address,
+    "--namespace",
+    t.namespace,
+    ...args,
+  ]);
+  if (!r.success) {
+    const msg = (r.stderr || r.stdout).trim().split("\n").slice(-3);
+    if (
+      msg.some((l) =>
+        /connection refused|no such file or directory.*sock|failed to dial|deadline exceeded/i.test(l)
+      )
+    ) {
+      throw unavailable(`containerd is not reachable at ${t.address} (${msg.at(-1)})`);
+    }
+    if (msg.some((l) => /not found/i.test(l))) throw notFound(`${what}: ${msg.at(-1)}`);
+    throw failedPrecondition(`${what} failed`, msg);
+  }
+  return r.stdout;
+}
+
+/** PID and status of a container's task (from `ctr task ls`). */
+async function task(
+  t: { address: string; namespace: string },
+  id: string,
+): Promise<{ pid: number; status: string }> {
+  const out = await ctr(t, ["task", "ls"], "ctr task ls");
+  for (const line of out.split("\n").slice(1)) {
+    const [tid, pid, status] = line.trim().split(/\s+/);
+    if (tid === id) return { pid: Number(pid), status };
+  }
+  throw notFound(`container ${id} has no task in containerd (namespace ${t.namespace})`);
+}
+
+async function run(req: RunContainerdRequest, ctx: PluginContext): Promise<StartedJob> {
+  if (!req.image) throw invalidArgument("an image is required (cedana run containerd IMAGE [CMD...])");
+  const t = target(ctx.config, req.address, req.namespace);
+  const id = req.id ?? ctx.jid;
+  const log = req.log ? resolve(req.log) : defaultLogPath(ctx.config.output_dir, ctx.jid);
+  const env = req.env ?? [];
+  for (const e of env) if (!e.includes("=")) throw invalidArgument(`--env wants KEY=VALUE, got "${e}"`);
+  const args = [
+    "run",
+    "-d",
+    "--log-uri",
+    `file://${log}`,
+    ...env.flatMap((e) => ["--env", e]),
+    req.image,
+    id,
+  ];
+  // (ctr run takes the command as it is; `ctr containers create` needs a "--" before it)
+  if (req.args?.length) args.push(...req.args);
+  try {
+    await ctr(t, args, `ctr run ${id}`);
+  } catch (e) {
+    if (
+      /already exists/i.test((e as Error).message + ((e as { details?: string[] }).details ?? []).join(" "))
+    ) {
+      throw alreadyExists(`container ${id} already exists in containerd`);
+    }
+    throw e;
+  }
+  const { pid } = await task(t, id);
+  const d: CtrDetails = { id, ...t, image: req.image, args: req.args ?? [], env };
+  return {
+    pid,
+    startTime: readStat(pid)?.startTime ?? 0,
+    cmdline: req.args?.length ? req.args : [req.image],
+    cwd: "/",
+    log,
+    details: d as unknown as Record<string, unknown>,
+  };
+}
+
+async function manage(req: ManageContainerdRequest, ctx: PluginContext): Promise<StartedJob> {
+  if (!req.id) throw invalidArgument("a container ID is required");
+  const t = target(ctx.config, req.address, req.namespace);
+  const { pid, status } = await task(t, req.id);
+  if (status !== "RUNNING") {
+    throw failedPrecondition(`container ${req.id} is ${status.toLowerCase()}, not running`);
+  }
+  const info = JSON.parse(await ctr(t, ["containers", "info", req.id], `ctr containers info ${req.id}`));
+  const d: CtrDetails = {
+    id: req.id,
+    ...t,
+    image: info.Image ?? "",
+    args: info.Spec?.process?.args ?? [],
+    env: [],
+  };
+  return {
+    pid,
+    startTime: readStat(pid)?.startTime ?? 0,
+    cmdline: d.args,
+    cwd: "/",
+    log: null,
+    details: d as unknown as Record<string, unknown>,
+  };
+}
+
+function signal(job: JobRow, sig: Deno.Signal): void {
+  const d = details(job);
+  const child = spawn("ctr", [
+    "--address",
+    d.address,
+    "--namespace",
+    d.namespace,
+    "task",
+    "kill",
+    "-s",
+    sig,
+    d.id,
+  ], {
+    stdio: "ignore",
+  });
+  trackSpawn(child.pid, new Promise((r) => child.once("exit", r)));
+  child.once("error", () => Deno.kill(job.pid!, sig));
+}
+
+async function removeTask(d: CtrDetails) {
+  await runCommand("ctr", ["--address", d.address, "--namespace", d.namespace, "task", "rm", "-f", d.id]);
+}
+
+async function cleanup(job: JobRow): Promise<void> {
+  const d = details(job);
+  await removeTask(d);
+  const r = await runCommand("ctr", [
+    "--address",
+    d.address,
+    "--namespace",
+    d.namespace,
+    "containers",
+    "rm",
+    d.id,
+  ]);
+  if (!r.success && !/not found/i.test(r.stderr)) {
+    throw failedPrecondition(`removing container ${d.id} failed: ${r.stderr.trim()}`);
+  }
+}
+
+async function checkpoint(c: CheckpointContext): Promise<void> {
+  const d = details(c.row);
+  const args = ["task", "checkpoint", "--image-path", c.imagesDir, "--work-path", c.workDir];
+  if (!c.leaveRunning) args.push("--exit");
+  try {
+    await ctr(d, [...args, d.id], `ctr task checkpoint ${d.id}`);
+  } catch (e) {
+    (e as { details?: string[] }).details?.push(...criuErrors(join(c.workDir, "dump.log")));
+    throw e;
+  }
+  // the task stays behind as STOPPED: remove it, so a restore can create it again
+  if (!c.leaveRunning) await removeTask(d);
+}
+
+function criuErrors(path: string): string[] {
+  try {
+    return Deno.readTextFileSync(path).split("\n").filter((l) =>
+      /\bError \(/.test(l) && !l.includes("RLIMIT_NOFILE")
+    )
+      .slice(-10);
+  } catch {
+    return [];
+  }
+}
+
+async function restore(c: RestoreContext): Promise<Restored> {
+  const dumped = c.dumped as unknown as Partial<CtrDetails>;
+  const t = target(c.config, (c.options as { address?: string }).address ?? dumped.address, dumped.namespace);
+  const id = c.options.id ?? dumped.id ?? c.jid;
+  const log = c.row.log ?? defaultLogPath(c.config.output_dir, c.jid);
+  // the container (and its snapshot) must exist; a new ID gets a new container from the image
+  const exists = await runCommand("ctr", [
+    "--address",
+    t.address,
+    "--namespace",
+    t.namespace,
+    "containers",
+    "info",
+    id,
+  ]);
+  if (!exists.success) {
+    if (!dumped.image) throw invalidArgument("the checkpoint does not say which image its container used");
+    const args = [
+      "containers",
+      "create",
+      ...(dumped.env ?? []).flatMap((e) => ["--env", e]),
+      dumped.image,
+      id,
+    ];
+    if (dumped.args?.length) args.push("--", ...dumped.args);
+    await ctr(t, args, `ctr containers create ${id}`);
+  } else {
+    const running = await task(t, id).catch(() => null);
+    if (running && running.status === "RUNNING") {
+      throw alreadyExists(`container ${id} is running: restore under another ID (--id)`);
+    }
+    if (running) await removeTask({ ...(dumped as CtrDetails), ...t, id });
+  }
+  const { ContainerdApi } = await import("./grpc.ts");
+  let api;
+  try {
+    api = await ContainerdApi.connect(t.address, t.namespace);
+  } catch (e) {
+    throw unavailable(`cannot talk to containerd at ${t.address}: ${(e as Error).message}`);
+  }
+  let pid: number;
+  try {
+    pid = await api.restoreTask({ id, imagesDir: c.imagesDir, workDir: c.workDir, log });
+  } catch (e) {
+    throw failedPrecondition(
+      `containerd restore of ${id} failed: ${(e as Error).message.split("\n")[0]}`,
+      criuErrors(join(c.workDir, "restore.log")),
+    );
+  } finally {
+    api.close();
+  }
+  return {
+    pid,
+    io: null,
+    reap: false,
+    details: { ...dumped, id, ...t } as Record<string, unknown>,
+    attachable: false,
+    log,
+  };
+}
+
+export const containerdPlugin: JobPlugin<RunContainerdRequest, ManageContainerdRequest> = {
+  type: "containerd",
+  run,
+  manage,
+  signal,
+  cleanup,
+  checkpoint,
+  restore,
+};

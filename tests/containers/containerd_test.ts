@@ -1,0 +1,113 @@
+// containerd jobs through the real CLI and daemon, against a private containerd started by the
+// test (own root, state and socket) with an image imported from a local OCI tarball.
+import type { DumpResult, Job, RestoreResult } from "../../src/api/types.ts";
+import { assert, assertEquals, assertStringIncludes } from "../../src/testing/asserts.ts";
+import { lastTick, readLog, waitTicks } from "../cr_helpers.ts";
+import { TestDaemon, waitFor } from "../helpers.ts";
+import { hasContainerCRTools, makeImageTar, PrivateContainerd } from "./fixture.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false, ignore: !hasContainerCRTools() } as const;
+const IMAGE = "docker.io/cedana/busybox-test:latest";
+const COUNTER = ["sh", "-c", 'i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.1; done'];
+
+async function withContainerd(fn: (d: TestDaemon, c: PrivateContainerd) => Promise<void>) {
+  const c = new PrivateContainerd();
+  await c.start();
+  const d = new TestDaemon({});
+  Object.assign(d.env, { CEDANA_CONTAINERD_ADDRESS: c.address, CEDANA_CONTAINERD_NAMESPACE: c.namespace });
+  try {
+    const tar = await makeImageTar(`${d.dir}/image`, IMAGE);
+    await c.ctrOk("images", "import", "--index-name", IMAGE, tar);
+    await d.start();
+    await fn(d, c);
+  } catch (e) {
+    console.error(`--- daemon log ---\n${d.daemonLog}\n--- containerd log ---\n${c.log.slice(-3000)}`);
+    throw e;
+  } finally {
+    await d.cleanup().catch(() => {});
+    await c.stop();
+  }
+}
+
+async function job(d: TestDaemon, jid: string): Promise<Job> {
+  return (await d.json<Job[]>("ps")).find((j) => j.jid === jid)!;
+}
+
+Deno.test(
+  "containerd: counter keeps counting across dump/restore, 3 cycles; kill and delete clean up",
+  opts,
+  () =>
+    withContainerd(async (d, c) => {
+      const j = await d.json<Job>("run", "containerd", IMAGE, "--jid", "cd", "--id", "k1", "--", ...COUNTER);
+      assertEquals(j.type, "containerd");
+      assertEquals((await c.taskPid("k1")).pid, j.pid);
+      await waitTicks(j.log!, 3);
+      for (let i = 0; i < 3; i++) {
+        await d.ok("dump", "job", "cd");
+        assertEquals((await job(d, "cd")).status, "halted");
+        const before = lastTick(readLog(j.log!));
+        await d.ok("restore", "job", "cd");
+        await waitTicks(j.log!, before + 3);
+        const ticks = readLog(j.log!).filter((l) => l.startsWith("tick ")).map((l) => Number(l.slice(5)));
+        for (let k = 1; k < ticks.length; k++) assertEquals(ticks[k], ticks[k - 1] + 1, "no gap, no restart");
+      }
+      const pid = (await job(d, "cd")).pid!;
+      assertEquals((await c.taskPid("k1")).pid, pid);
+      await d.ok("job", "kill", "cd");
+      await waitFor(async () => (await job(d, "cd")).status === "halted", "killed");
+      await d.ok("job", "delete", "cd");
+      const left = await c.ctr("containers", "ls", "-q");
+      assert(!left.stdout.includes("k1"), `container removed: ${left.stdout}`);
+    }),
+);
+
+Deno.test(
+  "containerd: leave-running, then a copy under a new id; restore after a daemon restart",
+  opts,
+  () =>
+    withContainerd(async (d) => {
+      const j = await d.json<Job>("run", "containerd", IMAGE, "--jid", "o", "--id", "o1", "--", ...COUNTER);
+      await waitTicks(j.log!, 2);
+      const r = await d.json<DumpResult>("dump", "containerd", "o1", "--leave-running");
+      const copy = await d.json<RestoreResult>(
+        "restore",
+        "containerd",
+        "--path",
+        r.checkpoint.path,
+        "--id",
+        "o2",
+        "--jid",
+        "copy",
+      );
+      assert(copy.job.log !== j.log);
+      await waitTicks(copy.job.log!, 2);
+      await waitTicks(j.log!, lastTick(readLog(j.log!)) + 2);
+      await d.ok("dump", "job", "o");
+      await d.stop();
+      await d.start();
+      await d.ok("restore", "job", "o");
+      await waitTicks(j.log!, lastTick(readLog(j.log!)) + 2);
+    }),
+);
+
+Deno.test(
+  "containerd: errors (unknown container, containerd down)",
+  opts,
+  () =>
+    withContainerd(async (d, c) => {
+      const unknown = await d.cli("manage", "containerd", "nope");
+      assertEquals(unknown.code, 3, unknown.stderr);
+      const down = await d.cliWith(
+        {},
+        "run",
+        "containerd",
+        IMAGE,
+        "--address",
+        `${c.dir}/nope.sock`,
+        "--",
+        "true",
+      );
+      assertEquals(down.code, 6, down.stderr);
+      assertStringIncludes(down.stderr, "containerd is not reachable");
+    }),
+);
