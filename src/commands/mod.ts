@@ -12,7 +12,7 @@ import { execCommand, runCommand } from "./run.ts";
 export function buildProgram(): Command {
   const program = new Command("cedana")
     .description("Checkpoint/restore manager for Linux processes and containers")
-    .version(VERSION, "-v, --version")
+    .option("-v, --version", "print cedana's version, commit, and the Deno and CRIU versions")
     .option("--address <socket>", "daemon socket (config: address, env CEDANA_ADDRESS)")
     .option("--config-dir <dir>", "config directory (default /etc/cedana, env CEDANA_CONFIG_DIR)")
     .enablePositionalOptions()
@@ -43,7 +43,26 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** Versions of everything that matters when reporting a problem. */
+async function printVersion(): Promise<void> {
+  const { gitCommit } = await import("../version.ts");
+  const { findCriu, criuVersion } = await import("../criu/mod.ts");
+  const { loadConfig } = await import("../config/mod.ts");
+  console.log(`cedana ${VERSION} (commit ${gitCommit()})`);
+  console.log(`deno ${Deno.version.deno} (v8 ${Deno.version.v8}, typescript ${Deno.version.typescript})`);
+  let criu: string | null = null;
+  try {
+    criu = findCriu(loadConfig());
+  } catch { /* bad config: say so below */ }
+  const v = criu ? await criuVersion(criu) : null;
+  console.log(criu ? `criu ${v ?? "(does not run)"} (${criu})` : "criu not found");
+}
+
 export async function main(args: string[]): Promise<number> {
+  if (args[0] === "-v" || args[0] === "--version" || args[0] === "version") {
+    await printVersion();
+    return 0;
+  }
   const program = buildProgram();
   try {
     await program.parseAsync(args, { from: "user" });
