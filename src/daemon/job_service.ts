@@ -23,7 +23,7 @@ import type {
   RunRuncRequest,
 } from "../api/types.ts";
 import type { Config } from "../config/mod.ts";
-import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../errors.ts";
+import { alreadyExists, CedanaError, failedPrecondition, invalidArgument, notFound } from "../errors.ts";
 import { type ExitStatus, type JobIo, plugin, type PluginContext, type StartedJob } from "../plugins/mod.ts";
 import { descendants, readFds, readStat, startTimeToDate, statusWord } from "../proc/mod.ts";
 import { ExitWatcher, OrphanReaper } from "../sys/mod.ts";
@@ -59,6 +59,18 @@ function checkpointInfo(c: CheckpointRow): CheckpointInfo {
     size: c.size,
     compression: (c.manifest.compression as CompressionName) ?? detectCompression(c.path),
   };
+}
+
+/** One finished dump or restore, for metrics. */
+export interface OperationEvent {
+  op: "dump" | "restore";
+  type: string;
+  ok: boolean;
+  seconds: number;
+  /** Bytes written (dump: checkpoint size). */
+  bytes: number;
+  /** Error code when it failed (not_found, failed_precondition, ...). */
+  reason: string | null;
 }
 
 export class JobService implements CrHost {
@@ -447,7 +459,54 @@ export class JobService implements CrHost {
     } else if (req.pid !== undefined) {
       row = this.db.listJobs().find((r) => r.pid === req.pid && this.#status(r) !== "halted") ?? null;
     } else throw invalidArgument("name a job (jid) or a process (pid) to dump");
-    return await this.#exclusive(row?.jid ?? null, "dump", () => runDump(this, req, row));
+    const type = row?.type ?? "process";
+    return await this.#observed(
+      "dump",
+      type,
+      () => this.#exclusive(row?.jid ?? null, "dump", () => runDump(this, req, row)),
+      (r) => r.checkpoint.size,
+    );
+  }
+
+  /** Reports every dump/restore (outcome, duration, bytes) to the listeners (metrics). */
+  async #observed<T>(
+    op: "dump" | "restore",
+    type: string,
+    fn: () => Promise<T>,
+    bytes: (r: T) => number,
+  ): Promise<T> {
+    const t0 = performance.now();
+    try {
+      const r = await fn();
+      this.#emit({
+        op,
+        type,
+        ok: true,
+        seconds: (performance.now() - t0) / 1000,
+        bytes: bytes(r),
+        reason: null,
+      });
+      return r;
+    } catch (e) {
+      const reason = e instanceof CedanaError ? e.code : "internal";
+      this.#emit({ op, type, ok: false, seconds: (performance.now() - t0) / 1000, bytes: 0, reason });
+      throw e;
+    }
+  }
+
+  readonly #listeners: ((e: OperationEvent) => void)[] = [];
+
+  /** Subscribe to dump/restore outcomes. */
+  onOperation(fn: (e: OperationEvent) => void): void {
+    this.#listeners.push(fn);
+  }
+
+  #emit(e: OperationEvent) {
+    for (const l of this.#listeners) {
+      try {
+        l(e);
+      } catch { /* a listener never breaks an operation */ }
+    }
   }
 
   async restore(req: RestoreRequest): Promise<RestoreResult> {
@@ -493,10 +552,11 @@ export class JobService implements CrHost {
       };
       isNew = true;
     }
-    return await this.#exclusive(row.jid, "restore", async () => {
-      const r = await runRestore(this, req, { row, isNew, path });
-      return { ...r, job: this.get(row.jid) };
-    });
+    return await this.#observed("restore", row.type, () =>
+      this.#exclusive(row.jid, "restore", async () => {
+        const r = await runRestore(this, req, { row, isNew, path });
+        return { ...r, job: this.get(row.jid) };
+      }), () => this.db.checkpointByPath(path)?.size ?? 0);
   }
 
   checkpoints(jid: string): CheckpointInfo[] {
