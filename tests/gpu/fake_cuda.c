@@ -20,7 +20,7 @@
  *
  * State lives in files so that it survives across processes (the daemon, the CLI, the tests)
  * and tests can inspect it:
- *   $FAKE_CUDA_STATE_DIR/<pid>      "<state> <poisoned> <starttime>", state 0..3 as
+ *   $FAKE_CUDA_STATE_DIR/<pid>      "<state> <poisoned> <starttime> <imaged>", state 0..3 as
  *                                   cuCheckpointProcessGetState, starttime from /proc/PID/stat
  *   $FAKE_CUDA_STATE_DIR/calls.log  one line per call, "lock 1234 -> 0" (init: the caller's pid)
  * FAKE_CUDA_STATE_DIR defaults to /tmp/fake-cuda.
@@ -126,18 +126,24 @@ static unsigned long long start_time(int pid) {
   return p ? strtoull(p + 1, NULL, 10) : 0;
 }
 
+/* imaged: a Checkpoint succeeded on this pid once, so CRIU images taken while it was
+ * checkpointed hold a checkpointed CUDA state (even if the original process was restored and went
+ * on running, as after a leave-running dump): a process restored from them starts checkpointed. */
+static int imaged;
+
 static void read_state(int pid, int *state, int *poisoned) {
   char path[4096];
   snprintf(path, sizeof path, "%s/%d", state_dir(), pid);
   *state = RUNNING;
   *poisoned = 0;
+  imaged = 0;
   unsigned long long started = 0;
   FILE *f = fopen(path, "re");
   if (!f) return;
-  if (fscanf(f, "%d %d %llu", state, poisoned, &started) < 1) *state = RUNNING;
+  if (fscanf(f, "%d %d %llu %d", state, poisoned, &started, &imaged) < 1) *state = RUNNING;
   fclose(f);
   if (started != 0 && started != start_time(pid)) {
-    if (*state != CHECKPOINTED) *state = RUNNING;
+    if (*state != CHECKPOINTED) *state = imaged ? CHECKPOINTED : RUNNING;
     *poisoned = 0;
   }
 }
@@ -150,7 +156,8 @@ static void write_state(int pid, int state, int poisoned) {
   snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
   FILE *f = fopen(tmp, "we");
   if (!f) return;
-  fprintf(f, "%d %d %llu\n", state, poisoned, start_time(pid));
+  if (state == CHECKPOINTED) imaged = 1;
+  fprintf(f, "%d %d %llu %d\n", state, poisoned, start_time(pid), imaged);
   fclose(f);
   rename(tmp, path);
 }

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# GPU checkpoint/restore THROUGH CEDANA (daemon + CLI) on a real NVIDIA machine, from the offline
+# bundle (scripts/bundle.sh). For each tensor size in GIBS, a self-checking PyTorch job (app.py)
+# is run as a cedana job with --gpu-enabled, then:
+#   1. dump + restore             (the job continues, counter and GPU data intact)
+#   2. dump --leave-running, then kill the original and restore the copy
+#   3. 3 dump/restore cycles
+#   4. failure: another process takes the GPU memory; the restore must be refused early with a
+#      clear message, the checkpoint stays usable, and restores once the memory is free again
+# It records each phase's time (cedana's --json timings) and the image size, and prints a table
+# for docs/gpu.md. Offline-safe: nothing is downloaded.
+#
+#   CEDANA=/opt/cedana/0.1.0/cedana (the bundle's launcher; default: cedana on PATH)
+#   PYTHON=python3 (with CUDA torch)  GIBS="1 8"  WORK=dir (default: a new /tmp/cedana-gpu-job.*)
+#   FAKE_GPU=1: test hook (no GPU): APP_CMD runs instead of app.py; set CEDANA_CUDA_LIB etc. yourself
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CEDANA=${CEDANA:-cedana}
+PYTHON=${PYTHON:-python3}
+GIBS=${GIBS:-1 8}
+FAKE_GPU=${FAKE_GPU:-0}
+WORK=${WORK:-$(mktemp -d /tmp/cedana-gpu-job.XXXXXX)}
+mkdir -p "$WORK/ck"
+export CEDANA_ADDRESS=$WORK/cedana.sock CEDANA_DB_PATH=$WORK/cedana.db CEDANA_CONFIG_DIR=$WORK \
+  CEDANA_OUTPUT_DIR=$WORK CEDANA_CHECKPOINT_DIR=$WORK/ck
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+DAEMON=
+HOG=
+cleanup() {
+  "$CEDANA" job kill --all >/dev/null 2>&1 || true
+  [ -n "$HOG" ] && kill -9 "$HOG" 2>/dev/null
+  [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; echo "logs in $WORK" >&2; exit 1; }
+say() { echo "== $*"; }
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+[ "$(id -u)" = 0 ] || fail "run as root"
+if [ "$FAKE_GPU" != 1 ]; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$WORK/gpu.txt" ||
+    fail "no NVIDIA GPU"
+  "$PYTHON" -c 'import torch; assert torch.cuda.is_available()' || fail "$PYTHON needs CUDA torch"
+fi
+"$CEDANA" --version
+"$CEDANA" daemon start >"$WORK/daemon.log" 2>&1 &
+DAEMON=$!
+for _ in $(seq 100); do "$CEDANA" ps >/dev/null 2>&1 && break; sleep 0.1; done
+"$CEDANA" check || fail "cedana check failed"
+
+last_step() { grep -E '^[0-9]+ ' "$1" | tail -1 | cut -d' ' -f1; }
+wait_steps() { # log, at least
+  for _ in $(seq 600); do
+    grep -q MISMATCH "$1" && fail "workload mismatch: $(grep MISMATCH "$1" | head -1)"
+    s=$(last_step "$1"); [ -n "$s" ] && [ "$s" -ge "$2" ] && return 0
+    sleep 0.1
+  done
+  fail "workload stalled at step $(last_step "$1") (wanted $2)"
+}
+record() { # gib phase json
+  echo -e "$1\t$2\t$(echo "$3" | json 'json.dumps(d.get("timings", {}))')\t$(echo "$3" | json 'd["checkpoint"]["size"] if isinstance(d.get("checkpoint"), dict) else ""')" >>"$RESULTS"
+}
+cycle() { # gib jid log [dump flags...]
+  local gib=$1 jid=$2 log=$3; shift 3
+  local before out
+  before=$(last_step "$log")
+  out=$("$CEDANA" dump job "$jid" --json "$@") || fail "dump of $jid failed"
+  record "$gib" "dump $*" "$out"
+  out=$("$CEDANA" restore job "$jid" --json) || fail "restore of $jid failed"
+  record "$gib" restore "$out"
+  wait_steps "$log" $((before + 3))
+}
+
+for gib in $GIBS; do
+  jid=gpu$gib
+  app=("$PYTHON" "$HERE/app.py")
+  [ "$FAKE_GPU" = 1 ] && app=(bash -c "$APP_CMD")
+  GIB=$gib "$CEDANA" run process --gpu-enabled --jid "$jid" -- env GIB="$gib" "${app[@]}" >/dev/null ||
+    fail "cannot start the job"
+  log=$WORK/cedana-output-$jid.log
+  wait_steps "$log" 3
+  say "$gib GiB: dump + restore"
+  cycle "$gib" "$jid" "$log"
+  say "$gib GiB: leave-running, then restore the copy after killing the original"
+  out=$("$CEDANA" dump job "$jid" --leave-running --json) || fail "leave-running dump failed"
+  record "$gib" "dump --leave-running" "$out"
+  wait_steps "$log" $(($(last_step "$log") + 2))
+  "$CEDANA" job kill "$jid" >/dev/null
+  for _ in $(seq 100); do "$CEDANA" ps | grep -q "^$jid .*halted" && break; sleep 0.1; done
+  out=$("$CEDANA" restore job "$jid" --json) || fail "restore of the leave-running checkpoint failed"
+  record "$gib" "restore (copy)" "$out"
+  wait_steps "$log" $(($(last_step "$log") + 3))
+  say "$gib GiB: 3 cycles"
+  for i in 1 2 3; do cycle "$gib" "$jid" "$log"; done
+  if [ "$FAKE_GPU" != 1 ]; then
+    say "$gib GiB: restore while another process holds the GPU memory"
+    "$CEDANA" dump job "$jid" >/dev/null || fail "dump failed"
+    "$PYTHON" -c '
+import torch, time
+free, _ = torch.cuda.mem_get_info()
+x = torch.empty(int(free * 0.97) // 4, dtype=torch.float32, device="cuda")
+print("hog", flush=True); time.sleep(3600)' >"$WORK/hog.log" 2>&1 &
+    HOG=$!
+    for _ in $(seq 300); do grep -q hog "$WORK/hog.log" && break; sleep 0.1; done
+    if "$CEDANA" restore job "$jid" 2>"$WORK/refused.txt"; then fail "restore should have been refused"; fi
+    grep -q "not enough free GPU memory" "$WORK/refused.txt" || fail "unexpected error: $(cat "$WORK/refused.txt")"
+    echo "refused as expected: $(cat "$WORK/refused.txt")"
+    kill -9 "$HOG"; HOG=
+    sleep 2
+    "$CEDANA" restore job "$jid" >/dev/null || fail "restore after the memory was freed failed"
+    wait_steps "$log" $(($(last_step "$log") + 3))
+  fi
+  "$CEDANA" job kill "$jid" >/dev/null
+done
+
+say "results (ms; size in bytes)"
+echo -e "GiB\tphase\ttimings\timage bytes"
+cat "$RESULTS"
+echo PASS
