@@ -2,7 +2,8 @@
 # Installs everything cedana needs on Debian 12 (bookworm), idempotently:
 #   - Deno 2.9 from npm (the npm registry is reachable where JSR and dl.deno.land are not)
 #   - CRIU >= 4.2 (bookworm's 3.17 fails on current kernels; sid's 4.2 runs with its own loader)
-#   - iptables (CRIU locks container networks with it), util-linux, gcc (test doubles)
+#   - iptables (CRIU locks container networks with it), util-linux, gcc (test doubles),
+#     promtool (prometheus) and systemd-analyze (systemd) for the metrics and unit-file tests
 #   - the `cedana` command on PATH (deno install -g into /usr/local)
 # Never upgrades the system's libc: sid's libraries live in /opt/cedana/criu.
 set -euo pipefail
@@ -28,10 +29,13 @@ apt_install() {
   if [ -z "$apt_ready" ]; then apt-get update -qq; apt_ready=1; fi
   log "apt-get install ${missing[*]}"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Debian starts containerd as a system service; cedana's tests run private instances instead
-  if [[ " ${missing[*]} " == *" containerd "* ]] && command -v systemctl >/dev/null 2>&1; then
-    systemctl disable --now containerd >/dev/null 2>&1 || true
-  fi
+  # Debian starts containerd and prometheus as system services; cedana's tests run private containerd
+  # instances and only need prometheus' promtool (to validate /metrics)
+  for svc in containerd prometheus; do
+    if [[ " ${missing[*]} " == *" $svc "* ]] && command -v systemctl >/dev/null 2>&1; then
+      systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    fi
+  done
 }
 
 install_deno() {
@@ -116,7 +120,7 @@ install_cedana() {
 main() {
   need_root
   apt_install ca-certificates iptables util-linux procps gcc libc6-dev python3 tar gzip zstd lz4 \
-    runc containerd umoci busybox-static
+    runc containerd umoci busybox-static prometheus systemd
   command -v npm >/dev/null 2>&1 || apt_install npm
   install_deno
   install_criu
@@ -126,7 +130,7 @@ main() {
 
 if [ "${1:-}" = "--deps-only" ]; then
   need_root
-  apt_install ca-certificates iptables util-linux procps gcc libc6-dev python3 tar gzip zstd lz4 runc containerd umoci busybox-static
+  apt_install ca-certificates iptables util-linux procps gcc libc6-dev python3 tar gzip zstd lz4 runc containerd umoci busybox-static prometheus systemd
   install_deno
   install_criu
   exit 0

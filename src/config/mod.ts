@@ -16,6 +16,8 @@ export interface Config {
   criu: { binary_path: string; leave_running: boolean };
   gpu: { lock_timeout: number };
   containerd: { address: string; namespace: string };
+  /** Prometheus /metrics on TCP too ("127.0.0.1:9464"); empty: only on the Unix socket. */
+  metrics: { address: string };
 }
 
 export const DEFAULT_CONFIG_DIR = "/etc/cedana";
@@ -30,6 +32,8 @@ export function defaults(): Config {
     criu: { binary_path: "", leave_running: false },
     gpu: { lock_timeout: 10_000 },
     containerd: { address: "/run/containerd/containerd.sock", namespace: "default" },
+    // off by default: the socket is root-only, a TCP port is readable by anyone who can reach it
+    metrics: { address: "" },
   };
 }
 

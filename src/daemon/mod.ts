@@ -5,9 +5,11 @@ import { dirname } from "node:path";
 import type { Config } from "../config/mod.ts";
 import { alreadyExists, failedPrecondition } from "../errors.ts";
 import { DaemonClient } from "../client/mod.ts";
+import { VERSION } from "../version.ts";
 import { JobDb } from "./db.ts";
 import { JobService } from "./job_service.ts";
 import { Logger } from "./log.ts";
+import { daemonMetrics, metricsHandler, parseListenAddress } from "./metrics.ts";
 import { createApp } from "./server.ts";
 
 async function claimSocket(path: string): Promise<void> {
@@ -34,6 +36,8 @@ async function claimSocket(path: string): Promise<void> {
 export async function startDaemon(config: Config): Promise<void> {
   const log = new Logger(config.log_level);
   const address = config.address;
+  // a bad metrics.address fails before anything is claimed or opened
+  const metricsAt = config.metrics.address ? parseListenAddress(config.metrics.address) : null;
   await claimSocket(address);
   Deno.mkdirSync(dirname(config.db.path), { recursive: true });
   let db: JobDb;
@@ -45,7 +49,21 @@ export async function startDaemon(config: Config): Promise<void> {
   const svc = new JobService(db, config, log);
   svc.start();
   const rec = svc.reconcile();
-  const app = createApp(svc, { address, db: config.db.path }, log);
+  const metrics = daemonMetrics({ version: VERSION, jobs: () => svc.list() });
+  svc.onOperation(metrics.record);
+  let metricsServer: Deno.HttpServer | null = null;
+  if (metricsAt) {
+    try {
+      metricsServer = Deno.serve({ ...metricsAt, onListen() {} }, metricsHandler(metrics.registry));
+    } catch (e) {
+      // a daemon asked for metrics that silently has none would look healthy to everyone but Prometheus
+      svc.shutdown();
+      db.close();
+      throw failedPrecondition(`cannot serve metrics on ${config.metrics.address}: ${(e as Error).message}`);
+    }
+    log.info("metrics listening", { address: config.metrics.address });
+  }
+  const app = createApp(svc, { address, db: config.db.path }, log, metrics.registry);
   const server = Deno.serve({ path: address, transport: "unix", onListen() {} }, app.fetch);
   Deno.chmodSync(address, 0o600);
   log.info("cedana daemon listening", { address, db: config.db.path, pid: Deno.pid, ...rec });
@@ -53,7 +71,7 @@ export async function startDaemon(config: Config): Promise<void> {
   const stop = async (sig: string) => {
     log.info("stopping daemon; jobs keep running", { signal: sig });
     svc.shutdown();
-    await server.shutdown();
+    await Promise.all([server.shutdown(), metricsServer?.shutdown()]);
     try {
       Deno.removeSync(address);
     } catch { /* already gone */ }

@@ -21,6 +21,7 @@ import { CedanaError, HTTP_STATUS, invalidArgument, notFound, toCedanaError } fr
 import { VERSION } from "../version.ts";
 import type { JobService } from "./job_service.ts";
 import type { Logger } from "./log.ts";
+import { metricsResponse, type Registry } from "./metrics.ts";
 
 async function body<T>(c: Context, check: (b: Record<string, unknown>) => void): Promise<T> {
   let b: unknown;
@@ -105,7 +106,12 @@ function checkJids(b: Record<string, unknown>) {
   b.jids ??= [];
 }
 
-export function createApp(svc: JobService, info: { address: string; db: string }, log: Logger): Hono {
+export function createApp(
+  svc: JobService,
+  info: { address: string; db: string },
+  log: Logger,
+  metrics?: Registry,
+): Hono {
   const app = new Hono();
 
   app.use(async (c, next) => {
@@ -132,6 +138,9 @@ export function createApp(svc: JobService, info: { address: string; db: string }
   );
 
   app.get("/v1/health", (c) => c.json<HealthResponse>({ version: VERSION, pid: Deno.pid, ...info }));
+
+  // Prometheus scrapes a fixed path, outside the versioned API
+  if (metrics) app.get("/metrics", (c) => metricsResponse(metrics, c.req.method));
 
   app.get("/v1/jobs", (c) => c.json(svc.list()));
   app.get("/v1/jobs/:jid", (c) => c.json(svc.inspect(c.req.param("jid"))));
