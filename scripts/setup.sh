@@ -21,6 +21,11 @@ need_root() {
   fi
 }
 
+# Debian packages: CRIU's network lock (iptables), job tooling, compressors, container runtimes and
+# fixtures, promtool (metrics tests), systemd-analyze (unit tests), shells for completion tests.
+PACKAGES=(ca-certificates iptables util-linux procps gcc libc6-dev python3 tar gzip zstd lz4
+  runc containerd umoci busybox-static prometheus systemd zsh fish)
+
 apt_ready=""
 apt_install() {
   local missing=()
@@ -119,8 +124,7 @@ install_cedana() {
 
 main() {
   need_root
-  apt_install ca-certificates iptables util-linux procps gcc libc6-dev python3 tar gzip zstd lz4 \
-    runc containerd umoci busybox-static prometheus systemd
+  apt_install "${PACKAGES[@]}"
   command -v npm >/dev/null 2>&1 || apt_install npm
   install_deno
   install_criu
@@ -130,7 +134,7 @@ main() {
 
 if [ "${1:-}" = "--deps-only" ]; then
   need_root
-  apt_install ca-certificates iptables util-linux procps gcc libc6-dev python3 tar gzip zstd lz4 runc containerd umoci busybox-static prometheus systemd
+  apt_install "${PACKAGES[@]}"
   install_deno
   install_criu
   exit 0

@@ -11,7 +11,7 @@ import {
   verify,
   waitTicks,
 } from "./cr_helpers.ts";
-import { pidAlive, sleep, TestDaemon, waitFor, withDaemon } from "./helpers.ts";
+import { MAIN, pidAlive, sleep, TestDaemon, waitFor, withDaemon } from "./helpers.ts";
 
 Deno.test(
   "leave-running, then restore the copy after killing the original",
@@ -232,3 +232,26 @@ Deno.test("daemon SIGKILLed in the middle of a dump: no half checkpoint, job not
     await d.cleanup();
   }
 });
+
+Deno.test(
+  "progress on a terminal during a long dump; none with --json",
+  crOpts,
+  withDaemon(async (d) => {
+    await startWorkload(d, "big", "memory", "1024");
+    const onTty = async (...args: string[]) => {
+      // `script` gives the CLI a terminal; its typescript file is what a user would have seen
+      const out = `${d.dir}/typescript-${args.length}`;
+      const cli = ["deno", "run", "-A", "--quiet", MAIN, ...args].map((a) => `'${a}'`).join(" ");
+      const r = await new Deno.Command("script", { args: ["-qfec", cli, out], env: d.env, stdout: "null" })
+        .output();
+      assertEquals(r.code, 0);
+      return Deno.readTextFileSync(out);
+    };
+    const shown = await onTty("dump", "job", "big", "--leave-running");
+    assertStringIncludes(shown, "dump: CRIU writing images");
+    assertStringIncludes(shown, "MiB written");
+    const json = await onTty("dump", "job", "big", "--leave-running", "--json");
+    assert(!json.includes("CRIU writing images"), "no progress mixed into --json output");
+    JSON.parse(json.slice(json.indexOf("{"), json.lastIndexOf("}") + 1));
+  }),
+);

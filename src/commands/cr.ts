@@ -12,6 +12,7 @@ import type {
   Timings,
 } from "../api/types.ts";
 import { attachJob } from "./attach_client.ts";
+import { showProgress } from "./progress.ts";
 import { clientOf } from "./context.ts";
 import { parsePid } from "./manage.ts";
 import { ago, humanSize, printJson, table } from "./render.ts";
@@ -122,11 +123,14 @@ export function dumpCommand() {
     dumpFlags(new Command("job").argument("<jid>").description("Checkpoint a managed job"))
       .option("--ignore-rootfs", "containers: do not save the container's filesystem")
       .action(async (jid: string, o: DumpCliOpts & { ignoreRootfs?: boolean }, cmd: Command) => {
-        const r = await clientOf(cmd).post<DumpResult>("/v1/dump", {
+        const client = clientOf(cmd);
+        const done = showProgress(client, jid, o.json);
+        const r = await client.post<DumpResult>("/v1/dump", {
           ...dumpRequest(o),
           jid,
           ignoreRootfs: o.ignoreRootfs,
-        });
+        })
+          .finally(done);
         printDump(r, `job ${jid}`, o.json);
       }) as unknown as Command,
   );
@@ -169,12 +173,13 @@ interface RestoreCliOpts {
 
 async function doRestore(req: RestoreRequest, o: RestoreCliOpts, cmd: Command) {
   const client = clientOf(cmd as never);
+  const done = req.jid ? showProgress(client, req.jid, o.json) : () => {};
   const r = await client.post<RestoreResult>("/v1/restore", {
     ...req,
     path: o.path ? resolve(o.path) : undefined,
     attachable: !!(o.attach || o.attachable) || undefined,
     log: o.out ? resolve(o.out) : undefined,
-  });
+  }).finally(done);
   if (o.json) printJson(r);
   else {
     console.log(

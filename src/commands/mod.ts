@@ -3,6 +3,7 @@ import { Command, CommanderError } from "@commander-js/extra-typings";
 import { CedanaError, EXIT_CODE, toCedanaError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { checkCommand } from "./check.ts";
+import { completeCommand, completionCommand } from "./completion.ts";
 import { checkpointsCommand, dumpCommand, restoreCommand } from "./cr.ts";
 import { daemonCommand } from "./daemon.ts";
 import { attachPidCommand, jobCommand, jobsCommand, psCommand } from "./job.ts";
@@ -32,6 +33,8 @@ export function buildProgram(): Command {
       dumpCommand(),
       restoreCommand(),
       checkpointsCommand(),
+      completionCommand(),
+      completeCommand(),
     ]
   ) program.addCommand(c as unknown as Command);
   // Errors of subcommands must reach main() too, not exit inside commander.

@@ -430,6 +430,29 @@ export class JobService implements CrHost {
     this.#reaper.reap();
   }
 
+  readonly #progress = new Map<string, { op: string; step: string; dir?: string; since: number }>();
+
+  progress(jid: string, op: "dump" | "restore", step: string, dir?: string): void {
+    const cur = this.#progress.get(jid);
+    this.#progress.set(jid, { op, step, dir, since: cur?.op === op ? cur.since : Date.now() });
+  }
+
+  /** The running operation on a job: step, bytes written so far (dumps), seconds. */
+  currentProgress(jid: string): { op: string; step: string; bytes: number | null; seconds: number } {
+    const p = this.#progress.get(jid);
+    if (!p || !this.#busy.has(jid)) throw notFound(`no operation in progress on job ${jid}`);
+    let bytes: number | null = null;
+    if (p.dir) {
+      bytes = 0;
+      try {
+        for (const e of Deno.readDirSync(p.dir)) {
+          if (e.isFile) bytes += Deno.statSync(`${p.dir}/${e.name}`).size;
+        }
+      } catch { /* renamed into place meanwhile */ }
+    }
+    return { op: p.op, step: p.step, bytes, seconds: (Date.now() - p.since) / 1000 };
+  }
+
   async #exclusive<T>(jid: string | null, op: string, fn: () => Promise<T>): Promise<T> {
     if (jid === null) return await fn();
     const other = this.#busy.get(jid);
@@ -439,6 +462,7 @@ export class JobService implements CrHost {
       return await fn();
     } finally {
       this.#busy.delete(jid);
+      this.#progress.delete(jid);
     }
   }
 
@@ -579,6 +603,7 @@ export class JobService implements CrHost {
     if (c.jid && this.#busy.has(c.jid)) {
       throw failedPrecondition(`job ${c.jid} is busy: a ${this.#busy.get(c.jid)} is in progress`);
     }
+    await this.checksums.settled(c.path); // the background hasher must not read deleted files
     try {
       Deno.removeSync(c.path, { recursive: true });
     } catch (e) {

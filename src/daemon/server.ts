@@ -114,15 +114,22 @@ export function createApp(
 ): Hono {
   const app = new Hono();
 
+  // Every request is logged with its duration and outcome; polling (health, metrics, progress)
+  // only at debug level, so that an info log stays readable.
+  const QUIET = /^\/(v1\/health|metrics|v1\/jobs\/[^/]+\/progress)$/;
   app.use(async (c, next) => {
     const t0 = performance.now();
     await next();
-    log.debug("request", {
+    const status = c.res.status;
+    const fields = {
       method: c.req.method,
       path: c.req.path,
-      status: c.res.status,
+      status,
+      outcome: status < 400 ? "ok" : status < 500 ? "refused" : "error",
       ms: +(performance.now() - t0).toFixed(1),
-    });
+    };
+    if (QUIET.test(c.req.path)) log.debug("request", fields);
+    else log.info("request", fields);
   });
 
   app.onError((err, c) => {
@@ -198,6 +205,7 @@ export function createApp(
     });
     return c.json(await svc.restore(req), 201);
   });
+  app.get("/v1/jobs/:jid/progress", (c) => c.json(svc.currentProgress(c.req.param("jid"))));
   app.get("/v1/jobs/:jid/checkpoints", (c) => c.json(svc.checkpoints(c.req.param("jid"))));
   app.get("/v1/checkpoints/:id", async (c) => c.json(await svc.checkpoint(c.req.param("id"))));
   app.delete("/v1/checkpoints/:id", async (c) => c.json(await svc.deleteCheckpoint(c.req.param("id"))));

@@ -378,7 +378,9 @@ export async function dump(host: CrHost, req: DumpRequest, row: JobRow | null): 
     stats: null,
   };
   const timings: Record<string, number> = {};
-  await runSteps(steps, c, timings);
+  await runSteps(steps, c, timings, (step) => {
+    if (row) host.progress(row.jid, "dump", step, step === "compress" ? undefined : c.tmpDir);
+  });
   if (c.stats) {
     timings.criu_freezing_time = c.stats.freezingTimeUs / 1000;
     timings.criu_frozen_time = c.stats.frozenTimeUs / 1000;

@@ -20,4 +20,6 @@ export interface CrHost {
   restored(row: JobRow, io: JobIo | null, reap: boolean): void;
   /** Reap zombie orphans now (their PIDs may be what a restore needs). */
   reapOrphans(): void;
+  /** Where a long operation is (for `GET /v1/jobs/:jid/progress`); `dir` is measured for bytes. */
+  progress(jid: string, op: "dump" | "restore", step: string, dir?: string): void;
 }

@@ -431,7 +431,7 @@ export async function restore(
   };
   const timings: Record<string, number> = {};
   try {
-    await runSteps(steps, c, timings);
+    await runSteps(steps, c, timings, (step) => host.progress(target.row.jid, "restore", step));
     if (c.gpuDriver) await gpuRestore(c, timings);
   } catch (e) {
     releaseIo(c.keep);

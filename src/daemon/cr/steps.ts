@@ -11,13 +11,19 @@ export interface Step<C> {
   run: (c: C, undo: (fn: () => void | Promise<void>) => void) => void | Promise<void>;
 }
 
-export async function runSteps<C>(steps: Step<C>[], ctx: C, timings: Timings): Promise<void> {
+export async function runSteps<C>(
+  steps: Step<C>[],
+  ctx: C,
+  timings: Timings,
+  onStep: (name: string) => void = () => {},
+): Promise<void> {
   const undos: (() => void | Promise<void>)[] = [];
   const t0 = performance.now();
   try {
     for (const s of steps) {
       if (s.when && !s.when(ctx)) continue;
       const t = performance.now();
+      onStep(s.name);
       await s.run(ctx, (fn) => undos.push(fn));
       timings[s.name] = +(performance.now() - t).toFixed(1);
     }
