@@ -1,7 +1,7 @@
 // `cedana run process` in log, attach, attachable and tty modes, and `cedana ps`.
 import type { Job, JobInspect } from "../src/api/types.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "../src/testing/asserts.ts";
-import { opts, waitFor, withDaemon } from "./helpers.ts";
+import { MAIN, opts, waitFor, withDaemon } from "./helpers.ts";
 
 Deno.test(
   "run process: output goes to the log, exit code shows in ps",
@@ -148,5 +148,40 @@ Deno.test(
     const r = await d.cli("job", "attach", "plain");
     assertEquals(r.code, 5);
     assertStringIncludes(r.stderr, "not attachable");
+  }),
+);
+
+Deno.test(
+  "Ctrl+C detaches an attached client; the job keeps running",
+  opts,
+  withDaemon(async (d) => {
+    await d.ok(
+      "run",
+      "process",
+      "--attachable",
+      "--jid",
+      "talker",
+      "--",
+      "sh",
+      "-c",
+      "while :; do echo hi; sleep 0.1; done",
+    );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", MAIN, "job", "attach", "talker"],
+      env: d.env,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const reader = child.stdout.getReader();
+    const first = await reader.read(); // attached: output flows
+    assertStringIncludes(new TextDecoder().decode(first.value), "hi");
+    child.kill("SIGINT");
+    reader.releaseLock();
+    const out = await child.output();
+    assertEquals(out.code, 0);
+    assertStringIncludes(new TextDecoder().decode(out.stderr), "detached from job talker (still running)");
+    const j = await d.json<JobInspect>("job", "inspect", "talker");
+    assertEquals(j.status !== "halted", true);
   }),
 );

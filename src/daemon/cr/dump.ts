@@ -313,7 +313,9 @@ const steps: Step<DumpCtx>[] = [
   },
 ];
 
-export async function dump(host: CrHost, req: DumpRequest, row: JobRow | null): Promise<DumpResult> {
+export async function dump(host: CrHost, request: DumpRequest, row: JobRow | null): Promise<DumpResult> {
+  // config criu.leave_running is the default of --leave-running
+  const req = { ...request, leaveRunning: request.leaveRunning ?? host.config.criu.leave_running };
   let pid: number;
   if (row) {
     if (row.pid === null || row.state !== "running") {
