@@ -13,6 +13,15 @@ export function criuErrorLines(log: string): string[] {
     .map((l) => l.replace(/^\(\s*[\d.]+\)\s*/, "").trim());
 }
 
+/** criuErrorLines of a log file; [] when there is none. */
+export function criuLogFileErrors(path: string, last = 10): string[] {
+  try {
+    return criuErrorLines(Deno.readTextFileSync(path)).slice(-last);
+  } catch {
+    return [];
+  }
+}
+
 export interface CriuRun {
   code: number | null;
   signal: string | null;

@@ -157,7 +157,7 @@ const steps: Step<DumpCtx>[] = [
   {
     name: "gpu_detect",
     run(c) {
-      c.gpu = detectGpu(c.pid, !!c.row?.gpu);
+      c.gpu = detectGpu(c.pid);
       if (c.gpu && c.row && !c.row.gpu) {
         c.host.db.updateJob(c.row.jid, { gpu: true });
         c.detected.push(`GPU (CUDA in ${c.gpu.pids.length} process(es))`);

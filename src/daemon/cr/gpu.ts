@@ -24,12 +24,10 @@ export interface GpuDump {
 }
 
 /** The CUDA processes of a tree, or null when it has none (then no GPU step runs). */
-export function detectGpu(rootPid: number, markedGpu: boolean): GpuDump | null {
+/** (A job marked --gpu-enabled that holds no CUDA context right now gets a plain dump.) */
+export function detectGpu(rootPid: number): GpuDump | null {
   const pids = findCudaPids(rootPid);
-  if (!pids.length) {
-    if (markedGpu) return null; // a GPU job that holds no CUDA context right now: plain dump
-    return null;
-  }
+  if (!pids.length) return null;
   const driver = CudaDriver.load();
   const memory: Record<string, number | null> = {};
   for (const pid of pids) memory[pid] = processGpuMemory(pid);

@@ -9,6 +9,7 @@ import type { ManageContainerdRequest, RunContainerdRequest } from "../../api/ty
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, unavailable } from "../../errors.ts";
 import type { JobRow } from "../../daemon/db.ts";
 import { readStat } from "../../proc/mod.ts";
+import { criuLogFileErrors } from "../../criu/run.ts";
 import { runCommand, trackSpawn } from "../../sys/mod.ts";
 import { spawn } from "node:child_process";
 import { defaultLogPath } from "../process/mod.ts";
@@ -188,22 +189,11 @@ async function checkpoint(c: CheckpointContext): Promise<void> {
   try {
     await ctr(d, [...args, d.id], `ctr task checkpoint ${d.id}`);
   } catch (e) {
-    (e as { details?: string[] }).details?.push(...criuErrors(join(c.workDir, "dump.log")));
+    (e as { details?: string[] }).details?.push(...criuLogFileErrors(join(c.workDir, "dump.log")));
     throw e;
   }
   // the task stays behind as STOPPED: remove it, so a restore can create it again
   if (!c.leaveRunning) await removeTask(d);
-}
-
-function criuErrors(path: string): string[] {
-  try {
-    return Deno.readTextFileSync(path).split("\n").filter((l) =>
-      /\bError \(/.test(l) && !l.includes("RLIMIT_NOFILE")
-    )
-      .slice(-10);
-  } catch {
-    return [];
-  }
 }
 
 async function restore(c: RestoreContext): Promise<Restored> {
@@ -252,7 +242,7 @@ async function restore(c: RestoreContext): Promise<Restored> {
   } catch (e) {
     throw failedPrecondition(
       `containerd restore of ${id} failed: ${(e as Error).message.split("\n")[0]}`,
-      criuErrors(join(c.workDir, "restore.log")),
+      criuLogFileErrors(join(c.workDir, "restore.log")),
     );
   } finally {
     api.close();

@@ -10,6 +10,7 @@ import type { ManageRuncRequest, RunRuncRequest } from "../../api/types.ts";
 import { alreadyExists, failedPrecondition, invalidArgument } from "../../errors.ts";
 import type { JobRow } from "../../daemon/db.ts";
 import { readStat } from "../../proc/mod.ts";
+import { criuLogFileErrors } from "../../criu/run.ts";
 import { closeFd, openAppend, pipe, runCommand, trackSpawn } from "../../sys/mod.ts";
 import { type IoKeep, keptPipes, reclaimIo, releaseIo } from "../process/io.ts";
 import { logPump } from "./log_pump.ts";
@@ -206,22 +207,12 @@ async function checkpoint(c: CheckpointContext): Promise<void> {
   const r = await runCommand("runc", runcArgs(d.root, [...args, d.id], { log: join(c.workDir, "runc.log") }));
   if (!r.success) {
     const lines = [
-      ...criuLogErrors(join(c.workDir, "dump.log")),
+      ...criuLogFileErrors(join(c.workDir, "dump.log")),
       ...runcLogErrors(join(c.workDir, "runc.log")),
     ];
     throw failedPrecondition(`runc checkpoint ${d.id} failed; logs in ${c.workDir}`, lines.slice(-15));
   }
   if (!c.ignoreRootfs) await saveRootfs(d.bundle, c.imagesDir);
-}
-
-function criuLogErrors(path: string): string[] {
-  try {
-    return Deno.readTextFileSync(path).split("\n").filter((l) =>
-      /\bError \(/.test(l) && !l.includes("RLIMIT_NOFILE")
-    );
-  } catch {
-    return [];
-  }
 }
 
 /** The container's filesystem as it was at the dump, so a restore elsewhere gets its changes. */
@@ -277,7 +268,7 @@ async function restore(c: RestoreContext): Promise<Restored> {
     });
   } catch (e) {
     (e as { details: string[] }).details?.unshift(
-      ...criuLogErrors(join(c.workDir, "restore.log")).slice(-10),
+      ...criuLogFileErrors(join(c.workDir, "restore.log")).slice(-10),
     );
     throw e;
   }
