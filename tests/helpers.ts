@@ -119,7 +119,18 @@ export class TestDaemon {
 
   /** Kills every job and stops the daemon; keeps the temp dir when KEEP_TEST_DIRS is set. */
   async cleanup(): Promise<void> {
-    if (this.#exited) await this.cli("job", "kill", "--all");
+    if (this.#exited) {
+      await this.cli("job", "kill", "--all");
+      // let the daemon see the exits (and release the jobs' keepers) before it stops
+      const deadline = Date.now() + 5000;
+      while (Date.now() < deadline) {
+        const r = await this.cli("ps", "--json");
+        if (
+          r.code !== 0 || (JSON.parse(r.stdout) as { status: string }[]).every((j) => j.status === "halted")
+        ) break;
+        await sleep(100);
+      }
+    }
     await this.stop();
     if (!Deno.env.get("KEEP_TEST_DIRS")) Deno.removeSync(this.dir, { recursive: true });
   }

@@ -234,7 +234,11 @@ export class JobService implements CrHost {
   reconcile(): { running: number; halted: number } {
     let running = 0, halted = 0;
     for (const row of this.db.listJobs()) {
-      if (row.state !== "running") continue;
+      if (row.state !== "running") {
+        // a job that ended while no daemon ran leaves its keepers behind: release them
+        releaseIo(row.details.ioKeepers as IoKeep | undefined);
+        continue;
+      }
       const st = row.pid !== null ? readStat(row.pid) : null;
       if (st && st.startTime === row.startTime && st.state !== "Z" && st.state !== "X") {
         running++;
@@ -248,6 +252,7 @@ export class JobService implements CrHost {
         this.#watch(row);
       } else {
         halted++;
+        releaseIo(row.details.ioKeepers as IoKeep | undefined);
         this.db.updateJob(row.jid, { state: "halted" });
         this.log.info("job no longer running", { jid: row.jid, pid: row.pid });
       }

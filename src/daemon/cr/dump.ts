@@ -199,6 +199,10 @@ const steps: Step<DumpCtx>[] = [
             extra: parseCriuOpts(c.req.criuOpts),
             ignoreRootfs: !!c.req.ignoreRootfs,
           });
+          // runc/containerd make CRIU write its stats into the work dir: keep them with the images
+          try {
+            Deno.copyFileSync(join(workDir, "stats-dump"), join(c.tmpDir, "stats-dump"));
+          } catch { /* none written */ }
         } finally {
           Deno.removeSync(workDir, { recursive: true });
         }

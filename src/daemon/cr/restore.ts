@@ -180,6 +180,8 @@ const steps: Step<RestoreCtx>[] = [
       c.pid = r.pid;
       c.io = r.io;
       c.reap = r.reap;
+      // runc/containerd make CRIU write its stats into the work dir
+      c.stats = readRestoreStats(c.workDir) as unknown as Record<string, number> | null;
       c.row = { ...c.row, attachable: r.attachable, log: r.log, details: { ...c.row.details, ...r.details } };
     },
   },
@@ -459,7 +461,8 @@ export async function restore(
     adopted: c.pidNamespace, // not our child in a namespace: no exit code
     details: {
       ...c.row.details,
-      ioKeepers: c.keep,
+      // (a plugin's restore put its own keepers into the details already)
+      ioKeepers: c.keep ?? c.row.details.ioKeepers,
       restoredFrom: target.path,
       pidNamespace: c.pidNamespace || undefined,
     },
