@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { CompressionName, DumpRequest, DumpResult } from "../../api/types.ts";
 import { archiveExt, createArchive, parseCompression } from "../../checkpoint/archive.ts";
 import { DirHasher } from "../../checkpoint/hasher.ts";
-import { MANIFEST, type Manifest, type StdioInfo, writeManifest } from "../../checkpoint/manifest.ts";
+import { MANIFEST, type Manifest, stampFiles, type StdioInfo, writeManifest } from "../../checkpoint/manifest.ts";
 import { inspectTree, type TreeFacts, ttyExternalId } from "../../criu/detect.ts";
 import { criuVersion, findCriu, MIN_CRIU, versionAtLeast } from "../../criu/mod.ts";
 import { dumpArgs, parseCriuOpts } from "../../criu/options.ts";
@@ -305,7 +305,11 @@ const steps: Step<DumpCtx>[] = [
         path: c.finalPath,
         time: c.time,
         size: c.size,
-        manifest: { ...(c.manifest as unknown as Record<string, unknown>), compression: c.compression },
+        manifest: {
+          ...(c.manifest as unknown as Record<string, unknown>),
+          compression: c.compression,
+          stamps: c.compression === "none" ? stampFiles(c.finalPath, c.manifest!.files) : undefined,
+        },
       });
       if (c.manifest!.checksums === "pending") {
         c.host.checksums.complete(c.id, c.finalPath, c.manifest!, c.hasher!.finish());

@@ -256,7 +256,20 @@ async function restore(c: RestoreContext): Promise<Restored> {
   const id = c.options.id ?? dumped.id ?? c.jid;
   await freeContainerId(root, id);
   await restoreRootfs(bundle, c.imagesDir);
-  const args = ["restore", "-d", "--image-path", c.imagesDir, "--work-path", c.workDir, "--bundle", bundle];
+  // --pid-file: the restored init's PID without another `runc state` call
+  const pidFile = join(c.workDir, "init.pid");
+  const args = [
+    "restore",
+    "-d",
+    "--image-path",
+    c.imagesDir,
+    "--work-path",
+    c.workDir,
+    "--bundle",
+    bundle,
+    "--pid-file",
+    pidFile,
+  ];
   for (const [k, flag] of Object.entries(FLAG_ARGS)) if (c.flags[k]) args.push(flag);
   const attachable = c.options.attachable ?? c.row.attachable;
   let fds;
@@ -272,11 +285,11 @@ async function restore(c: RestoreContext): Promise<Restored> {
     );
     throw e;
   }
-  const st = await runcState(root, id);
+  const pid = Number(Deno.readTextFileSync(pidFile).trim());
   const log = attachable ? null : c.row.log ?? defaultLogPath(c.config.output_dir, c.jid);
   const { io, keep } = wire(fds, log);
   return {
-    pid: st.pid,
+    pid,
     io,
     reap: true,
     details: { id, root, bundle, systemdCgroup: dumped.systemdCgroup, ioKeepers: keep },
@@ -287,6 +300,12 @@ async function restore(c: RestoreContext): Promise<Restored> {
 
 /** A stopped container keeps its ID in runc's state; a running one is refused. */
 async function freeContainerId(root: string, id: string): Promise<void> {
+  // runc keeps a container's state in <root>/<id>: no directory, no container (and no runc call)
+  try {
+    Deno.statSync(join(root, id));
+  } catch {
+    return;
+  }
   let st;
   try {
     st = await runcState(root, id);
