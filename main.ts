@@ -1,4 +1,17 @@
 // cedana: one program that is both the CLI and, with `cedana daemon start`, the daemon.
-import { main } from "./src/commands/mod.ts";
+// The hot commands take a fast path that does not load the full CLI (see src/commands/fast.ts).
+import { fastPath } from "./src/commands/fast.ts";
+import { reportError } from "./src/errors.ts";
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+async function run(args: string[]): Promise<number> {
+  try {
+    const fast = await fastPath(args);
+    if (fast !== null) return fast;
+  } catch (e) {
+    return reportError(e);
+  }
+  const { main } = await import("./src/commands/mod.ts");
+  return await main(args);
+}
+
+if (import.meta.main) Deno.exit(await run(Deno.args));

@@ -61,3 +61,11 @@ export function toCedanaError(e: unknown): CedanaError {
   if (e instanceof Deno.errors.AlreadyExists) return alreadyExists(e.message);
   return internal(e instanceof Error ? e.message : String(e));
 }
+
+/** The CLI's one way to report an error: one line (plus CRIU's lines, if any); returns the exit code. */
+export function reportError(e: unknown): number {
+  const err = toCedanaError(e);
+  console.error(`Error: ${err.message}`);
+  for (const d of err.details) console.error(`  ${d}`);
+  return EXIT_CODE[err.code];
+}

@@ -9,25 +9,15 @@ import type {
   DumpResult,
   RestoreRequest,
   RestoreResult,
-  Timings,
 } from "../api/types.ts";
 import { attachJob } from "./attach_client.ts";
+import { msText, printDump, printRestore } from "./cr_render.ts";
 import { showProgress } from "./progress.ts";
 import { clientOf } from "./context.ts";
 import { parsePid } from "./manage.ts";
 import { ago, humanSize, printJson, table } from "./render.ts";
 
 const COMPRESSION = ["none", "tar", "gzip", "lz4", "zstd"] as const;
-
-function ms(v: number | undefined): string {
-  if (v === undefined) return "-";
-  return v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(v < 10 ? 1 : 0)} ms`;
-}
-
-/** One line per phase, the way users read it: what took the time. */
-export function timingLine(t: Timings, keys: [string, string][]): string {
-  return keys.filter(([k]) => t[k] !== undefined).map(([k, label]) => `${label} ${ms(t[k])}`).join(" · ");
-}
 
 // The flag helpers work on untyped commands: the typed builder cannot express "add these flags
 // to whatever command this is"; the action handlers below declare the option types instead.
@@ -83,38 +73,6 @@ function dumpRequest(o: DumpCliOpts): DumpRequest {
     external: o.external,
     criuOpts: o.criuOpts,
   };
-}
-
-function printDump(r: DumpResult, what: string, json?: boolean) {
-  if (json) return printJson(r);
-  console.log(
-    `dumped ${what} to ${r.checkpoint.path} (${humanSize(r.checkpoint.size)}, id ${r.checkpoint.id})${
-      r.leftRunning ? "; still running" : ""
-    }`,
-  );
-  if (r.detected.length) console.log(`  detected: ${r.detected.join(", ")}`);
-  console.log(
-    "  " + timingLine(r.timings, [
-      ["gpu_lock", "GPU lock"],
-      ["gpu_checkpoint", "GPU checkpoint"],
-      ["criu_freezing_time", "freeze"],
-      ["criu_frozen_time", "frozen"],
-      ["criu_memdump_time", "memory dump"],
-      ["criu_memwrite_time", "write"],
-      ["criu_dump", "criu"],
-      ["manifest", "checksums"],
-      ["gpu_resume", "GPU resume"],
-      ["compress", "compress"],
-      ["total", "total"],
-    ]),
-  );
-  if (r.gpu) {
-    console.log(
-      `  GPU: ${r.gpu.pids.length} CUDA process(es), ${
-        humanSize(r.gpu.total)
-      } of GPU memory moved to the images`,
-    );
-  }
 }
 
 export function dumpCommand() {
@@ -180,26 +138,7 @@ async function doRestore(req: RestoreRequest, o: RestoreCliOpts, cmd: Command) {
     attachable: !!(o.attach || o.attachable) || undefined,
     log: o.out ? resolve(o.out) : undefined,
   }).finally(done);
-  if (o.json) printJson(r);
-  else {
-    console.log(
-      `restored job ${r.job.jid} (pid ${r.job.pid}) from ${r.checkpoint}${
-        r.pidNamespace ? " in a new PID namespace (its original PIDs were taken)" : ""
-      }`,
-    );
-    console.log(
-      "  " + timingLine(r.timings, [
-        ["unpack", "unpack"],
-        ["verify", "verify"],
-        ["criu_forking_time", "fork"],
-        ["criu_restore_time", "restore"],
-        ["criu_restore", "criu"],
-        ["gpu_restore", "GPU restore"],
-        ["gpu_unlock", "GPU unlock"],
-        ["total", "total"],
-      ]),
-    );
-  }
+  printRestore(r, o.json);
   if (o.attach) {
     const code = await attachJob(client, r.job.jid);
     if (code === null) console.error(`detached from job ${r.job.jid} (still running)`);
@@ -311,9 +250,9 @@ export function checkpointCommand() {
       if (m.stats) {
         const s = m.stats;
         console.log(
-          `Stats:       frozen ${ms(s.frozenTimeUs / 1000)}, memory dump ${
-            ms(s.memdumpTimeUs / 1000)
-          }, write ${ms(s.memwriteTimeUs / 1000)}, pages written ${s.pagesWritten} (${
+          `Stats:       frozen ${msText(s.frozenTimeUs / 1000)}, memory dump ${
+            msText(s.memdumpTimeUs / 1000)
+          }, write ${msText(s.memwriteTimeUs / 1000)}, pages written ${s.pagesWritten} (${
             humanSize(s.pagesWritten * 4096)
           })`,
         );

@@ -1,6 +1,6 @@
 // The command tree and the one place where errors become a line on stderr and an exit code.
 import { Command, CommanderError } from "@commander-js/extra-typings";
-import { CedanaError, EXIT_CODE, toCedanaError } from "../errors.ts";
+import { EXIT_CODE, reportError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { checkCommand } from "./check.ts";
 import { completeCommand, completionCommand } from "./completion.ts";
@@ -75,9 +75,6 @@ export async function main(args: string[]): Promise<number> {
       // commander already printed its message (or help/version) to the terminal.
       return e.exitCode === 0 ? 0 : EXIT_CODE.invalid_argument;
     }
-    const err = e instanceof CedanaError ? e : toCedanaError(e);
-    console.error(`Error: ${err.message}`);
-    for (const d of err.details) console.error(`  ${d}`);
-    return EXIT_CODE[err.code];
+    return reportError(e);
   }
 }

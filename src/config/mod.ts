@@ -1,7 +1,6 @@
 // Configuration like Cedana's: defaults < <config dir>/config.json < CEDANA_<KEY> env vars < flags.
 // A key's env name is its dotted path upper-cased with "_" (db.path -> CEDANA_DB_PATH).
 
-import { join } from "node:path";
 import { invalidArgument } from "../errors.ts";
 
 export interface Config {
@@ -99,7 +98,7 @@ export function configDir(opts: LoadOptions = {}): string {
 export function loadConfig(opts: LoadOptions = {}): Config {
   const env = opts.env ?? Deno.env.toObject();
   const cfg = defaults() as unknown as Obj;
-  const file = join(configDir(opts), "config.json");
+  const file = `${configDir(opts).replace(/\/+$/, "")}/config.json`; // (no node:path: the CLI fast path avoids Node compat start-up)
   let text: string | undefined;
   try {
     text = Deno.readTextFileSync(file);

@@ -6,7 +6,13 @@ import { join } from "node:path";
 import type { CompressionName, DumpRequest, DumpResult } from "../../api/types.ts";
 import { archiveExt, createArchive, parseCompression } from "../../checkpoint/archive.ts";
 import { DirHasher } from "../../checkpoint/hasher.ts";
-import { MANIFEST, type Manifest, stampFiles, type StdioInfo, writeManifest } from "../../checkpoint/manifest.ts";
+import {
+  MANIFEST,
+  type Manifest,
+  stampFiles,
+  type StdioInfo,
+  writeManifest,
+} from "../../checkpoint/manifest.ts";
 import { inspectTree, type TreeFacts, ttyExternalId } from "../../criu/detect.ts";
 import { criuVersion, findCriu, MIN_CRIU, versionAtLeast } from "../../criu/mod.ts";
 import { dumpArgs, parseCriuOpts } from "../../criu/options.ts";
