@@ -7,10 +7,14 @@
 
 import { CudaDriver, findCudaPids, freeGpuMemory, processGpuMemory } from "../../gpu/mod.ts";
 import { failedPrecondition } from "../../errors.ts";
+import { descendants } from "../../proc/mod.ts";
 import { humanBytes } from "./format.ts";
 
 export interface GpuManifest {
   pids: number[];
+  /** Each CUDA process's PID inside its own PID namespace: a container restored by runc or
+   * containerd gets new host PIDs but the same in-namespace ones, which tell them apart. */
+  nspids?: Record<string, number>;
   /** GPU memory each process held before the checkpoint (bytes; null when NVML cannot tell). */
   memory: Record<string, number | null>;
   total: number;
@@ -32,7 +36,9 @@ export function detectGpu(rootPid: number): GpuDump | null {
   const memory: Record<string, number | null> = {};
   for (const pid of pids) memory[pid] = processGpuMemory(pid);
   const total = Object.values(memory).reduce<number>((a, b) => a + (b ?? 0), 0);
-  return { driver, pids, manifest: { pids, memory, total, driverVersion: driver.version } };
+  const nspids: Record<string, number> = {};
+  for (const pid of pids) nspids[pid] = nsPid(pid) ?? pid;
+  return { driver, pids, manifest: { pids, memory, total, driverVersion: driver.version, nspids } };
 }
 
 export async function lockAll(g: GpuDump, timeoutMs: number, undo: (fn: () => Promise<void>) => void) {
@@ -69,12 +75,36 @@ export function checkGpuRoom(m: GpuManifest): CudaDriver {
   return driver;
 }
 
-/** After CRIU restored the tree (same PIDs): GPU state back, then let the processes run. */
-export async function restoreAll(driver: CudaDriver, m: GpuManifest, timings: Record<string, number>) {
+/** The innermost PID of a process (last field of NSpid in /proc/PID/status). */
+function nsPid(pid: number): number | null {
+  try {
+    const line = Deno.readTextFileSync(`/proc/${pid}/status`).split("\n").find((l) => l.startsWith("NSpid:"));
+    return line ? Number(line.trim().split(/\s+/).at(-1)) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The host PIDs of the dumped CUDA processes now. A process restore keeps them; a container's
+ * restored tree (rooted at `root`) is matched by in-namespace PID.
+ */
+export function currentPids(m: GpuManifest, root: number, samePids: boolean): number[] {
+  if (samePids || !m.nspids) return m.pids;
+  const byNs = new Map<number, number>();
+  for (const pid of [root, ...descendants(root)]) {
+    const ns = nsPid(pid);
+    if (ns !== null) byNs.set(ns, pid);
+  }
+  return m.pids.map((p) => byNs.get(m.nspids![p]) ?? p);
+}
+
+/** After CRIU restored the tree: GPU state back, then let the processes run. */
+export async function restoreAll(driver: CudaDriver, pids: number[], timings: Record<string, number>) {
   let t = performance.now();
-  for (const pid of m.pids) await driver.restore(pid);
+  for (const pid of pids) await driver.restore(pid);
   timings.gpu_restore = +(performance.now() - t).toFixed(1);
   t = performance.now();
-  for (const pid of m.pids) await driver.unlock(pid);
+  for (const pid of pids) await driver.unlock(pid);
   timings.gpu_unlock = +(performance.now() - t).toFixed(1);
 }

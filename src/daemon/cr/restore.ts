@@ -16,7 +16,7 @@ import { type CedanaError, failedPrecondition, notFound } from "../../errors.ts"
 import { type IoKeep, keptPipes, keptPty, releaseIo } from "../../plugins/process/io.ts";
 import { type JobIo, plugin } from "../../plugins/mod.ts";
 import type { CudaDriver } from "../../gpu/mod.ts";
-import { checkGpuRoom, restoreAll } from "./gpu.ts";
+import { checkGpuRoom, currentPids, restoreAll } from "./gpu.ts";
 import { defaultLogPath } from "../../plugins/process/mod.ts";
 import { children, readStat } from "../../proc/mod.ts";
 import { closeFd, openpty, pipe } from "../../sys/mod.ts";
@@ -377,10 +377,12 @@ function criuFailure(logPath: string, code: number | string | null): Error {
 
 /** After CRIU: the GPU state back. A failure here cannot be retried in this process: kill it. */
 async function gpuRestore(c: RestoreCtx, timings: Record<string, number>): Promise<void> {
+  // containers come back under new host PIDs (their own PID namespace); processes keep theirs
+  const pids = currentPids(c.manifest!.gpu!, c.pid, !plugin(c.row.type).restore);
   try {
-    await restoreAll(c.gpuDriver!, c.manifest!.gpu!, timings);
+    await restoreAll(c.gpuDriver!, pids, timings);
   } catch (e) {
-    for (const pid of [c.pid, ...c.manifest!.gpu!.pids]) {
+    for (const pid of [c.pid, ...pids]) {
       try {
         Deno.kill(-pid, "SIGKILL");
       } catch {
