@@ -76,3 +76,20 @@ Deno.test("bad config file is reported, not ignored", opts, async () => {
     await d.cleanup();
   }
 });
+
+Deno.test(
+  "garbage on the attach WebSocket never takes the daemon down",
+  opts,
+  withDaemon(async (d) => {
+    await d.ok("run", "process", "--attachable", "--jid", "ws", "--", "sh", "-c", "cat >/dev/null");
+    const client = Deno.createHttpClient({ proxy: { transport: "unix", path: d.socket } });
+    const ws = new WebSocket("ws://localhost/v1/jobs/ws/attach", { client } as unknown as string[]);
+    await new Promise((r) => ws.onopen = r);
+    for (const m of ["null", "{", "[]", '{"type":"resize","cols":"x"}', '{"type":7}', "42"]) ws.send(m);
+    ws.send(new Blob([new Uint8Array([1, 2, 3])]));
+    await new Promise((r) => setTimeout(r, 300));
+    ws.close();
+    client.close();
+    assertEquals((await d.json<unknown[]>("ps")).length, 1, "the daemon still answers");
+  }),
+);

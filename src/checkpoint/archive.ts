@@ -69,13 +69,18 @@ async function tar(args: string[], what: string): Promise<void> {
   }
 }
 
-export async function createArchive(dir: string, archive: string, c: Exclude<Compression, "none">) {
-  const prog = program(c, false);
-  const need = prog?.split(" ")[0];
+export function requireCompressor(c: Exclude<Compression, "none">): void {
+  const need = program(c, false)?.split(" ")[0];
   if (need && !hasBinary(need)) {
     throw failedPrecondition(`compression ${c} needs ${need}, which is not installed`);
   }
+}
+
+export async function createArchive(dir: string, archive: string, c: Exclude<Compression, "none">) {
+  requireCompressor(c);
+  const prog = program(c, false);
   await tar([...(prog ? ["-I", prog] : []), "-C", dir, "-cf", archive, "."], `compressing with ${c}`);
+  Deno.chmodSync(archive, 0o600); // the job's whole memory: not for other users
 }
 
 export async function extractArchive(archive: string, dir: string): Promise<void> {

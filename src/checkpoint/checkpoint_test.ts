@@ -1,5 +1,12 @@
 import { assertEquals, assertRejects, assertThrows } from "../testing/asserts.ts";
-import { createArchive, detectCompression, extractArchive, parseCompression } from "./archive.ts";
+import {
+  createArchive,
+  detectCompression,
+  extractArchive,
+  parseCompression,
+  requireCompressor,
+  resetBinaryCache,
+} from "./archive.ts";
 import { DirHasher, hashFile } from "./hasher.ts";
 import { type Manifest, readManifest, verifyHashes, verifySizes, writeManifest } from "./manifest.ts";
 
@@ -56,5 +63,17 @@ Deno.test("compression names and archive round trip", async () => {
     const dst = Deno.makeTempDirSync();
     await extractArchive(archive, dst);
     assertEquals(Deno.readTextFileSync(`${dst}/f`), "data");
+  }
+});
+
+Deno.test("a missing compressor is reported before anything is dumped", () => {
+  const path = Deno.env.get("PATH");
+  Deno.env.set("PATH", Deno.makeTempDirSync());
+  resetBinaryCache();
+  try {
+    assertThrows(() => requireCompressor("lz4"), Error, "compression lz4 needs lz4, which is not installed");
+  } finally {
+    Deno.env.set("PATH", path ?? "");
+    resetBinaryCache();
   }
 });

@@ -129,6 +129,9 @@ export class JobDb {
 
   constructor(readonly path: string) {
     this.#db = new DatabaseSync(path);
+    try {
+      Deno.chmodSync(path, 0o600); // job command lines, environments' effects, paths: root's business
+    } catch { /* not ours to change (e.g. :memory:) */ }
     this.#db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
     this.#migrate();
   }
@@ -201,8 +204,13 @@ export class JobDb {
     this.#db.prepare(`UPDATE jobs SET ${sets} WHERE jid = ?`).run(...entries.map(([, v]) => toSql(v)), jid);
   }
 
+  /** The job's checkpoints stay (restorable by path) but no longer belong to any job: a later job
+   * with the same JID must not inherit them. */
   deleteJob(jid: string): void {
-    this.#db.prepare("DELETE FROM jobs WHERE jid = ?").run(jid);
+    this.transaction(() => {
+      this.#db.prepare("UPDATE checkpoints SET jid = NULL WHERE jid = ?").run(jid);
+      this.#db.prepare("DELETE FROM jobs WHERE jid = ?").run(jid);
+    });
   }
 
   insertCheckpoint(c: CheckpointRow): void {

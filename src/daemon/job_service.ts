@@ -94,12 +94,26 @@ export class JobService implements CrHost {
     return { config: this.config, log: this.log, jid };
   }
 
+  /** JIDs handed out whose job is not recorded yet (a start can take a while: containers). */
+  readonly #reserved = new Set<string>();
+
+  #taken(jid: string): boolean {
+    return this.#reserved.has(jid) || this.db.getJob(jid) !== null;
+  }
+
+  /** A new JID, reserved until `release`: two concurrent requests never get the same one. */
   #newJid(requested?: string): string {
-    if (requested === undefined || requested === "") return randomJid((j) => this.db.getJob(j) !== null);
+    const jid = this.#pickJid(requested);
+    this.#reserved.add(jid);
+    return jid;
+  }
+
+  #pickJid(requested?: string): string {
+    if (requested === undefined || requested === "") return randomJid((j) => this.#taken(j));
     if (!JID_PATTERN.test(requested)) {
       throw invalidArgument(`invalid job ID "${requested}": use letters, digits, '_', '.', '-' (max 128)`);
     }
-    if (this.db.getJob(requested)) throw alreadyExists(`job ${requested} already exists`);
+    if (this.#taken(requested)) throw alreadyExists(`job ${requested} already exists`);
     return requested;
   }
 
@@ -115,7 +129,12 @@ export class JobService implements CrHost {
     const p = plugin(type);
     if (!p.run) throw invalidArgument(`job type ${type} cannot be run`);
     const jid = this.#newJid(req.jid);
-    const started = await p.run(req, this.#ctx(jid));
+    let started: StartedJob;
+    try {
+      started = await p.run(req, this.#ctx(jid));
+    } finally {
+      this.#reserved.delete(jid); // recorded below, synchronously: no gap for another request
+    }
     const r = req as Partial<RunProcessRequest>;
     const row = this.#record(jid, type, started, {
       attachable: !!(r.attachable || r.tty),
@@ -137,7 +156,12 @@ export class JobService implements CrHost {
     const p = plugin(type);
     if (!p.manage) throw invalidArgument(`job type ${type} cannot be managed`);
     const jid = this.#newJid(req.jid);
-    const started = await p.manage(req, this.#ctx(jid));
+    let started: StartedJob;
+    try {
+      started = await p.manage(req, this.#ctx(jid));
+    } finally {
+      this.#reserved.delete(jid);
+    }
     const existing = this.db.listJobs().find((j) => j.state === "running" && j.pid === started.pid);
     if (existing && this.#alive(existing)) {
       throw alreadyExists(`PID ${started.pid} is already managed as job ${existing.jid}`);
@@ -375,6 +399,10 @@ export class JobService implements CrHost {
     const out: DeleteResult = { deleted: [] };
     for (const row of rows) {
       if (running.includes(row)) continue;
+      if (this.#busy.has(row.jid)) {
+        if (req.all) continue;
+        throw failedPrecondition(`job ${row.jid} is busy: a ${this.#busy.get(row.jid)} is in progress`);
+      }
       await plugin(row.type).cleanup?.(row, this.#ctx(row.jid));
       this.#watchers.get(row.jid)?.();
       this.#watchers.delete(row.jid);
@@ -492,7 +520,7 @@ export class JobService implements CrHost {
     return await this.#observed(
       "dump",
       type,
-      () => this.#exclusive(row?.jid ?? null, "dump", () => runDump(this, req, row)),
+      () => this.#exclusive(row?.jid ?? `pid:${req.pid}`, "dump", () => runDump(this, req, row)),
       (r) => r.checkpoint.size,
     );
   }
@@ -581,11 +609,15 @@ export class JobService implements CrHost {
       };
       isNew = true;
     }
-    return await this.#observed("restore", row.type, () =>
-      this.#exclusive(row.jid, "restore", async () => {
-        const r = await runRestore(this, req, { row, isNew, path });
-        return { ...r, job: this.get(row.jid) };
-      }), () => this.db.checkpointByPath(path)?.size ?? 0);
+    try {
+      return await this.#observed("restore", row.type, () =>
+        this.#exclusive(row.jid, "restore", async () => {
+          const r = await runRestore(this, req, { row, isNew, path });
+          return { ...r, job: this.get(row.jid) };
+        }), () => this.db.checkpointByPath(path)?.size ?? 0);
+    } finally {
+      if (isNew) this.#reserved.delete(row.jid); // recorded by then, or never
+    }
   }
 
   checkpoints(jid: string): CheckpointInfo[] {

@@ -240,18 +240,21 @@ export function createApp(
             },
           }, since !== undefined ? Number(since) : undefined);
         },
+        // A throw in a WebSocket handler would end the daemon: nothing a client sends may throw.
         onMessage(e) {
-          if (typeof e.data === "string") {
-            let m: AttachClientMessage;
-            try {
-              m = JSON.parse(e.data);
-            } catch {
-              return;
+          try {
+            if (typeof e.data === "string") {
+              const m = JSON.parse(e.data) as AttachClientMessage | null;
+              if (m?.type === "resize" && Number.isInteger(m.cols) && Number.isInteger(m.rows)) {
+                hub.resize(m.cols, m.rows);
+              } else if (m?.type === "eof") hub.endInput();
+            } else if (e.data instanceof ArrayBuffer) hub.input(new Uint8Array(e.data));
+            else if (e.data instanceof Blob) {
+              e.data.arrayBuffer().then((b) => hub.input(new Uint8Array(b))).catch(() => {});
             }
-            if (m.type === "resize") hub.resize(m.cols, m.rows);
-            else if (m.type === "eof") hub.endInput();
-          } else if (e.data instanceof ArrayBuffer) hub.input(new Uint8Array(e.data));
-          else if (e.data instanceof Blob) e.data.arrayBuffer().then((b) => hub.input(new Uint8Array(b)));
+          } catch (err) {
+            log.debug("attach message dropped", { error: String(err) });
+          }
         },
         onClose() {
           detach();

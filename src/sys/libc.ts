@@ -23,6 +23,8 @@ const SYMBOLS = {
   // A pty master read blocks until the job prints something, so it also runs off the event loop.
   read: { parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // A job that does not read its stdin must never block the daemon's event loop.
+  write_nb: { name: "write", parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   waitid: { parameters: ["i32", "u32", "buffer", "i32"], result: "i32" },
@@ -194,6 +196,17 @@ export function writeFd(fd: number, data: Uint8Array): void {
       if (errno === EINTR) continue;
       throw new ErrnoError(`write(${fd})`, errno);
     }
+    off += n;
+  }
+}
+
+/** writeFd on Deno's blocking pool: a full pipe or terminal stalls only that write. */
+export async function writeFdAsync(fd: number, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.length) {
+    const chunk = data.subarray(off);
+    const n = Number(await lib().write_nb(fd, chunk, BigInt(chunk.length)));
+    if (n < 0) throw new ErrnoError(`write(${fd})`, EINVAL); // errno lives on the pool thread
     off += n;
   }
 }

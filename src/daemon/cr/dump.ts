@@ -4,7 +4,7 @@
 
 import { join } from "node:path";
 import type { CompressionName, DumpRequest, DumpResult } from "../../api/types.ts";
-import { archiveExt, createArchive, parseCompression } from "../../checkpoint/archive.ts";
+import { archiveExt, createArchive, parseCompression, requireCompressor } from "../../checkpoint/archive.ts";
 import { DirHasher } from "../../checkpoint/hasher.ts";
 import {
   MANIFEST,
@@ -30,6 +30,10 @@ export const TMP_PREFIX = ".cedana-tmp-";
 
 interface DumpCtx {
   req: DumpRequest;
+  /** CRIU wrote the images (and, without --leave-running, ended the job). */
+  imagesTaken?: boolean;
+  /** Where the images went when a later step failed. */
+  keptImages?: string;
   gpu: GpuDump | null;
   plugin: JobPlugin | null;
   host: CrHost;
@@ -148,8 +152,18 @@ const steps: Step<DumpCtx>[] = [
           if (!(e instanceof Deno.errors.NotFound)) throw e;
         }
       }
-      Deno.mkdirSync(c.tmpDir);
-      undo(() => Deno.removeSync(c.tmpDir, { recursive: true }));
+      // 0700: the images hold the job's whole memory
+      Deno.mkdirSync(c.tmpDir, { mode: 0o700 });
+      undo(() => {
+        if (!c.imagesTaken || c.req.leaveRunning) return Deno.removeSync(c.tmpDir, { recursive: true });
+        // CRIU already ended the job: these images are all that is left of it. Keep them.
+        const kept = join(c.baseDir, `${c.name}.incomplete`);
+        try {
+          Deno.renameSync(c.tmpDir, kept);
+          c.host.log.warn("dump failed after CRIU ended the job; images kept", { path: kept });
+          c.keptImages = kept;
+        } catch { /* keep them where they are */ }
+      });
     },
   },
   {
@@ -205,6 +219,7 @@ const steps: Step<DumpCtx>[] = [
             extra: parseCriuOpts(c.req.criuOpts),
             ignoreRootfs: !!c.req.ignoreRootfs,
           });
+          c.imagesTaken = true;
           // runc/containerd make CRIU write its stats into the work dir: keep them with the images
           try {
             Deno.copyFileSync(join(workDir, "stats-dump"), join(c.tmpDir, "stats-dump"));
@@ -225,6 +240,7 @@ const steps: Step<DumpCtx>[] = [
       });
       try {
         await runCriu(c.criu, args, join(c.tmpDir, "dump.log"), "criu dump");
+        c.imagesTaken = true;
       } catch (e) {
         // CRIU may have killed the tree before failing (it does on some errors): say so.
         const alive = readStat(c.pid);
@@ -347,6 +363,8 @@ export async function dump(host: CrHost, request: DumpRequest, row: JobRow | nul
       : notFound(`no process with PID ${pid}`);
   }
   const compression = parseCompression(req.compression ?? host.config.checkpoint.compression);
+  // before CRIU ends the job, not after: a missing compressor must not cost the job
+  if (compression !== "none") requireCompressor(compression);
   const { bin, version } = await requireCriu(host);
   const time = Date.now();
   const type = row?.type ?? "process";
@@ -394,9 +412,17 @@ export async function dump(host: CrHost, request: DumpRequest, row: JobRow | nul
     stats: null,
   };
   const timings: Record<string, number> = {};
-  await runSteps(steps, c, timings, (step) => {
-    if (row) host.progress(row.jid, "dump", step, step === "compress" ? undefined : c.tmpDir);
-  });
+  try {
+    await runSteps(steps, c, timings, (step) => {
+      if (row) host.progress(row.jid, "dump", step, step === "compress" ? undefined : c.tmpDir);
+    });
+  } catch (e) {
+    if (c.keptImages && e instanceof Error) {
+      e.message += `; the job was already ended by CRIU: its images are kept in ${c.keptImages}` +
+        ` (restore them with: cedana restore process --path ${c.keptImages})`;
+    }
+    throw e;
+  }
   if (c.stats) {
     timings.criu_freezing_time = c.stats.freezingTimeUs / 1000;
     timings.criu_frozen_time = c.stats.frozenTimeUs / 1000;

@@ -89,7 +89,7 @@ pre-resume)
       kill -KILL "$CRTOOLS_INIT_PID" 2>/dev/null
       exit 1
     fi
-    sleep 0.005
+    sleep 0.02
   done ;;
 post-resume) : > '${gate}/resumed' ;;
 esac
@@ -350,15 +350,28 @@ async function restoreInNamespace(
   run.done.then((r) => {
     if (!resumed()) failed = criuFailure(logPath, r.code ?? r.signal);
   });
+  // On any failure from here on, the namespace (CRIU is its init) goes: nothing half-restored may
+  // live on unrecorded.
+  const killNamespace = () => {
+    for (const pid of [...children(unsharePid), unsharePid]) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* gone */ }
+    }
+  };
   const deadline = Date.now() + 120_000;
   while (!resumed()) {
     if (failed) throw failed;
-    if (Date.now() > deadline) throw failedPrecondition("restore in a new PID namespace timed out");
+    if (Date.now() > deadline) {
+      killNamespace();
+      throw failedPrecondition("restore in a new PID namespace timed out");
+    }
     await new Promise((r) => setTimeout(r, 10));
   }
   const criuPid = children(unsharePid)[0];
   const root = criuPid ? children(criuPid)[0] : undefined;
   if (!root) {
+    killNamespace();
     throw failedPrecondition("restored in a new PID namespace, but cannot find the restored process");
   }
   return root;
@@ -390,6 +403,12 @@ async function gpuRestore(c: RestoreCtx, timings: Record<string, number>): Promi
           Deno.kill(pid, "SIGKILL");
         } catch { /* gone */ }
       }
+    }
+    // the steps all succeeded, so no undo closed our ends of the job's I/O: nobody reads them now
+    for (const fd of c.ourFds) {
+      try {
+        closeFd(fd);
+      } catch { /* already closed */ }
     }
     (e as Error).message += "; the restored job was killed (its checkpoint is intact: restore it again)";
     throw e;

@@ -2,38 +2,61 @@
 // restored job inherited (CRIU --inherit-fd). Reads run on Deno's blocking pool through FFI.
 
 import { STREAM_STDERR, STREAM_STDOUT } from "../../api/types.ts";
-import { closeFd, readFd, setWindowSize, writeFd } from "../../sys/mod.ts";
+import { closeFd, readFd, setWindowSize, writeFdAsync } from "../../sys/mod.ts";
 import type { JobIo } from "../types.ts";
 import { type KeeperRef, reclaimFds, startKeeper, stopKeeper } from "../../daemon/keeper.ts";
 
+/** Reads until EOF (or EIO from a pty master once the last slave fd is closed); the caller closes. */
 async function pump(fd: number, onData: (d: Uint8Array) => void): Promise<void> {
   for (;;) {
     const buf = new Uint8Array(16384);
     const n = await readFd(fd, buf);
-    if (n <= 0) break; // EOF, or EIO from a pty master once the last slave fd is closed
+    if (n <= 0) break;
     onData(buf.subarray(0, n));
   }
-  closeFd(fd);
+}
+
+/**
+ * Ordered writes off the event loop. `close` runs after the writes queued before it, so an fd is
+ * never closed (and its number reused) under a write still in flight.
+ */
+function writer(fd: number) {
+  let chain: Promise<void> = Promise.resolve();
+  let failed = false;
+  return {
+    write(data: Uint8Array) {
+      const copy = data.slice(); // the caller may reuse its buffer
+      chain = chain.then(() => failed ? undefined : writeFdAsync(fd, copy)).catch(() => {
+        failed = true; // EPIPE/EIO: the job stopped reading; drop further input
+      });
+    },
+    close(): Promise<void> {
+      return chain = chain.then(() => closeFd(fd)).catch(() => {});
+    },
+  };
 }
 
 export function ptyIo(master: number): JobIo {
   let closed = false;
+  const w = writer(master);
   return {
     onOutput(cb, end) {
       pump(master, (d) => cb(STREAM_STDOUT, d)).then(() => {
         closed = true;
-        end();
+        w.close().then(end);
       });
     },
     write: (data) => {
-      if (!closed) writeFd(master, data);
+      if (!closed) w.write(data);
     },
     // Ctrl+D (VEOF) at the start of a line is how a terminal says end of input.
     endInput: () => {
-      if (!closed) writeFd(master, new Uint8Array([4]));
+      if (!closed) w.write(new Uint8Array([4]));
     },
     resize: (c, r) => {
-      if (!closed) setWindowSize(master, c, r);
+      try {
+        if (!closed) setWindowSize(master, c, r);
+      } catch { /* the terminal is gone */ }
     },
   };
 }
@@ -45,24 +68,19 @@ export function pipesIo(
   stderr: number | null,
   onEndInput: () => void = () => {},
 ): JobIo {
-  let inputOpen = stdin !== null;
+  const w = stdin === null ? null : writer(stdin);
+  let inputOpen = w !== null;
   return {
     onOutput(cb, end) {
-      const pumps = [pump(stdout, (d) => cb(STREAM_STDOUT, d))];
-      if (stderr !== null) pumps.push(pump(stderr, (d) => cb(STREAM_STDERR, d)));
+      const pumps = [pump(stdout, (d) => cb(STREAM_STDOUT, d)).then(() => closeFd(stdout))];
+      if (stderr !== null) pumps.push(pump(stderr, (d) => cb(STREAM_STDERR, d)).then(() => closeFd(stderr)));
       Promise.all(pumps).then(end);
     },
     write: (data) => {
-      if (!inputOpen) return;
-      try {
-        writeFd(stdin!, data);
-      } catch {
-        // EPIPE: the job closed its stdin; stop writing rather than fail the attached client.
-        inputOpen = false;
-      }
+      if (inputOpen) w!.write(data);
     },
     endInput: () => {
-      if (inputOpen) closeFd(stdin!);
+      if (inputOpen) w!.close();
       inputOpen = false;
       onEndInput();
     },
