@@ -570,7 +570,7 @@ export class JobService implements CrHost {
     let row: JobRow, isNew: boolean, path: string;
     if (req.jid !== undefined) {
       row = this.#get(req.jid);
-      if (this.#status(row) !== "halted") {
+      if (!["halted", "zombie"].includes(this.#status(row))) { // a zombie has ended: restorable
         throw failedPrecondition(
           `job ${row.jid} is running (pid ${row.pid}): kill it first, or restore a copy with \`cedana restore process --path P\``,
         );
