@@ -12,7 +12,8 @@ export interface Config {
   db: { path: string };
   /** verify: "auto" re-hashes only images that changed since this daemon hashed them; "full" always. */
   checkpoint: { dir: string; compression: string; verify: string };
-  criu: { binary_path: string; leave_running: boolean };
+  /** log_level: CRIU's -v (2: errors and warnings, CRIU's default; 4: everything, ~5% slower dumps). */
+  criu: { binary_path: string; leave_running: boolean; log_level: number };
   gpu: { lock_timeout: number };
   containerd: { address: string; namespace: string };
   /** Prometheus /metrics on TCP too ("127.0.0.1:9464"); empty: only on the Unix socket. */
@@ -28,7 +29,7 @@ export function defaults(): Config {
     output_dir: "/var/log",
     db: { path: "/tmp/cedana.db" },
     checkpoint: { dir: "/tmp", compression: "none", verify: "auto" },
-    criu: { binary_path: "", leave_running: false },
+    criu: { binary_path: "", leave_running: false, log_level: 2 },
     gpu: { lock_timeout: 10_000 },
     containerd: { address: "/run/containerd/containerd.sock", namespace: "default" },
     // off by default: the socket is root-only, a TCP port is readable by anyone who can reach it

@@ -233,6 +233,7 @@ const steps: Step<DumpCtx>[] = [
         pid: c.pid,
         imagesDir: c.tmpDir,
         logFile: "dump.log",
+        verbosity: c.host.config.criu.log_level,
         leaveRunning: !!c.req.leaveRunning,
         ...c.flags,
         external: c.external,

@@ -64,7 +64,10 @@ function pidTaken(pid: number): boolean {
 /** Resolve whether every PID of the checkpoint is free, reaping and waiting briefly for zombies. */
 async function pidsFree(c: RestoreCtx): Promise<boolean> {
   const pids = c.manifest!.pids;
-  const deadline = Date.now() + 1500;
+  // Zombies of other parents go when PID 1 reaps them, which can take a while on some machines.
+  // A process can take a new PID namespace instead of waiting; a GPU job cannot (the driver knows
+  // it by its PID), so it waits longer for them.
+  const deadline = Date.now() + (c.manifest!.gpu ? 60_000 : 1500);
   for (;;) {
     const taken = pids.filter(pidTaken);
     if (!taken.length) return true;
@@ -264,6 +267,7 @@ const steps: Step<RestoreCtx>[] = [
           imagesDir: c.imagesDir,
           workDir: c.workDir,
           logFile: "restore.log",
+          verbosity: c.host.config.criu.log_level,
           shellJob: !!m.criu.flags.shellJob,
           tcpEstablished: !!m.criu.flags.tcpEstablished,
           fileLocks: !!m.criu.flags.fileLocks,
