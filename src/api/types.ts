@@ -127,7 +127,8 @@ export type AttachClientMessage =
 
 // ---- checkpoint/restore --------------------------------------------------------------------
 
-export type CompressionName = "none" | "tar" | "gzip" | "lz4" | "zstd";
+export const COMPRESSION_NAMES = ["none", "tar", "gzip", "lz4", "zstd"] as const;
+export type CompressionName = typeof COMPRESSION_NAMES[number];
 
 export interface DumpRequest {
   /** Dump a managed job ... */

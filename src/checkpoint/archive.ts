@@ -1,11 +1,12 @@
 // Compressed checkpoints are one archive, streamed through the compressor by tar (no temporary
 // uncompressed tarball): .tar, .tar.gz, .tar.lz4, .tar.zst (zstd multi-threaded).
 
+import { COMPRESSION_NAMES, type CompressionName } from "../api/types.ts";
 import { failedPrecondition, invalidArgument } from "../errors.ts";
 import { runCommand } from "../sys/command.ts";
 
-export type Compression = "none" | "tar" | "gzip" | "lz4" | "zstd";
-export const COMPRESSIONS: Compression[] = ["none", "tar", "gzip", "lz4", "zstd"];
+export type Compression = CompressionName;
+export const COMPRESSIONS: readonly Compression[] = COMPRESSION_NAMES;
 
 const EXT: Record<Exclude<Compression, "none">, string> = {
   tar: ".tar",

@@ -1,6 +1,7 @@
 // `cedana dump job|process`, `cedana restore job|process`, and checkpoint listing/inspection.
 import { Command, Option } from "@commander-js/extra-typings";
 import { resolve } from "node:path";
+import { COMPRESSION_NAMES } from "../api/types.ts";
 import type {
   CheckpointInfo,
   CheckpointInspect,
@@ -17,8 +18,6 @@ import { clientOf } from "./context.ts";
 import { parsePid } from "./manage.ts";
 import { ago, humanSize, printJson, table } from "./render.ts";
 
-const COMPRESSION = ["none", "tar", "gzip", "lz4", "zstd"] as const;
-
 // The flag helpers work on untyped commands: the typed builder cannot express "add these flags
 // to whatever command this is"; the action handlers below declare the option types instead.
 // deno-lint-ignore no-explicit-any
@@ -31,7 +30,7 @@ function dumpFlags(c: AnyCmd): AnyCmd {
     .option("--leave-running", "keep the job running after the dump")
     .addOption(
       new Option("--compression <c>", "none, tar, gzip, lz4 or zstd (config: checkpoint.compression)")
-        .choices(COMPRESSION),
+        .choices(COMPRESSION_NAMES),
     )
     .option("--tcp-established", "checkpoint established TCP connections (detected automatically)")
     .option("--file-locks", "checkpoint file locks (detected automatically)")
@@ -46,19 +45,8 @@ function dumpFlags(c: AnyCmd): AnyCmd {
     .option("--json", "print the full result (with CRIU's statistics) as JSON");
 }
 
-interface DumpCliOpts {
-  dir?: string;
-  name?: string;
-  leaveRunning?: boolean;
-  compression?: CompressionName;
-  tcpEstablished?: boolean;
-  fileLocks?: boolean;
-  shellJob?: boolean;
-  linkRemap?: boolean;
-  external?: string[];
-  criuOpts?: string;
-  json?: boolean;
-}
+/** The dump flags as commander gives them: the request's own fields, plus --json. */
+type DumpCliOpts = Omit<DumpRequest, "jid" | "pid" | "container" | "ignoreRootfs"> & { json?: boolean };
 
 function dumpRequest(o: DumpCliOpts): DumpRequest {
   return {

@@ -7,6 +7,7 @@ import { DaemonClient } from "../client/mod.ts";
 import { loadConfig } from "../config/mod.ts";
 import { printDump, printRestore } from "./cr_render.ts";
 import { showProgress } from "./progress.ts";
+import { JID_PATTERN } from "../daemon/names.ts";
 
 interface Fast {
   op: "dump" | "restore";
@@ -15,11 +16,9 @@ interface Fast {
   leaveRunning: boolean;
 }
 
-const JID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-
 function parse(args: string[]): Fast | null {
   const [op, kind, jid, ...rest] = args;
-  if ((op !== "dump" && op !== "restore") || kind !== "job" || !jid || !JID.test(jid)) return null;
+  if ((op !== "dump" && op !== "restore") || kind !== "job" || !jid || !JID_PATTERN.test(jid)) return null;
   let json = false, leaveRunning = false;
   for (const a of rest) {
     if (a === "--json") json = true;
