@@ -5,7 +5,6 @@ import { COMPRESSION_NAMES } from "../api/types.ts";
 import type {
   CheckpointInfo,
   CheckpointInspect,
-  CompressionName,
   DumpRequest,
   DumpResult,
   RestoreRequest,
