@@ -11,6 +11,7 @@
 #   DENO=/path/to/deno  CRIU=/path/to/criu (a wrapper script is fine)  PYTHON=python3 (with torch)
 #   GIBS="1 8"          tensor sizes in GiB, one workload each
 #   LOCK_TIMEOUT_MS=10000
+#   CRIU_CYCLES=1       full (CRIU) cycles per size; bench/gpu_bench.sh takes the median of several
 #   WORK=dir            where logs and images go (default: a new /tmp/cedana-gpu.XXXXXX)
 #   KEEP_IMAGES=1       keep the CRIU images (they are as large as the GPU tensor and more)
 #   FAKE_GPU=1          test hook (run_on_gpu_test.ts): no nvidia-smi/torch checks, and APP_CMD, a
@@ -24,6 +25,7 @@ CRIU=${CRIU:-criu}
 PYTHON=${PYTHON:-python3}
 GIBS=${GIBS:-1 8}
 LOCK_TIMEOUT_MS=${LOCK_TIMEOUT_MS:-10000}
+CRIU_CYCLES=${CRIU_CYCLES:-1}
 WORK=${WORK:-$(mktemp -d /tmp/cedana-gpu.XXXXXX)}
 FAKE_GPU=${FAKE_GPU:-0}
 mkdir -p "$WORK"
@@ -125,11 +127,13 @@ for gib in $GIBS; do
   run_probe "probe-inplace-$gib.log" --gpu-only
   check_app "GIB=$gib in-place"
 
-  say "GIB=$gib: GPU checkpoint + CRIU dump/restore + GPU restore"
   images=$WORK/img-$gib
-  rm -rf "$images"
-  run_probe "probe-criu-$gib.log" --images "$images" --criu "$CRIU"
-  check_app "GIB=$gib after CRIU restore"
+  for c in $(seq "$CRIU_CYCLES"); do
+    say "GIB=$gib: GPU checkpoint + CRIU dump/restore + GPU restore ($c of $CRIU_CYCLES)"
+    rm -rf "$images"
+    run_probe "probe-criu-$gib-$c.log" --images "$images" --criu "$CRIU"
+    check_app "GIB=$gib after CRIU restore $c"
+  done
 
   kill -9 "$APP_PID"
   APP_PID=

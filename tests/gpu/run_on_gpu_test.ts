@@ -44,7 +44,7 @@ Deno.test({
       assert(out.success, `run_on_gpu.sh failed:\n${text}`);
       assertStringIncludes(text, "GIB=1 in-place: workload at step");
       assertStringIncludes(text, "GIB=1 after CRIU restore: workload at step");
-      assertMatch(text, /\ncriu-1\t[\d.]+\t[\d.]+\t[\d.]+\t[\d.]+\t[\d.]+\t[\d.]+\t[\d.]+\t\d+\n/);
+      assertMatch(text, /\ncriu-1-1\t[\d.]+\t[\d.]+\t[\d.]+\t[\d.]+\t[\d.]+\t[\d.]+\t[\d.]+\t\d+\n/);
       assertStringIncludes(text, "PASS");
       // The driver saw the two cycles in order, and the fake's state ended "running".
       const ops = readCalls(stateDir).filter((c) => c.op !== "state" && c.op !== "tid").map((c) => c.op);
