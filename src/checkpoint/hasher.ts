@@ -13,16 +13,21 @@ export interface FileDigest {
 
 const CHUNK = 4 << 20;
 
+/** Awaited before each chunk: lets low-priority hashing step aside (see Checksums.hold). */
+export type Pace = () => Promise<void> | void;
+
 async function hashRange(
   file: Deno.FsFile,
   hash: Hash,
   from: number,
   to: number,
   buf: Uint8Array,
+  pace?: Pace,
 ): Promise<number> {
   let off = from;
   await file.seek(from, Deno.SeekMode.Start);
   while (off < to) {
+    if (pace) await pace();
     const n = await file.read(buf.subarray(0, Math.min(buf.length, to - off)));
     if (n === null) break;
     hash.update(buf.subarray(0, n));
@@ -31,12 +36,12 @@ async function hashRange(
   return off;
 }
 
-export async function hashFile(path: string): Promise<{ size: number; sha256: string }> {
+export async function hashFile(path: string, pace?: Pace): Promise<{ size: number; sha256: string }> {
   const file = await Deno.open(path);
   try {
     const hash = createHash("sha256");
     const size = (await file.stat()).size;
-    const got = await hashRange(file, hash, 0, size, new Uint8Array(CHUNK));
+    const got = await hashRange(file, hash, 0, size, new Uint8Array(CHUNK), pace);
     return { size: got, sha256: hash.digest("hex") };
   } finally {
     file.close();
@@ -104,8 +109,11 @@ export class DirHasher {
     }
   }
 
-  /** Call once the writer is done: hashes what is left and returns every file, sorted by name. */
-  async finish(): Promise<FileDigest[]> {
+  /**
+   * Call once the writer is done: hashes what is left and returns every file, sorted by name.
+   * `pace`: for a finish that runs in the background (it may be paused).
+   */
+  async finish(pace?: Pace): Promise<FileDigest[]> {
     this.#stopped = true;
     this.#wake();
     await this.#loop;
@@ -115,11 +123,11 @@ export class DirHasher {
       const t = this.#tracked.get(e.name);
       if (t) {
         const size = (await t.file.stat()).size;
-        t.offset = await hashRange(t.file, t.hash, t.offset, size, this.#buf);
+        t.offset = await hashRange(t.file, t.hash, t.offset, size, this.#buf, pace);
         t.file.close();
         out.push({ name: e.name, size: t.offset, sha256: t.hash.digest("hex") });
       } else {
-        out.push({ name: e.name, ...(await hashFile(join(this.dir, e.name))) });
+        out.push({ name: e.name, ...(await hashFile(join(this.dir, e.name), pace)) });
       }
     }
     this.#tracked.clear();

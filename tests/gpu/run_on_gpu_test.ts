@@ -43,7 +43,7 @@ Deno.test({
       const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
       assert(out.success, `run_on_gpu.sh failed:\n${text}`);
       assertStringIncludes(text, "GIB=1 in-place: workload at step");
-      assertStringIncludes(text, "GIB=1 after CRIU restore: workload at step");
+      assertStringIncludes(text, "GIB=1 after CRIU restore 1: workload at step");
       assertMatch(text, /\ncriu-1-1\t[\d.]+\t[\d.]+\t[\d.]+\t[\d.]+\t[\d.]+\t[\d.]+\t[\d.]+\t\d+\n/);
       assertStringIncludes(text, "PASS");
       // The driver saw the two cycles in order, and the fake's state ended "running".

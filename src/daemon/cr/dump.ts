@@ -335,7 +335,7 @@ const steps: Step<DumpCtx>[] = [
         },
       });
       if (c.manifest!.checksums === "pending") {
-        c.host.checksums.complete(c.id, c.finalPath, c.manifest!, c.hasher!.finish());
+        c.host.checksums.complete(c.id, c.finalPath, c.manifest!, c.hasher!.finish(c.host.checksums.pace));
       }
       if (!c.row) return;
       if (c.req.leaveRunning) c.host.rewatch(c.row.jid);

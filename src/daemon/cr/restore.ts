@@ -112,7 +112,7 @@ const steps: Step<RestoreCtx>[] = [
   },
   {
     name: "verify",
-    run(c) {
+    async run(c) {
       const m = c.manifest = readManifest(c.imagesDir);
       verifySizes(c.imagesDir, m);
       if (c.isNew) {
@@ -134,11 +134,12 @@ const steps: Step<RestoreCtx>[] = [
       const { ioKeepers: _old, ...details } = c.row.details;
       c.row = { ...c.row, details };
       // Checksums are verified while CRIU restores; the tasks resume only if they match.
-      c.verified = c.host.checksums.verify(
+      const check = await c.host.checksums.verifier(
         c.imagesDir,
         c.imagesDir === c.path ? c.path : null,
         c.host.config.checkpoint.verify,
       );
+      c.verified = check();
       c.verified.catch(() => {});
     },
   },
@@ -169,6 +170,7 @@ const steps: Step<RestoreCtx>[] = [
     async run(c) {
       // No pre-resume hook through runc: verify the checksums first.
       await c.verified!;
+      const release = c.host.checksums.hold();
       const r = await plugin(c.row.type).restore!({
         config: c.host.config,
         log: c.host.log,
@@ -179,7 +181,7 @@ const steps: Step<RestoreCtx>[] = [
         flags: c.manifest!.criu.flags,
         options: { id: c.req.id, bundle: c.req.bundle, root: c.req.root, attachable: c.req.attachable },
         dumped: c.manifest!.job.details,
-      });
+      }).finally(release);
       c.pid = r.pid;
       c.io = r.io;
       c.reap = r.reap;
@@ -295,6 +297,7 @@ const steps: Step<RestoreCtx>[] = [
           }
         }
       };
+      const release = c.host.checksums.hold();
       try {
         if (!c.pidNamespace) {
           try {
@@ -317,6 +320,7 @@ const steps: Step<RestoreCtx>[] = [
         await c.verified!; // a damaged checkpoint is the real cause when both fail: report that
         throw e;
       } finally {
+        release();
         closeChildFds();
       }
       // CRIU goes on after the gate killed the tree: a damaged checkpoint surfaces here.
