@@ -90,7 +90,9 @@ export async function verify(d: TestDaemon, jid: string, log: string): Promise<v
   const line = await waitFor(
     () => readLog(log).filter((l) => l.startsWith("verify"))[before],
     `verify in ${log}`,
-  );
+  ).catch((e) => {
+    throw new Error(`${(e as Error).message}; log tail:\n${readLog(log).slice(-8).join("\n")}`);
+  });
   assertEquals(line, "verify ok", `${jid}: ${line}`);
 }
 

@@ -40,12 +40,16 @@ export function inspectTree(root: number): TreeFacts {
   const sockets = new Set<string>();
   let ioUring = false;
   const stdio: Record<number, string> = {};
+  let fileLocks = false;
   for (const pid of procs) {
     for (const { fd, target } of readFds(pid)) {
       const m = /^socket:\[(\d+)\]$/.exec(target);
       if (m) sockets.add(m[1]);
       if (target.includes("io_uring")) ioUring = true;
       if (pid === root && fd <= 2) stdio[fd] = target;
+      // Locks held through an fd are listed in its fdinfo ("lock:\t1: POSIX ..."). Not
+      // /proc/locks: opening it takes a global lock that waits for an RCU grace period (7-11 ms).
+      if (!fileLocks && target.startsWith("/") && holdsLock(pid, fd)) fileLocks = true;
     }
   }
   let tcpEstablished = false, tcpListen = false;
@@ -60,11 +64,6 @@ export function inspectTree(root: number): TreeFacts {
   }
   const unixSockets = sockets.size > 0 &&
     readLines(`/proc/${root}/net/unix`).some((l) => sockets.has(l.trim().split(/\s+/)[6]));
-  const pidSet = new Set(procs.map(String));
-  // /proc/locks has no header: "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (pid is column 5)
-  const fileLocks = readLines("/proc/locks", 0).some((l) =>
-    pidSet.has(l.replace("->", "").trim().split(/\s+/)[4])
-  );
   const stat = readStat(root);
   return {
     root,
@@ -77,6 +76,14 @@ export function inspectTree(root: number): TreeFacts {
     ioUring,
     stdio,
   };
+}
+
+function holdsLock(pid: number, fd: number): boolean {
+  try {
+    return Deno.readTextFileSync(`/proc/${pid}/fdinfo/${fd}`).includes("\nlock:");
+  } catch {
+    return false; // closed meanwhile
+  }
 }
 
 /** CRIU's id for a tty: hex st_rdev and st_dev of the slave, e.g. "tty[8800:1a]". */
