@@ -66,9 +66,10 @@ Deno.test(
       "revived",
     );
     assertEquals(back.job.jid, "revived");
-    // This test holds a pidfd of its child (Deno.Command), so the PID stays allocated after it died:
-    // the restore notices and falls back to a new PID namespace.
-    assertEquals(back.pidNamespace, true);
+    // While this test's Deno.Command still holds a pidfd of its dead child, the PID stays allocated
+    // and the restore falls back to a new PID namespace; once Deno has let go, the original PID is
+    // free again. Which one happens depends on Deno's timing: both must give a running job.
+    assert(pidAlive(back.job.pid!), `restored (PID namespace: ${back.pidNamespace}) and running`);
     const before = Number(readLog(log).filter((l) => l.startsWith("tick")).at(-1)!.slice(5));
     await waitTicks(log, before + 2);
     await d.ok("job", "kill", "revived");

@@ -3,6 +3,7 @@
 
 import type { HealthResponse } from "../api/types.ts";
 import { CedanaError, isErrorCode, unavailable } from "../errors.ts";
+import { type RawResponse, unixRequest } from "./http_unix.ts";
 
 // The URL's host is never used to connect (the client goes to the Unix socket), but Deno still
 // resolves it: "localhost" needs no DNS query (another name stalled 5 s now and then).
@@ -11,6 +12,7 @@ export class DaemonClient {
 
   constructor(readonly address: string) {}
 
+  /** Deno's HTTP client on the socket: only for WebSockets (JSON calls use unixRequest). */
   get http(): Deno.HttpClient {
     return this.#http ??= Deno.createHttpClient({ proxy: { transport: "unix", path: this.address } });
   }
@@ -29,26 +31,26 @@ export class DaemonClient {
   }
 
   async call<T>(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
-    let res: Response;
+    let res: RawResponse;
     try {
-      res = await fetch(`http://localhost${path}`, {
+      res = await unixRequest(
+        this.address,
         method,
-        client: this.http,
-        headers: body !== undefined ? { "content-type": "application/json" } : undefined,
-        body: body !== undefined ? JSON.stringify(body) : undefined,
-        signal: timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined,
-      });
+        path,
+        body !== undefined ? JSON.stringify(body) : undefined,
+        timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined,
+      );
     } catch (e) {
       throw this.#unreachable(e);
     }
-    const text = await res.text();
+    const text = res.body;
     let data: unknown;
     try {
       data = text ? JSON.parse(text) : null;
     } catch {
       throw new CedanaError("internal", `daemon sent a non-JSON response (HTTP ${res.status})`);
     }
-    if (!res.ok) {
+    if (res.status < 200 || res.status > 299) {
       const err = (data as { error?: { code?: string; message?: string; details?: string[] } })?.error;
       throw new CedanaError(
         isErrorCode(err?.code) ? err.code : "internal",
