@@ -25,7 +25,7 @@ import type {
 import type { Config } from "../config/mod.ts";
 import { alreadyExists, CedanaError, failedPrecondition, invalidArgument, notFound } from "../errors.ts";
 import { type ExitStatus, type JobIo, plugin, type PluginContext, type StartedJob } from "../plugins/mod.ts";
-import { descendants, readFds, readStat, startTimeToDate, statusWord } from "../proc/mod.ts";
+import { descendants, isRunning, jobProcess, readFds, startTimeToDate, statusWord } from "../proc/mod.ts";
 import { ExitWatcher, OrphanReaper } from "../sys/mod.ts";
 import type { CheckpointRow, JobDb, JobRow } from "./db.ts";
 import { detectCompression } from "../checkpoint/archive.ts";
@@ -248,10 +248,9 @@ export class JobService implements CrHost {
     });
   }
 
+  /** Still to be watched: there, zombies included (their exit status is yet to be collected). */
   #alive(row: JobRow): boolean {
-    if (row.pid === null) return false;
-    const st = readStat(row.pid);
-    return !!st && st.startTime === row.startTime && st.state !== "X";
+    return jobProcess(row.pid, row.startTime) !== null;
   }
 
   /** On daemon start: every job the DB says is running is checked against /proc. */
@@ -263,8 +262,7 @@ export class JobService implements CrHost {
         releaseIo(row.details.ioKeepers as IoKeep | undefined);
         continue;
       }
-      const st = row.pid !== null ? readStat(row.pid) : null;
-      if (st && st.startTime === row.startTime && st.state !== "Z" && st.state !== "X") {
+      if (isRunning(jobProcess(row.pid, row.startTime))) {
         running++;
         const keep = row.details.ioKeepers as IoKeep | undefined;
         const p = plugin(row.type);
@@ -287,10 +285,9 @@ export class JobService implements CrHost {
   // ---- queries -----------------------------------------------------------------------------
 
   #status(row: JobRow): JobStatus {
-    if (row.state === "halted" || row.pid === null) return "halted";
-    const st = readStat(row.pid);
-    if (!st || st.startTime !== row.startTime) return "halted";
-    const w = statusWord(st.state);
+    if (row.state === "halted") return "halted";
+    const st = jobProcess(row.pid, row.startTime);
+    const w = st ? statusWord(st.state) : "dead";
     return w === "dead" ? "halted" : w;
   }
 

@@ -19,7 +19,7 @@ import { dumpArgs, parseCriuOpts } from "../../criu/options.ts";
 import { runCriu } from "../../criu/run.ts";
 import { readDumpStats } from "../../criu/stats.ts";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../../errors.ts";
-import { readStat } from "../../proc/mod.ts";
+import { isRunning, jobProcess, readStat } from "../../proc/mod.ts";
 import type { JobRow } from "../db.ts";
 import { checkpointAll, detectGpu, type GpuDump, lockAll, resumeAll } from "./gpu.ts";
 import { type CriuFlags, type JobPlugin, plugin } from "../../plugins/mod.ts";
@@ -244,8 +244,7 @@ const steps: Step<DumpCtx>[] = [
         c.imagesTaken = true;
       } catch (e) {
         // CRIU may have killed the tree before failing (it does on some errors): say so.
-        const alive = readStat(c.pid);
-        if (!c.req.leaveRunning && (!alive || alive.state === "Z")) {
+        if (!c.req.leaveRunning && !isRunning(readStat(c.pid))) {
           (e as Error).message += `; the process ${c.pid} is gone (CRIU killed it)`;
         }
         throw e;
@@ -357,8 +356,8 @@ export async function dump(host: CrHost, request: DumpRequest, row: JobRow | nul
     if (!Number.isInteger(req.pid) || req.pid! <= 0) throw invalidArgument(`invalid PID ${req.pid}`);
     pid = req.pid!;
   }
-  const st = readStat(pid);
-  if (!st || st.state === "Z" || (row && st.startTime !== row.startTime)) {
+  const st = jobProcess(pid, row ? row.startTime : null);
+  if (!isRunning(st)) {
     throw row
       ? failedPrecondition(`job ${row.jid} is not running (its process has exited)`)
       : notFound(`no process with PID ${pid}`);

@@ -2,7 +2,7 @@
 
 import type { ManageProcessRequest, RunProcessRequest } from "../../api/types.ts";
 import { invalidArgument, notFound } from "../../errors.ts";
-import { readCmdline, readCwd, readStat } from "../../proc/mod.ts";
+import { isRunning, readCmdline, readCwd, readStat } from "../../proc/mod.ts";
 import type { JobRow } from "../../daemon/db.ts";
 import type { JobPlugin, PluginContext, StartedJob } from "../types.ts";
 import { checkCwd, resolveExecutable, spawnToLog, spawnWithPipes, spawnWithPty } from "./spawn.ts";
@@ -42,7 +42,7 @@ function manage(req: ManageProcessRequest, _ctx: PluginContext): StartedJob {
   if (!Number.isInteger(req.pid) || req.pid <= 0) throw invalidArgument(`invalid PID ${req.pid}`);
   if (req.pid === Deno.pid) throw invalidArgument("cannot manage the daemon itself");
   const stat = readStat(req.pid);
-  if (!stat || stat.state === "Z" || stat.state === "X") {
+  if (!isRunning(stat)) {
     throw notFound(`no running process with PID ${req.pid}`);
   }
   return {
