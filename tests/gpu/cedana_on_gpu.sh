@@ -5,6 +5,8 @@
 #   1. dump + restore             (the job continues, counter and GPU data intact)
 #   2. dump --leave-running, then kill the original and restore the copy
 #   3. 3 dump/restore cycles
+#   (after each restore `job inspect` must show every CUDA process running; after the cycles the
+#   job's steps must be in order)
 #   4. failure: another process takes the GPU memory; the restore must be refused early with a
 #      clear message, the checkpoint stays usable, and restores once the memory is free again
 # It records each phase's time (cedana's --json timings) and the image size, and prints a table
@@ -70,6 +72,16 @@ prune() { # jid: delete all but the newest checkpoint (an 8 GiB job's images are
     "$CEDANA" job checkpoint delete "$id" >/dev/null || fail "cannot delete checkpoint $id"
   done
 }
+cuda_running() { # jid: `job inspect` shows every CUDA process of the job running on the GPU again
+  local line
+  line=$("$CEDANA" job inspect "$1" | grep '^CUDA:') || fail "job inspect $1 shows no CUDA line"
+  echo "$line" | grep -Eq '[0-9]+: running' && ! echo "$line" | grep -Eq 'locked|checkpointed|failed' ||
+    fail "job inspect $1: $line"
+}
+in_order() { # log, from step: every step after `from` follows the one before (no replay, no gap)
+  awk -v from="$2" '/^[0-9]+ / { if ($1 > from && prev && $1 != prev + 1) { print "step " prev " then " $1; bad = 1 }
+    if ($1 >= from) prev = $1 } END { exit bad }' "$1" || fail "$1: the job's steps are out of order"
+}
 cycle() { # gib jid log [dump flags...]
   local gib=$1 jid=$2 log=$3; shift 3
   local before out
@@ -79,6 +91,7 @@ cycle() { # gib jid log [dump flags...]
   T0=$(now_ms); out=$("$CEDANA" restore job "$jid" --json) || fail "restore of $jid failed"
   record "$gib" restore "$out" "$(wall_ms)"
   wait_steps "$log" $((before + 3))
+  cuda_running "$jid"
   prune "$jid"
 }
 
@@ -90,6 +103,7 @@ for gib in $GIBS; do
     fail "cannot start the job"
   log=$WORK/cedana-output-$jid.log
   wait_steps "$log" 3
+  cuda_running "$jid"
   say "$gib GiB: dump + restore"
   cycle "$gib" "$jid" "$log"
   say "$gib GiB: leave-running, then restore the copy after killing the original"
@@ -103,7 +117,10 @@ for gib in $GIBS; do
   wait_steps "$log" $(($(last_step "$log") + 3))
   prune "$jid"
   say "$gib GiB: 3 cycles"
+  copy_from=$(last_step "$log")
   for i in 1 2 3; do cycle "$gib" "$jid" "$log"; done
+  # (the restored copy of the leave-running dump counts again from the dump's step: check after it)
+  in_order "$log" "$copy_from"
   if [ "$FAKE_GPU" != 1 ]; then
     say "$gib GiB: restore while another process holds the GPU memory"
     "$CEDANA" dump job "$jid" >/dev/null || fail "dump failed"
