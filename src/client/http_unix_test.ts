@@ -1,5 +1,5 @@
-import { assertEquals, assertRejects } from "../testing/asserts.ts";
-import { parseResponse, unixRequest } from "./http_unix.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "../testing/asserts.ts";
+import { HttpProtocolError, parseResponse, unixRequest } from "./http_unix.ts";
 
 const enc = new TextEncoder();
 
@@ -46,5 +46,52 @@ Deno.test("unixRequest talks to Deno.serve on a Unix socket; refused and timed-o
     await assertRejects(() => unixRequest(`${dir}/none.sock`, "GET", "/"), Deno.errors.NotFound);
   } finally {
     await server.shutdown();
+  }
+});
+
+Deno.test("unixRequest: a whole answer on a connection left open; truncation, silence and aborts", async () => {
+  const dir = Deno.makeTempDirSync();
+  const path = `${dir}/raw.sock`;
+  const listener = Deno.listen({ transport: "unix", path });
+  const held: Deno.Conn[] = [];
+  (async () => {
+    for await (const conn of listener) {
+      held.push(conn);
+      const buf = new Uint8Array(4096);
+      const n = await conn.read(buf) ?? 0;
+      const req = new TextDecoder().decode(buf.subarray(0, n));
+      if (req.startsWith("GET /open ")) {
+        await conn.write(enc.encode('HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n{"a":1}\n')); // and no close
+      } else if (req.startsWith("GET /short ")) {
+        await conn.write(enc.encode('HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{"a":'));
+        conn.close();
+      } // "/silent": never answers
+    }
+  })().catch(() => {});
+  try {
+    assertEquals((await unixRequest(path, "GET", "/open")).body, '{"a":1}\n');
+    await assertRejects(
+      () => unixRequest(path, "GET", "/short"),
+      HttpProtocolError,
+      "before its answer was complete",
+    );
+    const t = performance.now();
+    await assertRejects(() => unixRequest(path, "GET", "/silent", undefined, AbortSignal.timeout(100)));
+    assert(performance.now() - t < 2000, "the timeout ends a silent call");
+    const gone = new AbortController();
+    gone.abort(new Error("already"));
+    await assertRejects(() => unixRequest(path, "GET", "/silent", undefined, gone.signal), Error, "already");
+    assertThrows(
+      () => parseResponse(enc.encode("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{}")),
+      HttpProtocolError,
+    );
+    assertThrows(() => parseResponse(enc.encode("SSH-2.0-x\r\n\r\n")), HttpProtocolError, "status line");
+  } finally {
+    listener.close();
+    for (const c of held) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
   }
 });

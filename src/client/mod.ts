@@ -3,7 +3,7 @@
 
 import type { HealthResponse } from "../api/types.ts";
 import { CedanaError, isErrorCode, unavailable } from "../errors.ts";
-import { type RawResponse, unixRequest } from "./http_unix.ts";
+import { HttpProtocolError, type RawResponse, unixRequest } from "./http_unix.ts";
 
 // The URL's host is never used to connect (the client goes to the Unix socket), but Deno still
 // resolves it: "localhost" needs no DNS query (another name stalled 5 s now and then).
@@ -41,6 +41,9 @@ export class DaemonClient {
         timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined,
       );
     } catch (e) {
+      if (e instanceof HttpProtocolError) {
+        throw new CedanaError("unavailable", `${e.message} (daemon at ${this.address}; see its log)`);
+      }
       throw this.#unreachable(e);
     }
     const text = res.body;

@@ -49,7 +49,8 @@ export function inspectTree(root: number): TreeFacts {
       if (pid === root && fd <= 2) stdio[fd] = target;
       // Locks held through an fd are listed in its fdinfo ("lock:\t1: POSIX ..."). Not
       // /proc/locks: opening it takes a global lock that waits for an RCU grace period (7-11 ms).
-      if (!fileLocks && target.startsWith("/") && holdsLock(pid, fd)) fileLocks = true;
+      // (any fd: flock works on pipes too, and CRIU reads the fdinfo of every fd)
+      if (!fileLocks && holdsLock(pid, fd)) fileLocks = true;
     }
   }
   let tcpEstablished = false, tcpListen = false;

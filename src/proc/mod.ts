@@ -107,19 +107,20 @@ export function isSameProcess(pid: number, startTime: number): boolean {
 
 /**
  * The one "is this job's process still there" check: the process known as (pid, startTime), or
- * null when it is gone, dead ("X"), or the PID now belongs to another process. A zombie is
- * returned (it has ended but is not reaped yet): see `isRunning` for callers that must not count it.
+ * null when it is gone, dead ("X"), or the PID now belongs to another process (or no start time
+ * was recorded to tell). A zombie is returned (it has ended but is not reaped yet): see
+ * `isRunning` for callers that must not count it.
  */
 export function jobProcess(pid: number | null, startTime: number | null): ProcStat | null {
-  if (pid === null) return null;
+  if (pid === null || startTime === null) return null;
   const st = readStat(pid);
-  if (!st || st.state === "X" || (startTime !== null && st.startTime !== startTime)) return null;
+  if (!st || st.state === "X" || st.state === "x" || st.startTime !== startTime) return null;
   return st;
 }
 
 /** Running as users mean it: there, and neither a zombie nor dead. */
 export function isRunning(st: ProcStat | null): st is ProcStat {
-  return !!st && st.state !== "Z" && st.state !== "X";
+  return !!st && !["Z", "X", "x"].includes(st.state);
 }
 
 let bootTimeMs: number | null = null;

@@ -356,7 +356,7 @@ export async function dump(host: CrHost, request: DumpRequest, row: JobRow | nul
     if (!Number.isInteger(req.pid) || req.pid! <= 0) throw invalidArgument(`invalid PID ${req.pid}`);
     pid = req.pid!;
   }
-  const st = jobProcess(pid, row ? row.startTime : null);
+  const st = row ? jobProcess(pid, row.startTime) : readStat(pid);
   if (!isRunning(st)) {
     throw row
       ? failedPrecondition(`job ${row.jid} is not running (its process has exited)`)

@@ -171,17 +171,22 @@ const steps: Step<RestoreCtx>[] = [
       // No pre-resume hook through runc: verify the checksums first.
       await c.verified!;
       const release = c.host.checksums.hold();
-      const r = await plugin(c.row.type).restore!({
-        config: c.host.config,
-        log: c.host.log,
-        jid: c.row.jid,
-        row: c.row,
-        imagesDir: c.imagesDir,
-        workDir: c.workDir,
-        flags: c.manifest!.criu.flags,
-        options: { id: c.req.id, bundle: c.req.bundle, root: c.req.root, attachable: c.req.attachable },
-        dumped: c.manifest!.job.details,
-      }).finally(release);
+      let r;
+      try {
+        r = await plugin(c.row.type).restore!({
+          config: c.host.config,
+          log: c.host.log,
+          jid: c.row.jid,
+          row: c.row,
+          imagesDir: c.imagesDir,
+          workDir: c.workDir,
+          flags: c.manifest!.criu.flags,
+          options: { id: c.req.id, bundle: c.req.bundle, root: c.req.root, attachable: c.req.attachable },
+          dumped: c.manifest!.job.details,
+        });
+      } finally {
+        release();
+      }
       c.pid = r.pid;
       c.io = r.io;
       c.reap = r.reap;
