@@ -82,11 +82,15 @@ export class Checksums {
 
   /**
    * A check of the images in `dir` against their manifest, ready to run (it rejects naming the bad
-   * file). Getting it may wait for this checkpoint's background checksums: do that before taking
-   * a hold, which would pause them.
+   * file), or null when there is nothing to check. Getting it may wait for this checkpoint's
+   * background checksums: do that before taking a hold, which would pause them.
    */
-  async verifier(dir: string, recordedPath: string | null, mode: string): Promise<() => Promise<void>> {
-    if (this.trusted(dir, recordedPath, mode)) return () => Promise.resolve();
+  async verifier(
+    dir: string,
+    recordedPath: string | null,
+    mode: string,
+  ): Promise<(() => Promise<void>) | null> {
+    if (this.trusted(dir, recordedPath, mode)) return null; // nothing to check
     // Not trusted: the checksums still being computed are needed to compare against.
     if (recordedPath) await this.#pending.get(recordedPath);
     const m = readManifest(dir);
@@ -94,7 +98,7 @@ export class Checksums {
       // Hashing never finished (it failed, or the dir was reached by another path): there is
       // nothing to compare with. The sizes were checked; refusing a good checkpoint helps no one.
       this.log.warn("checkpoint has no checksums yet; restoring with sizes checked only", { dir });
-      return () => Promise.resolve();
+      return null;
     }
     return () => verifyHashes(dir, m);
   }

@@ -38,6 +38,8 @@ interface RestoreCtx {
   workDir: string;
   manifest?: Manifest;
   verified?: Promise<void>;
+  /** The checksums must be checked before the restored tasks may run (CRIU's pre-resume gate). */
+  gated: boolean;
   pidNamespace: boolean;
   /** fds CRIU gets as 3, 4, ...; closed in the daemon once CRIU has them. */
   childFds: number[];
@@ -139,7 +141,8 @@ const steps: Step<RestoreCtx>[] = [
         c.imagesDir === c.path ? c.path : null,
         c.host.config.checkpoint.verify,
       );
-      c.verified = check();
+      c.gated = check !== null;
+      c.verified = check ? check() : Promise.resolve();
       c.verified.catch(() => {});
     },
   },
@@ -280,7 +283,9 @@ const steps: Step<RestoreCtx>[] = [
           fileLocks: !!m.criu.flags.fileLocks,
           extUnixSk: !!m.criu.flags.extUnixSk,
           linkRemap: !!m.criu.flags.linkRemap,
-          actionScript: script,
+          // The script costs CRIU a shell per hook (~6 ms a restore): only when something must
+          // wait at the gate, or (in a new PID namespace) to learn that the tasks resumed.
+          actionScript: c.gated || ns ? script : undefined,
           detach: !ns,
           restoreSibling: !ns,
           pidFile: ns ? undefined : pidFile,
@@ -455,6 +460,7 @@ export async function restore(
     criu: bin,
     imagesDir: target.path,
     workDir,
+    gated: true,
     pidNamespace: false,
     childFds: [],
     inherit: [],
