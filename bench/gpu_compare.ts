@@ -91,6 +91,7 @@ console.log(
 console.log("|---|---|---|---|---|---|---|---|---|");
 let ok = true;
 for (const [gib, s] of [...bySize].sort((a, b) => Number(a[0]) - Number(b[0]))) {
+  if (!s.rawDump.length || !s.dumpWall.length) continue; // (e.g. the 2-process job: no raw twin)
   const rd = median(s.rawDump), rr = median(s.rawRestore);
   const cd = median(s.dumpWall), cr = median(s.restoreWall);
   if (cd / rd > 1.1 || cr / rr > 1.1) ok = false;

@@ -11,6 +11,9 @@ import time
 
 import torch
 
+# APP_OUT: write the step lines to this file (appending) instead of stdout, so that several
+# workloads in one job keep separate logs.
+out = open(os.environ["APP_OUT"], "a", buffering=1) if os.environ.get("APP_OUT") else sys.stdout
 gib = float(os.environ.get("GIB", "1"))
 n = int(gib * 256 * 1024 * 1024)  # float32 elements
 x = torch.zeros(n, device="cuda", dtype=torch.float32)
@@ -19,7 +22,7 @@ gen.manual_seed(1234)
 # Integers, so that the checksum is exact whatever order the reduction adds them in.
 y = torch.randint(0, 1 << 20, (1 << 24,), device="cuda", dtype=torch.int32, generator=gen)
 reference = int(y.sum(dtype=torch.int64).item())
-print(f"# pid {os.getpid()} elements {n} checksum {reference}", flush=True)
+print(f"# pid {os.getpid()} elements {n} checksum {reference}", file=out, flush=True)
 
 i = 0
 while True:
@@ -30,8 +33,8 @@ while True:
     checksum = int(y.sum(dtype=torch.int64).item())
     if hi != i or lo != i or checksum != reference:
         msg = f"MISMATCH step {i}: max {hi} min {lo} checksum {checksum} (expected {i}, {i}, {reference})"
-        print(msg, flush=True)
+        print(msg, file=out, flush=True)
         print(msg, file=sys.stderr, flush=True)
         os._exit(3)
-    print(i, int(hi), int(lo), checksum, flush=True)
+    print(i, int(hi), int(lo), checksum, file=out, flush=True)
     time.sleep(0.3)

@@ -4,7 +4,8 @@
 # is run as a cedana job with --gpu-enabled, then:
 #   1. dump + restore             (the job continues, counter and GPU data intact)
 #   2. dump --leave-running, then kill the original and restore the copy
-#   3. 3 dump/restore cycles
+#   3. CYCLES (3) dump/restore cycles
+#   then (MULTI=1, the default) a job of 2 CUDA processes of 0.5 GiB each: 2 dump/restore cycles
 #   (after each restore `job inspect` must show every CUDA process running; after the cycles the
 #   job's steps must be in order)
 #   4. failure: another process takes the GPU memory; the restore must be refused early with a
@@ -20,6 +21,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CEDANA=${CEDANA:-cedana}
 PYTHON=${PYTHON:-python3}
 GIBS=${GIBS:-1 8}
+CYCLES=${CYCLES:-3}
 FAKE_GPU=${FAKE_GPU:-0}
 WORK=${WORK:-$(mktemp -d /tmp/cedana-gpu-job.XXXXXX)}
 mkdir -p "$WORK/ck"
@@ -72,11 +74,11 @@ prune() { # jid: delete all but the newest checkpoint (an 8 GiB job's images are
     "$CEDANA" job checkpoint delete "$id" >/dev/null || fail "cannot delete checkpoint $id"
   done
 }
-cuda_running() { # jid: `job inspect` shows every CUDA process of the job running on the GPU again
+cuda_running() { # jid [n]: `job inspect` shows the job's n (1) CUDA processes running on the GPU
   local line
   line=$("$CEDANA" job inspect "$1" | grep '^CUDA:') || fail "job inspect $1 shows no CUDA line"
-  echo "$line" | grep -Eq '[0-9]+: running' && ! echo "$line" | grep -Eq 'locked|checkpointed|failed' ||
-    fail "job inspect $1: $line"
+  [ "$(echo "$line" | grep -Eo '[0-9]+: running' | wc -l)" = "${2:-1}" ] &&
+    ! echo "$line" | grep -Eq 'locked|checkpointed|failed' || fail "job inspect $1: $line"
 }
 in_order() { # log, from step: every step after `from` follows the one before (no replay, no gap)
   awk -v from="$2" '/^[0-9]+ / { if ($1 > from && prev && $1 != prev + 1) { print "step " prev " then " $1; bad = 1 }
@@ -116,9 +118,9 @@ for gib in $GIBS; do
   record "$gib" "restore (copy)" "$out" "$(wall_ms)"
   wait_steps "$log" $(($(last_step "$log") + 3))
   prune "$jid"
-  say "$gib GiB: 3 cycles"
+  say "$gib GiB: $CYCLES cycles"
   copy_from=$(last_step "$log")
-  for i in 1 2 3; do cycle "$gib" "$jid" "$log"; done
+  for _ in $(seq "$CYCLES"); do cycle "$gib" "$jid" "$log"; done
   # (the restored copy of the leave-running dump counts again from the dump's step: check after it)
   in_order "$log" "$copy_from"
   if [ "$FAKE_GPU" != 1 ]; then
@@ -142,6 +144,35 @@ print("hog", flush=True); time.sleep(3600)' >"$WORK/hog.log" 2>&1 &
   fi
   "$CEDANA" job kill "$jid" >/dev/null
 done
+
+if [ "${MULTI:-1}" = 1 ]; then
+  # Two CUDA processes in one job (as with data-loader workers or two ranks on one GPU): every one
+  # is locked and checkpointed, and both go on after the restore. Each writes its own log (APP_OUT).
+  say "2 CUDA processes in one job: dump + restore, twice"
+  jid=gpumulti la=$WORK/multi-a.log lb=$WORK/multi-b.log
+  app=("$PYTHON" "$HERE/app.py")
+  [ "$FAKE_GPU" = 1 ] && app=(bash -c "$APP_CMD")
+  "$CEDANA" run process --gpu-enabled --jid "$jid" -- bash -c \
+    'APP_OUT=$1 GIB=0.5 "${@:3}" & APP_OUT=$2 GIB=0.5 "${@:3}" & wait' multi "$la" "$lb" "${app[@]}" \
+    >/dev/null || fail "cannot start the 2-process job"
+  wait_steps "$la" 3
+  wait_steps "$lb" 3
+  cuda_running "$jid" 2
+  for i in 1 2; do
+    a=$(last_step "$la") b=$(last_step "$lb")
+    T0=$(now_ms); out=$("$CEDANA" dump job "$jid" --json) || fail "dump of $jid failed"
+    record 0.5x2 "dump " "$out" "$(wall_ms)"
+    T0=$(now_ms); out=$("$CEDANA" restore job "$jid" --json) || fail "restore of $jid failed"
+    record 0.5x2 restore "$out" "$(wall_ms)"
+    wait_steps "$la" $((a + 3))
+    wait_steps "$lb" $((b + 3))
+    cuda_running "$jid" 2
+    prune "$jid"
+  done
+  in_order "$la" 0
+  in_order "$lb" 0
+  "$CEDANA" job kill "$jid" >/dev/null
+fi
 
 say "results (ms; size in bytes)"
 echo -e "GiB\tphase\twall ms\ttimings\timage bytes"

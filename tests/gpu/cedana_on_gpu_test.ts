@@ -25,10 +25,12 @@ Deno.test("cedana_on_gpu.sh passes with the fake driver", {
         mode: 0o755,
       },
     );
-    const app = `exec env LD_PRELOAD=${w}/lib/libcuda.so.1 python3 -c 'import time
+    // (APP_OUT as app.py: the 2-process job gives each its own log)
+    const app = `exec env LD_PRELOAD=${w}/lib/libcuda.so.1 python3 -c 'import os, sys, time
+out = open(os.environ["APP_OUT"], "a", buffering=1) if os.environ.get("APP_OUT") else sys.stdout
 i = 0
 while True:
-    i += 1; print(i, i, i, 7, flush=True); time.sleep(0.1)'`;
+    i += 1; print(i, i, i, 7, file=out, flush=True); time.sleep(0.1)'`;
     const out = await new Deno.Command("bash", {
       args: [new URL("./cedana_on_gpu.sh", import.meta.url).pathname],
       env: {
@@ -49,6 +51,8 @@ while True:
     assertStringIncludes(text, "PASS");
     assertStringIncludes(text, '"gpu_checkpoint"');
     assertStringIncludes(text, '"gpu_restore"');
+    assertStringIncludes(text, "2 CUDA processes in one job");
+    assertStringIncludes(text, "0.5x2\trestore");
   } finally {
     Deno.removeSync(w, { recursive: true });
   }
