@@ -53,10 +53,10 @@ DAEMON=$!
 for _ in $(seq 100); do "$CEDANA" ps >/dev/null 2>&1 && break; sleep 0.1; done
 "$CEDANA" check || echo "WARNING: cedana check failed; going on to see what works"
 
-last_step() { grep -E '^[0-9]+ ' "$1" | tail -1 | cut -d' ' -f1; }
+last_step() { grep -sE '^[0-9]+ ' "$1" | tail -1 | cut -d' ' -f1; } # (-s: a log may not exist yet)
 wait_steps() { # log, at least
   for _ in $(seq 600); do
-    grep -q MISMATCH "$1" && fail "workload mismatch: $(grep MISMATCH "$1" | head -1)"
+    grep -qs MISMATCH "$1" && fail "workload mismatch: $(grep MISMATCH "$1" | head -1)"
     s=$(last_step "$1"); [ -n "$s" ] && [ "$s" -ge "$2" ] && return 0
     sleep 0.1
   done
