@@ -110,9 +110,16 @@ export function verifySizes(dir: string, m: Manifest): void {
   }
 }
 
+/** In place of a SHA-256: the file was written to after the dump was committed (see checksums.ts). */
+export const CHANGED_AFTER_DUMP = "changed-after-dump";
+
 /** Full pass: every file's SHA-256 (largest first, so the long ones start early). */
 export async function verifyHashes(dir: string, m: Manifest): Promise<void> {
   const files = [...m.files].sort((a, b) => b.size - a.size);
+  const changed = files.find((f) => f.sha256 === CHANGED_AFTER_DUMP);
+  if (changed) {
+    throw failedPrecondition(`checkpoint ${dir} is damaged: ${changed.name} was changed after the dump`);
+  }
   for (const f of files) {
     const got = await hashFile(join(dir, f.name));
     if (got.sha256 !== f.sha256) {

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type { FileDigest } from "../../checkpoint/hasher.ts";
 import { hashFile } from "../../checkpoint/hasher.ts";
 import {
+  CHANGED_AFTER_DUMP,
   type FileStamps,
   type Manifest,
   readManifest,
@@ -46,13 +47,26 @@ export class Checksums {
   /** Finish a dump's checksums in the background; the checkpoint is already recorded. */
   complete(id: string, path: string, manifest: Manifest, digests: Promise<FileDigest[]>): void {
     const done = (async () => {
-      const files = await digests;
+      const hashed = await digests;
+      const rec = this.db.getCheckpoint(id);
+      // A file written to after the dump was committed may have been hashed with its new bytes:
+      // it is marked, and the stamps stay those of the commit, so no restore ever trusts it.
+      const committed = rec?.manifest.stamps as FileStamps | undefined;
+      const now = stampFiles(path, hashed);
+      const same = (a?: FileStamps[string], b?: FileStamps[string]) =>
+        !!a && !!b && a.ino === b.ino && a.mtimeMs === b.mtimeMs && a.size === b.size;
+      const files = hashed.map((f) =>
+        committed && !same(committed[f.name], now[f.name]) ? { ...f, sha256: CHANGED_AFTER_DUMP } : f
+      );
+      const changed = files.filter((f) => f.sha256 === CHANGED_AFTER_DUMP).map((f) => f.name);
+      if (changed.length) {
+        this.log.warn("checkpoint files changed after the dump", { id, path, files: changed });
+      }
       const { checksums: _, ...m } = manifest;
       writeManifest(path, { ...m, files });
-      const rec = this.db.getCheckpoint(id);
       if (!rec) return; // deleted meanwhile
       const { checksums: _p, ...recorded } = rec.manifest;
-      this.db.updateCheckpointManifest(id, { ...recorded, files, stamps: stampFiles(path, files) });
+      this.db.updateCheckpointManifest(id, { ...recorded, files, stamps: committed ?? now });
     })().catch((e) => this.log.warn("checkpoint checksums failed", { id, path, error: String(e) }))
       .finally(() => this.#pending.delete(path));
     this.#pending.set(path, done);

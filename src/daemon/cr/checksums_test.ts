@@ -58,3 +58,24 @@ Deno.test("images changed after the dump are verified in full, after the backgro
   await assertRejects(check!, Error, "core-1.img");
   db.close();
 });
+
+Deno.test("a file written to after the dump was committed is never trusted, however the hashing went", async () => {
+  const root = Deno.makeTempDirSync();
+  const db = new JobDb(`${root}/cedana.db`);
+  const sums = new Checksums(db, new Logger("error", true));
+  const { path, manifest, hasher } = checkpoint(root, db, 1 << 20);
+  const release = sums.hold(); // the background hashing waits, as it would behind a restore
+  sums.complete("c1", path, manifest, hasher.finish(sums.pace));
+  await new Promise((r) => setTimeout(r, 20));
+  const f = Deno.openSync(`${path}/pages-1.img`, { write: true });
+  f.writeSync(new Uint8Array([1, 2, 3])); // same size, new bytes, new mtime
+  f.close();
+  release();
+  await sums.settled(path);
+  for (let i = 0; i < 2; i++) { // the same verdict every time
+    assert(!sums.trusted(path, path, "auto"));
+    const check = await sums.verifier(path, path, "auto");
+    await assertRejects(check!, Error, "pages-1.img was changed after the dump");
+  }
+  db.close();
+});
