@@ -1,5 +1,5 @@
 // `cedana check` / `cedana daemon check`, config through --config-dir, and `dump process`.
-import type { DumpResult, RestoreResult } from "../src/api/types.ts";
+import type { CheckpointInfo, DumpResult, RestoreResult } from "../src/api/types.ts";
 import { assert, assertEquals, assertStringIncludes } from "../src/testing/asserts.ts";
 import { crOpts, HAVE_CRIU, readLog, waitTicks } from "./cr_helpers.ts";
 import { opts, pidAlive, TestDaemon, waitFor, withDaemon } from "./helpers.ts";
@@ -56,6 +56,10 @@ Deno.test(
     await waitTicks(log, 2);
     const r = await d.json<DumpResult>("dump", "process", String(child.pid));
     assertEquals(r.checkpoint.jid, null);
+    // a checkpoint of no job is still listed: `checkpoints` without a JID shows them all
+    const all = await d.json<CheckpointInfo[]>("checkpoints");
+    assertEquals(all.find((c) => c.id === r.checkpoint.id)?.jid, null);
+    assertStringIncludes(await d.ok("checkpoints"), `${r.checkpoint.id}  -  `);
     await child.status;
     const back = await d.json<RestoreResult>(
       "restore",
@@ -74,5 +78,18 @@ Deno.test(
     await waitTicks(log, before + 2);
     await d.ok("job", "kill", "revived");
     await waitFor(() => !pidAlive(back.job.pid!), "killed");
+  }),
+);
+
+Deno.test(
+  "restore -o is refused for an attachable job (its output goes to clients, not a log)",
+  crOpts,
+  withDaemon(async (d) => {
+    await d.ok("run", "process", "--attachable", "--jid", "att", "--", "sleep", "60");
+    await d.ok("dump", "job", "att");
+    const r = await d.cli("restore", "job", "att", "-o", `${d.dir}/x.log`);
+    assertEquals(r.code, 2, r.stderr);
+    assertStringIncludes(r.stderr, "job att is attachable");
+    await d.ok("restore", "job", "att"); // and the checkpoint is still good
   }),
 );

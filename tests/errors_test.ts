@@ -1,6 +1,6 @@
 // Bad input: one clear line on stderr, a non-zero exit code, and a daemon that keeps serving.
 import { assertEquals, assertStringIncludes } from "../src/testing/asserts.ts";
-import { opts, TestDaemon, withDaemon } from "./helpers.ts";
+import { opts, TestDaemon, waitFor, withDaemon } from "./helpers.ts";
 
 async function expectError(d: TestDaemon, code: number, includes: string, ...args: string[]) {
   const r = await d.cli(...args);
@@ -37,6 +37,35 @@ Deno.test(
     await d.ok("run", "process", "--jid", "dup", "--", "sleep", "30");
     await expectError(d, 4, "job dup already exists", "run", "process", "--jid", "dup", "--", "true");
     await expectError(d, 3, "no job with PID 1", "attach", "1");
+    await expectError(d, 2, "invalid job ID", "run", "process", "--jid", "", "--", "true");
+    await expectError(d, 2, "cannot manage PID 1", "manage", "process", "1");
+    await expectError(
+      d,
+      2,
+      "cannot write the PID file /nonexistent/dir/pid",
+      "run",
+      "process",
+      "--pid-file",
+      "/nonexistent/dir/pid",
+      "--",
+      "true",
+    );
+    await expectError(
+      d,
+      5,
+      "cannot create checkpoint dir /etc/hostname/ck",
+      "dump",
+      "job",
+      "dup",
+      "--dir",
+      "/etc/hostname/ck",
+    );
+    await d.ok("run", "process", "--jid", "fin", "--attachable", "--", "sh", "-c", "exit 3");
+    await waitFor(
+      async () => (await d.json<{ status: string }>("job", "inspect", "fin")).status === "halted",
+      "fin halts",
+    );
+    await expectError(d, 5, "job fin has exited (exit code 3): nothing to attach to", "job", "attach", "fin");
     // malformed requests straight to the socket
     const client = Deno.createHttpClient({ proxy: { transport: "unix", path: d.socket } });
     for (const body of ["{nope", "[]", '{"args": "x", "cwd": "/", "env": {}}']) {
@@ -54,7 +83,7 @@ Deno.test(
     await res.body?.cancel();
     client.close();
     // still alive and serving
-    assertEquals((await d.json<unknown[]>("ps")).length, 1);
+    assertEquals((await d.json<unknown[]>("ps")).length, 2);
   }),
 );
 

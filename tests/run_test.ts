@@ -81,6 +81,37 @@ Deno.test(
     const fast = await d.cli("run", "process", "--attach", "--", "sh", "-c", "echo quick; kill -TERM $$");
     assertEquals(fast.stdout, "quick\n");
     assertEquals(fast.code, 128 + 15);
+    // more than the daemon's 1 MiB replay buffer, at full speed: not a byte lost
+    const lots = await d.cli("run", "process", "--attach", "--", "seq", "1", "400000");
+    assertEquals(lots.code, 0, lots.stderr);
+    const lines = lots.stdout.split("\n");
+    assertEquals([lines[0], lines.at(-2), lines.length - 1], ["1", "400000", 400000]);
+  }),
+);
+
+Deno.test(
+  "run --attach into a pipe that closes early: detaches quietly, the job goes on",
+  opts,
+  withDaemon(async (d) => {
+    const r = await new Deno.Command("bash", {
+      args: [
+        "-c",
+        `"$@" | head -2`,
+        "x",
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--quiet",
+        MAIN,
+        ...["run", "process", "--attach", "--jid", "hp", "--", "seq", "1", "400000"],
+      ],
+      env: d.env,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(r.stderr);
+    assertEquals(new TextDecoder().decode(r.stdout), "1\n2\n");
+    assert(!err.includes("Uncaught") && !err.includes("BrokenPipe"), err);
   }),
 );
 

@@ -60,6 +60,8 @@ export interface RunProcessRequest {
   env: Record<string, string>;
   /** Keep the job's I/O in the daemon for `attach` (instead of a log file). */
   attachable?: boolean;
+  /** Read none of its output until the first client attaches (up to 10 s): `run --attach`. */
+  waitForAttach?: boolean;
   tty?: boolean;
   cols?: number;
   rows?: number;
@@ -183,6 +185,8 @@ export interface RestoreRequest {
   /** For `restore process`: the new job's ID. */
   newJid?: string;
   attachable?: boolean;
+  /** Read none of its output until the first client attaches (up to 10 s): `restore --attach`. */
+  waitForAttach?: boolean;
   log?: string;
   /** `restore runc|containerd`: the job type of the new job (default: from the checkpoint). */
   type?: JobType;
@@ -215,6 +219,8 @@ export interface RunRuncRequest {
   /** runc state root (default /run/runc). */
   root?: string;
   attachable?: boolean;
+  /** As for process jobs: hold the output until the first client attaches. */
+  waitForAttach?: boolean;
   log?: string;
   noPivot?: boolean;
   systemdCgroup?: boolean;

@@ -33,6 +33,15 @@ export async function attachJob(
   if (!job.ioAvailable) {
     throw failedPrecondition(`job ${jid}'s I/O is gone: it was held by a daemon that has since stopped`);
   }
+  if (opts.since === undefined && job.status === "halted") {
+    // (run/restore --attach replay from byte 0, so a job that ended at once still shows its output)
+    const how = job.exitCode !== null
+      ? ` (exit code ${job.exitCode})`
+      : job.exitSignal
+      ? ` (${job.exitSignal})`
+      : "";
+    throw failedPrecondition(`job ${jid} has exited${how}: nothing to attach to`);
+  }
   const q = opts.since !== undefined ? `?since=${opts.since}` : "";
   const ws = client.websocket(`/v1/jobs/${encodeURIComponent(jid)}/attach${q}`);
   const rawMode = job.tty && Deno.stdin.isTerminal();
@@ -58,7 +67,13 @@ export async function attachJob(
         return;
       }
       const frame = new Uint8Array(e.data as ArrayBuffer);
-      writeAll(frame[0] === STREAM_STDERR ? Deno.stderr : Deno.stdout, frame.subarray(1));
+      try {
+        writeAll(frame[0] === STREAM_STDERR ? Deno.stderr : Deno.stdout, frame.subarray(1));
+      } catch (err) {
+        // our reader went away (`... | head`): detach quietly, the job goes on
+        if (err instanceof Deno.errors.BrokenPipe) finish(null);
+        else finish(err as Error);
+      }
     };
     ws.onerror = () => finish(unavailable(`lost the connection to the daemon while attached to ${jid}`));
     ws.onclose = () => finish(unavailable(`the daemon closed the connection to job ${jid}`));

@@ -123,11 +123,12 @@ async function doRestore(req: RestoreRequest, o: RestoreCliOpts, cmd: Command) {
     ...req,
     path: o.path ? resolve(o.path) : undefined,
     attachable: !!(o.attach || o.attachable) || undefined,
+    waitForAttach: o.attach || undefined,
     log: o.out ? resolve(o.out) : undefined,
   }).finally(done);
   printRestore(r, o.json);
   if (o.attach) {
-    const code = await attachJob(client, r.job.jid);
+    const code = await attachJob(client, r.job.jid, { since: 0 });
     if (code === null) console.error(`detached from job ${r.job.jid} (still running)`);
     else Deno.exit(code);
   }
@@ -197,16 +198,21 @@ export function restoreCommand() {
 
 function listCheckpoints(name: string) {
   return new Command(name)
-    .description("List a job's checkpoints, newest first")
-    .argument("<jid>")
+    .description("List a job's checkpoints (without JID: every checkpoint, with its job), newest first")
+    .argument("[jid]")
     .option("--json", "machine-readable output")
     .action(async (jid, o, cmd) => {
-      const cs = await clientOf(cmd).get<CheckpointInfo[]>(`/v1/jobs/${encodeURIComponent(jid)}/checkpoints`);
+      const cs = await clientOf(cmd).get<CheckpointInfo[]>(
+        jid ? `/v1/jobs/${encodeURIComponent(jid)}/checkpoints` : "/v1/checkpoints",
+      );
       if (o.json) return printJson(cs);
-      console.log(table(
-        ["ID", "TIME", "SIZE", "PATH"],
-        cs.map((c) => [c.id, `${c.time} (${ago(c.time)})`, humanSize(c.size), c.path]),
-      ));
+      const row = (c: CheckpointInfo) => [c.id, `${c.time} (${ago(c.time)})`, humanSize(c.size), c.path];
+      console.log(
+        jid ? table(["ID", "TIME", "SIZE", "PATH"], cs.map(row)) : table(
+          ["ID", "JOB", "TIME", "SIZE", "PATH"],
+          cs.map((c) => [c.id, c.jid ?? "-", ...row(c).slice(1)]),
+        ),
+      );
     });
 }
 
@@ -263,4 +269,6 @@ export function checkpointCommand() {
 }
 
 export const checkpointsCommand = () =>
-  listCheckpoints("checkpoints").description("List a job's checkpoints (alias of `job checkpoint list`)");
+  listCheckpoints("checkpoints").description(
+    "List a job's checkpoints, or every checkpoint without JID (alias of `job checkpoint list`)",
+  );

@@ -74,9 +74,10 @@ function inspectText(j: JobInspect): string {
     ]);
   }
   for (const [k, v] of Object.entries(j.details)) {
-    rows.push([k, typeof v === "string" ? v : JSON.stringify(v)]);
+    if (HIDDEN_DETAILS.has(k) || v === undefined || v === null) continue;
+    rows.push([DETAIL_LABELS[k] ?? k, typeof v === "string" ? v : JSON.stringify(v)]);
   }
-  const out = rows.map(([k, v]) => `${(k + ":").padEnd(13)}${v}`);
+  const out = rows.map(([k, v]) => `${(k + ":").padEnd(Math.max(13, k.length + 2))}${v}`);
   if (j.fds.length) {
     out.push(
       "Open files:",
@@ -85,6 +86,21 @@ function inspectText(j: JobInspect): string {
   }
   return out.join("\n");
 }
+
+/** The daemon's own bookkeeping in a job's details: not for users. */
+const HIDDEN_DETAILS = new Set(["ioKeepers"]);
+const DETAIL_LABELS: Record<string, string> = {
+  restoredFrom: "Restored from",
+  id: "Container",
+  root: "Runc root",
+  bundle: "Bundle",
+  systemdCgroup: "Systemd cgr.",
+  address: "containerd",
+  namespace: "Namespace",
+  image: "Image",
+  args: "Args",
+  env: "Env",
+};
 
 export function jobCommand() {
   const job = new Command("job").description("Manage jobs");

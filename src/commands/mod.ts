@@ -38,8 +38,13 @@ export function buildProgram(): Command {
     ]
   ) program.addCommand(c as unknown as Command);
   // Errors of subcommands must reach main() too, not exit inside commander.
+  // One error style for usage errors and the daemon's: "Error: ..." (commander says "error: ...").
+  const output = {
+    outputError: (text: string, write: (s: string) => void) => write(text.replace(/^error:/, "Error:")),
+  };
   const override = (c: Command) => {
     c.exitOverride();
+    c.configureOutput(output);
     c.commands.forEach((s) => override(s as Command));
   };
   override(program);

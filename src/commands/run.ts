@@ -27,7 +27,8 @@ async function startJob(
   opts: { attach?: boolean; json?: boolean },
   what: (job: Job) => string,
 ): Promise<void> {
-  const job = await client.post<Job>(`/v1/run/${type}`, req);
+  // attached from the first byte: the daemon holds the output until the client is there
+  const job = await client.post<Job>(`/v1/run/${type}`, opts.attach ? { ...req, waitForAttach: true } : req);
   if (opts.attach) {
     const code = await attachJob(client, job.jid, { since: 0 });
     if (code === null) console.error(`detached from job ${job.jid} (still running)`);

@@ -10,6 +10,8 @@ export interface Subscriber {
 }
 
 const REPLAY_LIMIT = 1 << 20;
+/** How long a held job waits for its first client before its output flows into the replay buffer. */
+const HOLD_MS = 10_000;
 
 export class IoHub {
   #chunks: { offset: number; stream: number; data: Uint8Array }[] = [];
@@ -19,12 +21,28 @@ export class IoHub {
   #outputEnded = false;
   #exit: ExitStatus | null = null;
   #final: ExitStatus | null = null;
+  #reading = false;
+  #hold: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(readonly io: JobIo) {
-    io.onOutput((stream, data) => this.#push(stream, data), () => {
+  /**
+   * `hold`: read nothing until the first client attaches (or HOLD_MS passed): the job blocks on a
+   * full pipe meanwhile, so `run --attach` sees all of a fast job's output, as `docker run` does,
+   * not only the last MiB the replay buffer keeps.
+   */
+  constructor(readonly io: JobIo, opts: { hold?: boolean } = {}) {
+    if (opts.hold) this.#hold = setTimeout(() => this.#read(), HOLD_MS);
+    else this.#read();
+  }
+
+  #read() {
+    if (this.#reading) return;
+    this.#reading = true;
+    clearTimeout(this.#hold);
+    this.io.onOutput((stream, data) => this.#push(stream, data), () => {
       this.#outputEnded = true;
       this.#maybeFinish();
     });
+    if (this.#exit) this.#ptyFallback();
   }
 
   /** Bytes of output seen so far: a client attaching with `since` = this gets only new output. */
@@ -50,7 +68,11 @@ export class IoHub {
   exited(status: ExitStatus) {
     this.#exit = status;
     this.#maybeFinish();
-    // A pty's master may never report the end of output (a grandchild can hold the slave open).
+    if (this.#reading) this.#ptyFallback(); // (held output: once it is being read)
+  }
+
+  /** A pty's master may never report the end of output (a grandchild can hold the slave open). */
+  #ptyFallback() {
     setTimeout(() => {
       this.#outputEnded = true;
       this.#maybeFinish();
@@ -75,6 +97,7 @@ export class IoHub {
       return () => {};
     }
     this.#subs.add(sub);
+    this.#read();
     return () => this.#subs.delete(sub);
   }
 

@@ -41,6 +41,24 @@ import { JID_PATTERN, randomJid } from "./names.ts";
 import { parseSignal, signalName } from "./signals.ts";
 
 /** The driver is loaded only for GPU jobs, and only when asked. */
+/** A PID file must be writable before the job starts; true when this made it (an empty file). */
+function probePidFile(path: string): boolean {
+  let existed = true;
+  try {
+    Deno.statSync(path);
+  } catch {
+    existed = false;
+  }
+  try {
+    Deno.openSync(path, { write: true, create: true }).close();
+  } catch (e) {
+    throw invalidArgument(
+      `cannot write the PID file ${path}: ${(e as Error).message.replace(/ \(os error \d+\).*$/, "")}`,
+    );
+  }
+  return !existed;
+}
+
 function cudaStates(pid: number): JobInspect["cuda"] {
   try {
     const driver = CudaDriver.load();
@@ -109,7 +127,7 @@ export class JobService implements CrHost {
   }
 
   #pickJid(requested?: string): string {
-    if (requested === undefined || requested === "") return randomJid((j) => this.#taken(j));
+    if (requested === undefined) return randomJid((j) => this.#taken(j));
     if (!JID_PATTERN.test(requested)) {
       throw invalidArgument(`invalid job ID "${requested}": use letters, digits, '_', '.', '-' (max 128)`);
     }
@@ -128,20 +146,24 @@ export class JobService implements CrHost {
   async run(type: JobType, req: RunProcessRequest | RunRuncRequest): Promise<Job> {
     const p = plugin(type);
     if (!p.run) throw invalidArgument(`job type ${type} cannot be run`);
+    const r = req as Partial<RunProcessRequest>;
+    const pidFileMade = r.pidFile ? probePidFile(r.pidFile) : false; // before anything starts
     const jid = this.#newJid(req.jid);
     let started: StartedJob;
     try {
       started = await p.run(req, this.#ctx(jid));
+    } catch (e) {
+      if (pidFileMade) Deno.removeSync(r.pidFile!);
+      throw e;
     } finally {
       this.#reserved.delete(jid); // recorded below, synchronously: no gap for another request
     }
-    const r = req as Partial<RunProcessRequest>;
     const row = this.#record(jid, type, started, {
       attachable: !!(r.attachable || r.tty),
       tty: !!r.tty,
       gpu: !!r.gpu,
       adopted: false,
-    });
+    }, !!r.waitForAttach);
     if (r.pidFile) {
       try {
         Deno.writeTextFileSync(r.pidFile, `${started.pid}\n`);
@@ -180,6 +202,7 @@ export class JobService implements CrHost {
     type: JobType,
     s: StartedJob,
     flags: Pick<JobRow, "attachable" | "tty" | "gpu" | "adopted">,
+    holdOutput = false,
   ): JobRow {
     const now = Date.now();
     const row: JobRow = {
@@ -199,7 +222,7 @@ export class JobService implements CrHost {
       ...flags,
     };
     this.db.insertJob(row);
-    if (s.io) this.#hubs.set(jid, new IoHub(s.io));
+    if (s.io) this.#hubs.set(jid, new IoHub(s.io, { hold: holdOutput }));
     this.#sources.set(jid, { pid: s.pid, exited: s.exited, reap: s.reap });
     this.#watch(row);
     this.log.info("job started", { jid, type, pid: s.pid, adopted: flags.adopted });
@@ -445,12 +468,12 @@ export class JobService implements CrHost {
     this.#hubs.get(jid)?.exited({ code: null, signal: null });
   }
 
-  restored(row: JobRow, io: JobIo | null, reap: boolean): void {
+  restored(row: JobRow, io: JobIo | null, reap: boolean, holdOutput = false): void {
     if (this.db.getJob(row.jid)) {
       const { jid: _j, createdAt: _c, ...patch } = row;
       this.db.updateJob(row.jid, patch);
     } else this.db.insertJob(row);
-    if (io) this.#hubs.set(row.jid, new IoHub(io));
+    if (io) this.#hubs.set(row.jid, new IoHub(io, { hold: holdOutput }));
     else this.#hubs.delete(row.jid);
     this.#sources.set(row.jid, { pid: row.pid!, reap });
     this.#watch(row);
@@ -578,6 +601,11 @@ export class JobService implements CrHost {
         throw notFound(`job ${row.jid} has no checkpoint (dump it first: cedana dump job ${row.jid})`);
       }
       isNew = false;
+      if (req.log && (row.attachable || row.tty || req.attachable)) {
+        throw invalidArgument(
+          `job ${row.jid} is attachable: its output goes to attached clients, not to a log (-o is for log-mode jobs)`,
+        );
+      }
       if (req.log) row = { ...row, log: req.log };
     } else {
       if (!req.path) throw invalidArgument("restore process needs --path");
@@ -620,6 +648,13 @@ export class JobService implements CrHost {
   checkpoints(jid: string): CheckpointInfo[] {
     this.#get(jid);
     return this.db.listCheckpoints(jid).map(checkpointInfo);
+  }
+
+  /** Every checkpoint, newest first: also those of `dump process` and of deleted jobs. */
+  allCheckpoints(): CheckpointInfo[] {
+    return this.db.allCheckpoints().sort((a, b) => b.time - a.time || b.id.localeCompare(a.id)).map(
+      checkpointInfo,
+    );
   }
 
   /** Waits for background checksums, so the manifest shown is complete. */

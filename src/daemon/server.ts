@@ -207,6 +207,7 @@ export function createApp(
   });
   app.get("/v1/jobs/:jid/progress", (c) => c.json(svc.currentProgress(c.req.param("jid"))));
   app.get("/v1/jobs/:jid/checkpoints", (c) => c.json(svc.checkpoints(c.req.param("jid"))));
+  app.get("/v1/checkpoints", (c) => c.json(svc.allCheckpoints()));
   app.get("/v1/checkpoints/:id", async (c) => c.json(await svc.checkpoint(c.req.param("id"))));
   app.delete("/v1/checkpoints/:id", async (c) => c.json(await svc.deleteCheckpoint(c.req.param("id"))));
 

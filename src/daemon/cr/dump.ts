@@ -142,7 +142,8 @@ const steps: Step<DumpCtx>[] = [
       try {
         Deno.mkdirSync(c.baseDir, { recursive: true });
       } catch (e) {
-        throw failedPrecondition(`cannot create checkpoint dir ${c.baseDir}: ${(e as Error).message}`);
+        const why = (e as Error).message.replace(/ \(os error \d+\).*$/s, "");
+        throw failedPrecondition(`cannot create checkpoint dir ${c.baseDir}: ${why}`);
       }
       for (const p of [c.finalPath, join(c.baseDir, c.name)]) {
         try {
@@ -153,7 +154,12 @@ const steps: Step<DumpCtx>[] = [
         }
       }
       // 0700: the images hold the job's whole memory
-      Deno.mkdirSync(c.tmpDir, { mode: 0o700 });
+      try {
+        Deno.mkdirSync(c.tmpDir, { mode: 0o700 });
+      } catch (e) {
+        const why = (e as Error).message.replace(/ \(os error \d+\).*$/s, "");
+        throw failedPrecondition(`cannot write a checkpoint into ${c.baseDir}: ${why}`);
+      }
       undo(() => {
         if (!c.imagesTaken || c.req.leaveRunning) return Deno.removeSync(c.tmpDir, { recursive: true });
         // CRIU already ended the job: these images are all that is left of it. Keep them.

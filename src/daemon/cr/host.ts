@@ -17,7 +17,7 @@ export interface CrHost {
   /** The dump ended the job: tell attached clients, keep the record. */
   dumped(jid: string): void;
   /** Record a restored process for a job and start watching it. */
-  restored(row: JobRow, io: JobIo | null, reap: boolean): void;
+  restored(row: JobRow, io: JobIo | null, reap: boolean, holdOutput?: boolean): void;
   /** Reap zombie orphans now (their PIDs may be what a restore needs). */
   reapOrphans(): void;
   /** Where a long operation is (for `GET /v1/jobs/:jid/progress`); `dir` is measured for bytes. */

@@ -508,7 +508,7 @@ export async function restore(
     },
     updatedAt: Date.now(),
   };
-  host.restored(row, c.io, c.reap && !c.pidNamespace);
+  host.restored(row, c.io, c.reap && !c.pidNamespace, !!c.req.waitForAttach);
   Deno.removeSync(workDir, { recursive: true });
   if (c.stats) {
     timings.criu_forking_time = c.stats.forkingTimeUs / 1000;

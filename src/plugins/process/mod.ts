@@ -41,6 +41,7 @@ function run(req: RunProcessRequest, ctx: PluginContext): StartedJob {
 function manage(req: ManageProcessRequest, _ctx: PluginContext): StartedJob {
   if (!Number.isInteger(req.pid) || req.pid <= 0) throw invalidArgument(`invalid PID ${req.pid}`);
   if (req.pid === Deno.pid) throw invalidArgument("cannot manage the daemon itself");
+  if (req.pid === 1) throw invalidArgument("cannot manage PID 1 (init): killing it would end the system");
   const stat = readStat(req.pid);
   if (!isRunning(stat)) {
     throw notFound(`no running process with PID ${req.pid}`);
