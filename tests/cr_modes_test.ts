@@ -166,34 +166,45 @@ Deno.test(
   }),
 );
 
-Deno.test("disk full during a dump: clear error, job keeps running, nothing recorded", crOpts, async () => {
-  const d = new TestDaemon();
-  const small = `${d.dir}/small`;
-  Deno.mkdirSync(small);
-  const m = await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=4m", "tmpfs", small] })
-    .output();
-  if (!m.success) {
-    console.warn("cannot mount tmpfs; skipping");
-    await d.cleanup();
-    return;
-  }
-  await d.start();
-  try {
-    const job = await startWorkload(d, "big", "memory", "64");
-    const r = await d.cli("dump", "job", "big", "--dir", small);
-    assertEquals(r.code, 5, r.stderr);
-    assertStringIncludes(r.stderr, "criu dump failed");
-    const j = await jobOf(d, "big");
-    assertEquals(j.status !== "halted", true);
-    assertEquals(j.checkpoint, null);
-    const before = lastTick(readLog(job.log!));
-    await waitTicks(job.log!, before + 2);
-    assertEquals([...Deno.readDirSync(small)].length, 0);
-  } finally {
-    await d.cleanup().catch(() => {});
-    await new Deno.Command("umount", { args: [small] }).output();
-  }
-});
+Deno.test(
+  "disk full during a dump: clear error, job keeps running, nothing recorded but the log",
+  crOpts,
+  async () => {
+    const d = new TestDaemon();
+    const small = `${d.dir}/small`;
+    Deno.mkdirSync(small);
+    const m = await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=4m", "tmpfs", small] })
+      .output();
+    if (!m.success) {
+      console.warn("cannot mount tmpfs; skipping");
+      await d.cleanup();
+      return;
+    }
+    await d.start();
+    try {
+      const job = await startWorkload(d, "big", "memory", "64");
+      const r = await d.cli("dump", "job", "big", "--dir", small);
+      assertEquals(r.code, 5, r.stderr);
+      assertStringIncludes(
+        r.stderr,
+        `Error: not enough space in ${small} for the checkpoint (criu dump failed`,
+      );
+      const j = await jobOf(d, "big");
+      assertEquals(j.status !== "halted", true);
+      assertEquals(j.checkpoint, null);
+      const before = lastTick(readLog(job.log!));
+      await waitTicks(job.log!, before + 2);
+      // only CRIU's log is left, where the error says
+      const left = [...Deno.readDirSync(small)].map((e) => e.name);
+      assertEquals(left.length, 1, left.join(" "));
+      assertMatch(left[0], /^dump-process-big-\d+\.dump\.log$/);
+      assertStringIncludes(r.stderr, `CRIU log: ${small}/${left[0]}`);
+    } finally {
+      await d.cleanup().catch(() => {});
+      await new Deno.Command("umount", { args: [small] }).output();
+    }
+  },
+);
 
 Deno.test("daemon SIGKILLed in the middle of a dump: no half checkpoint, job not lost", crOpts, async () => {
   const d = new TestDaemon();
@@ -254,4 +265,74 @@ Deno.test(
     assert(!json.includes("CRIU writing images"), "no progress mixed into --json output");
     JSON.parse(json.slice(json.indexOf("{"), json.lastIndexOf("}") + 1));
   }),
+);
+
+/** A tmpfs of `mib` MiB at `dir` (false when this machine cannot mount one). */
+async function tmpfs(dir: string, mib: number): Promise<boolean> {
+  Deno.mkdirSync(dir, { recursive: true });
+  const m = await new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", `size=${mib}m`, "tmpfs", dir] })
+    .output();
+  if (!m.success) console.warn("cannot mount tmpfs; skipping");
+  return m.success;
+}
+
+Deno.test(
+  "compressing fails after CRIU ended the job (disk full): the images are recorded, restore job brings them back",
+  crOpts,
+  async () => {
+    const d = new TestDaemon();
+    const small = `${d.dir}/small`;
+    if (!await tmpfs(small, 100)) return await d.cleanup();
+    await d.start();
+    try {
+      const job = await startWorkload(d, "full", "memory", "64"); // 64 MiB of random bytes: gzip cannot shrink them
+      const r = await d.cli("dump", "job", "full", "--dir", small, "--compression", "gzip");
+      assertEquals(r.code, 5, r.stderr);
+      assertStringIncludes(r.stderr, "recorded uncompressed as checkpoint");
+      assertStringIncludes(r.stderr, "`cedana restore job full` restores them");
+      const j = await jobOf(d, "full");
+      assertEquals(j.status, "halted");
+      assert(j.checkpoint?.path.startsWith(`${small}/dump-process-full-`), JSON.stringify(j.checkpoint));
+      const before = lastTick(readLog(job.log!));
+      await d.ok("restore", "job", "full");
+      await assertContinues(job.log!, before);
+      await verify(d, "full", job.log!);
+    } finally {
+      await d.cleanup().catch(() => {});
+      await new Deno.Command("umount", { args: [small] }).output();
+    }
+  },
+);
+
+Deno.test(
+  "daemon SIGKILLed while compressing: the images are salvaged at the next start",
+  crOpts,
+  async () => {
+    const d = new TestDaemon();
+    await d.start();
+    try {
+      const job = await startWorkload(d, "gz", "memory", "256");
+      const dumping = d.cli("dump", "job", "gz", "--compression", "gzip");
+      await waitFor(
+        () =>
+          [...Deno.readDirSync(`${d.dir}/checkpoints`)].some((e) => e.isFile && e.name.endsWith(".tar.gz")),
+        "compressing",
+        30_000,
+      );
+      await d.stop("SIGKILL");
+      assert((await dumping).code !== 0, "the dump did not report success");
+      await d.start();
+      const j = await jobOf(d, "gz");
+      assertEquals(j.status, "halted");
+      assert(j.checkpoint !== null, "the job has its checkpoint");
+      const left = [...Deno.readDirSync(`${d.dir}/checkpoints`)].map((e) => e.name);
+      assertEquals(left.filter((n) => n.startsWith(".cedana-tmp-")), [], "temporary files cleaned up");
+      const before = lastTick(readLog(job.log!));
+      await d.ok("restore", "job", "gz");
+      await assertContinues(job.log!, before);
+      await verify(d, "gz", job.log!);
+    } finally {
+      await d.cleanup();
+    }
+  },
 );

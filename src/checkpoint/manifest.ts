@@ -9,6 +9,13 @@ import { hashFile } from "./hasher.ts";
 
 export const MANIFEST = "manifest.json";
 
+/** A checkpoint's ID: 12 hex digits. */
+export function newCheckpointId(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16).padStart(2, "0")).join(
+    "",
+  );
+}
+
 export interface StdioInfo {
   /** fd -> what it was: a log file, a pipe held by the daemon, or a pty slave. */
   [fd: string]: { kind: "file"; path: string } | { kind: "pipe"; ino: number } | { kind: "tty"; id: string };

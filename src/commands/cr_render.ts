@@ -58,7 +58,7 @@ export function printRestore(r: RestoreResult, json?: boolean) {
       ["criu_forking_time", "fork"],
       ["criu_restore_time", "restore"],
       ["criu_restore", "criu"],
-      ["plugin_restore", "restore"],
+      ["plugin_restore", "runtime"],
       ["gpu_restore", "GPU restore"],
       ["gpu_unlock", "GPU unlock"],
       ["total", "total"],

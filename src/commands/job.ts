@@ -94,7 +94,7 @@ const DETAIL_LABELS: Record<string, string> = {
   id: "Container",
   root: "Runc root",
   bundle: "Bundle",
-  systemdCgroup: "Systemd cgr.",
+  systemdCgroup: "Systemd cgroup",
   address: "containerd",
   namespace: "Namespace",
   image: "Image",

@@ -31,6 +31,7 @@ import type { CheckpointRow, JobDb, JobRow } from "./db.ts";
 import { detectCompression } from "../checkpoint/archive.ts";
 import type { CrHost } from "./cr/host.ts";
 import { dump as runDump, TMP_PREFIX } from "./cr/dump.ts";
+import { salvageImages } from "./cr/salvage.ts";
 import { type IoKeep, reclaimIo, releaseIo } from "../plugins/process/io.ts";
 import { restore as runRestore } from "./cr/restore.ts";
 import { Checksums } from "./cr/checksums.ts";
@@ -437,16 +438,32 @@ export class JobService implements CrHost {
 
   // ---- checkpoint/restore -------------------------------------------------------------------
 
-  /** Starts the orphan reaper and clears temporary dirs a killed daemon may have left behind. */
+  /**
+   * Starts the orphan reaper and clears temporary dirs a killed daemon may have left behind; the
+   * images of a dump that CRIU finished (the job is gone) are salvaged, not deleted.
+   */
   start(): void {
     this.#reaper.start();
     this.checksums.resume();
     const dir = this.config.checkpoint.dir;
+    let entries: Deno.DirEntry[] = [];
     try {
-      for (const e of Deno.readDirSync(dir)) {
-        if (e.name.startsWith(TMP_PREFIX)) Deno.removeSync(`${dir}/${e.name}`, { recursive: true });
-      }
+      entries = [...Deno.readDirSync(dir)];
     } catch { /* no checkpoint dir yet */ }
+    for (const e of entries) {
+      if (!e.name.startsWith(TMP_PREFIX)) continue;
+      const path = `${dir}/${e.name}`;
+      const name = e.name.slice(TMP_PREFIX.length);
+      try {
+        // (restore and CRIU work dirs, and half-written archives, are only temporary)
+        const dumpDir = e.isDirectory && !/^(restore|work)-/.test(name);
+        if (!dumpDir || salvageImages(this, path, dir, name).kind === "useless") {
+          Deno.removeSync(path, { recursive: true });
+        }
+      } catch (err) {
+        this.log.warn("cannot clear a temporary checkpoint dir", { path, error: String(err) });
+      }
+    }
   }
 
   unwatch(jid: string): void {
@@ -529,8 +546,13 @@ export class JobService implements CrHost {
       ) ??
         null;
       if (!row) {
+        // a JID where a container ID belongs: say which is which
+        const job = this.db.getJob(id);
+        const cid = job?.type === type ? job.details.id as string | undefined : undefined;
         throw notFound(
-          `no running ${type} job for container ${id} (manage it first: cedana manage ${type} ${id})`,
+          cid
+            ? `${id} is a job, not a container ID: \`cedana dump job ${id}\`, or \`cedana dump ${type} ${cid}\``
+            : `no running ${type} job for container ${id} (manage it first: cedana manage ${type} ${id})`,
         );
       }
     } else if (req.pid !== undefined) {
@@ -592,7 +614,9 @@ export class JobService implements CrHost {
       row = this.#get(req.jid);
       if (!["halted", "zombie"].includes(this.#status(row))) { // a zombie has ended: restorable
         throw failedPrecondition(
-          `job ${row.jid} is running (pid ${row.pid}): kill it first, or restore a copy with \`cedana restore process --path P\``,
+          `job ${row.jid} is running (pid ${row.pid}): kill it first, or restore a copy with \`cedana restore ${
+            row.type === "process" ? "process --path P" : `${row.type} --path P --id NEW_ID`
+          }\``,
         );
       }
       const latest = this.db.listCheckpoints(row.jid)[0];

@@ -9,6 +9,7 @@ import { DirHasher } from "../../checkpoint/hasher.ts";
 import {
   MANIFEST,
   type Manifest,
+  newCheckpointId,
   stampFiles,
   type StdioInfo,
   writeManifest,
@@ -24,6 +25,7 @@ import type { JobRow } from "../db.ts";
 import { checkpointAll, detectGpu, type GpuDump, lockAll, resumeAll } from "./gpu.ts";
 import { type CriuFlags, type JobPlugin, plugin } from "../../plugins/mod.ts";
 import type { CrHost } from "./host.ts";
+import { type Salvaged, salvageImages } from "./salvage.ts";
 import { runSteps, type Step } from "./steps.ts";
 
 export const TMP_PREFIX = ".cedana-tmp-";
@@ -33,7 +35,8 @@ interface DumpCtx {
   /** CRIU wrote the images (and, without --leave-running, ended the job). */
   imagesTaken?: boolean;
   /** Where the images went when a later step failed. */
-  keptImages?: string;
+  /** A dump that failed after CRIU ended the job: where its images went. */
+  salvaged?: Salvaged;
   gpu: GpuDump | null;
   plugin: JobPlugin | null;
   host: CrHost;
@@ -66,12 +69,6 @@ function exists(p: string): boolean {
   } catch {
     return false;
   }
-}
-
-export function newCheckpointId(): string {
-  return Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16).padStart(2, "0")).join(
-    "",
-  );
 }
 
 const versionCache = new Map<string, string>();
@@ -162,13 +159,13 @@ const steps: Step<DumpCtx>[] = [
       }
       undo(() => {
         if (!c.imagesTaken || c.req.leaveRunning) return Deno.removeSync(c.tmpDir, { recursive: true });
-        // CRIU already ended the job: these images are all that is left of it. Keep them.
-        const kept = join(c.baseDir, `${c.name}.incomplete`);
+        // CRIU already ended the job: these images are all that is left of it (see salvage.ts).
         try {
-          Deno.renameSync(c.tmpDir, kept);
-          c.host.log.warn("dump failed after CRIU ended the job; images kept", { path: kept });
-          c.keptImages = kept;
-        } catch { /* keep them where they are */ }
+          c.salvaged = salvageImages(c.host, c.tmpDir, c.baseDir, c.name);
+        } catch (e) {
+          c.host.log.warn("cannot salvage a failed dump's images", { path: c.tmpDir, error: String(e) });
+          c.salvaged = { kind: "kept", path: c.tmpDir };
+        }
       });
     },
   },
@@ -230,6 +227,9 @@ const steps: Step<DumpCtx>[] = [
           try {
             Deno.copyFileSync(join(workDir, "stats-dump"), join(c.tmpDir, "stats-dump"));
           } catch { /* none written */ }
+        } catch (e) {
+          criuFailed(c, e as Error, join(workDir, "dump.log"), workDir);
+          throw e;
         } finally {
           Deno.removeSync(workDir, { recursive: true });
         }
@@ -249,6 +249,7 @@ const steps: Step<DumpCtx>[] = [
         await runCriu(c.criu, args, join(c.tmpDir, "dump.log"), "criu dump");
         c.imagesTaken = true;
       } catch (e) {
+        criuFailed(c, e as Error, join(c.tmpDir, "dump.log"));
         // CRIU may have killed the tree before failing (it does on some errors): say so.
         if (!c.req.leaveRunning && !isRunning(readStat(c.pid))) {
           (e as Error).message += `; the process ${c.pid} is gone (CRIU killed it)`;
@@ -349,6 +350,23 @@ const steps: Step<DumpCtx>[] = [
   },
 ];
 
+/**
+ * A failed CRIU (or runc) dump: its log moves out of the temporary dir (which goes) next to where
+ * the checkpoint would have been, and the error names that path; a full disk is said first.
+ */
+function criuFailed(c: DumpCtx, e: Error, log: string, workDir?: string): void {
+  const kept = join(c.baseDir, `${c.name}.dump.log`);
+  try {
+    Deno.renameSync(log, kept);
+    e.message = e.message.replaceAll(log, kept);
+    if (workDir) e.message = e.message.replaceAll(workDir, kept);
+  } catch { /* no log written */ }
+  const details = (e as { details?: string[] }).details ?? [];
+  if (details.some((l) => /No space left on device/.test(l))) {
+    e.message = `not enough space in ${c.baseDir} for the checkpoint (${e.message})`;
+  }
+}
+
 export async function dump(host: CrHost, request: DumpRequest, row: JobRow | null): Promise<DumpResult> {
   // config criu.leave_running is the default of --leave-running
   const req = { ...request, leaveRunning: request.leaveRunning ?? host.config.criu.leave_running };
@@ -423,9 +441,15 @@ export async function dump(host: CrHost, request: DumpRequest, row: JobRow | nul
       if (row) host.progress(row.jid, "dump", step, step === "compress" ? undefined : c.tmpDir);
     });
   } catch (e) {
-    if (c.keptImages && e instanceof Error) {
-      e.message += `; the job was already ended by CRIU: its images are kept in ${c.keptImages}` +
-        ` (restore them with: cedana restore process --path ${c.keptImages})`;
+    const s = c.salvaged;
+    if (s && s.kind !== "useless" && e instanceof Error) {
+      e.message += s.kind === "recorded"
+        ? `; the job was already ended by CRIU: its images were recorded uncompressed as checkpoint ${s.id} (${s.path})` +
+          (s.jid
+            ? `: \`cedana restore job ${s.jid}\` restores them`
+            : `: cedana restore process --path ${s.path}`)
+        : `; the job was already ended by CRIU: its images are kept in ${s.path}` +
+          ` (restore them with: cedana restore process --path ${s.path})`;
     }
     throw e;
   }
