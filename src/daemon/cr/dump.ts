@@ -25,7 +25,7 @@ import type { JobRow } from "../db.ts";
 import { checkpointAll, detectGpu, type GpuDump, lockAll, resumeAll } from "./gpu.ts";
 import { type CriuFlags, type JobPlugin, plugin } from "../../plugins/mod.ts";
 import type { CrHost } from "./host.ts";
-import { type Salvaged, salvageImages } from "./salvage.ts";
+import { exists, type Salvaged, salvageImages } from "./salvage.ts";
 import { runSteps, type Step } from "./steps.ts";
 
 export const TMP_PREFIX = ".cedana-tmp-";
@@ -60,15 +60,6 @@ interface DumpCtx {
   size: number;
   time: number;
   stats: Record<string, number> | null;
-}
-
-function exists(p: string): boolean {
-  try {
-    Deno.lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 const versionCache = new Map<string, string>();

@@ -25,14 +25,15 @@ export type Salvaged =
   | { kind: "kept"; path: string }
   | { kind: "useless" };
 
-const exists = (p: string) => {
+/** Whether anything (a dangling link too) is at `p`. */
+export function exists(p: string): boolean {
   try {
-    Deno.statSync(p);
+    Deno.lstatSync(p);
     return true;
   } catch {
     return false;
   }
-};
+}
 
 /** A free path for `name` in `dir` (NAME, then NAME-2, NAME-3, ...). */
 function freePath(dir: string, name: string): string {
