@@ -305,10 +305,19 @@ Deno.test(
     await d.start();
     try {
       const job = await startWorkload(d, "gz", "memory", "256");
-      const dumping = d.cli("dump", "job", "gz", "--compression", "gzip");
+      // (a --dir away from checkpoint.dir: the daemon must still know where to look)
+      const elsewhere = `${d.dir}/elsewhere`;
+      const dumping = d.cli("dump", "job", "gz", "--compression", "gzip", "--dir", elsewhere);
+      const archive = () =>
+        [...Deno.readDirSync(elsewhere)].some((e) => e.isFile && e.name.endsWith(".tar.gz"));
       await waitFor(
-        () =>
-          [...Deno.readDirSync(`${d.dir}/checkpoints`)].some((e) => e.isFile && e.name.endsWith(".tar.gz")),
+        () => {
+          try {
+            return archive();
+          } catch {
+            return false; // not made yet
+          }
+        },
         "compressing",
         30_000,
       );
@@ -318,7 +327,8 @@ Deno.test(
       const j = await jobOf(d, "gz");
       assertEquals(j.status, "halted");
       assert(j.checkpoint !== null, "the job has its checkpoint");
-      const left = [...Deno.readDirSync(`${d.dir}/checkpoints`)].map((e) => e.name);
+      assert(j.checkpoint!.path.startsWith(`${elsewhere}/dump-process-gz-`), j.checkpoint!.path);
+      const left = [...Deno.readDirSync(elsewhere)].map((e) => e.name);
       assertEquals(left.filter((n) => n.startsWith(".cedana-tmp-")), [], "temporary files cleaned up");
       const before = lastTick(readLog(job.log!));
       await d.ok("restore", "job", "gz");

@@ -34,6 +34,11 @@ const MIGRATIONS: string[] = [
      manifest   TEXT NOT NULL DEFAULT '{}'
    ) STRICT;
    CREATE INDEX checkpoints_jid_time ON checkpoints (jid, time)`,
+  // Temporary dirs of dumps in progress, wherever --dir put them: a daemon killed mid-dump
+  // finds them at its next start (to salvage finished images, or to remove them).
+  `CREATE TABLE dumps_in_progress (
+     path TEXT PRIMARY KEY
+   ) STRICT`,
 ];
 
 export interface JobRow {
@@ -257,6 +262,20 @@ export class JobDb {
 
   allCheckpoints(): CheckpointRow[] {
     return (this.#db.prepare("SELECT * FROM checkpoints").all() as Raw[]).map(toCheckpoint);
+  }
+
+  addDumpInProgress(path: string): void {
+    this.#db.prepare("INSERT OR REPLACE INTO dumps_in_progress (path) VALUES (?)").run(path);
+  }
+
+  removeDumpInProgress(path: string): void {
+    this.#db.prepare("DELETE FROM dumps_in_progress WHERE path = ?").run(path);
+  }
+
+  dumpsInProgress(): string[] {
+    return (this.#db.prepare("SELECT path FROM dumps_in_progress").all() as { path: string }[]).map((r) =>
+      r.path
+    );
   }
 
   deleteCheckpoint(id: string): void {

@@ -27,7 +27,7 @@ function job(jid: string, over: Partial<JobRow> = {}): JobRow {
 Deno.test("jobs round-trip, update and delete; schema is migrated and reopenable", () => {
   const path = `${Deno.makeTempDirSync()}/cedana.db`;
   const db = new JobDb(path);
-  assertEquals(db.schemaVersion, 2);
+  assertEquals(db.schemaVersion, 3);
   db.insertJob(job("a"));
   db.insertJob(job("b", { attachable: true, createdAt: 2 }));
   assertEquals(db.getJob("a"), job("a"));

@@ -1,6 +1,7 @@
 // The job service: every job operation the API offers, over the DB and the plugins. It is the
 // only writer of job records, and it watches every live job so an exit is recorded promptly.
 
+import { basename, dirname, join } from "node:path";
 import type {
   CheckpointInfo,
   CheckpointInspect,
@@ -439,31 +440,37 @@ export class JobService implements CrHost {
   // ---- checkpoint/restore -------------------------------------------------------------------
 
   /**
-   * Starts the orphan reaper and clears temporary dirs a killed daemon may have left behind; the
-   * images of a dump that CRIU finished (the job is gone) are salvaged, not deleted.
+   * Starts the orphan reaper and clears temporary dirs a killed daemon may have left behind (in
+   * checkpoint.dir, and wherever a dump in progress had put its images); the images of a dump
+   * that CRIU finished (the job is gone) are salvaged, not deleted.
    */
   start(): void {
     this.#reaper.start();
     this.checksums.resume();
-    const dir = this.config.checkpoint.dir;
-    let entries: Deno.DirEntry[] = [];
-    try {
-      entries = [...Deno.readDirSync(dir)];
-    } catch { /* no checkpoint dir yet */ }
-    for (const e of entries) {
-      if (!e.name.startsWith(TMP_PREFIX)) continue;
-      const path = `${dir}/${e.name}`;
-      const name = e.name.slice(TMP_PREFIX.length);
+    const found = new Set<string>();
+    const look = (dir: string, only?: string) => {
+      try {
+        for (const e of Deno.readDirSync(dir)) {
+          if (e.name.startsWith(only ?? TMP_PREFIX)) found.add(join(dir, e.name));
+        }
+      } catch { /* no such dir */ }
+    };
+    look(this.config.checkpoint.dir);
+    // (a dump's dir and its half-written archive next to it: NAME, NAME.tar.gz, ...)
+    for (const p of this.db.dumpsInProgress()) look(dirname(p), basename(p));
+    for (const path of found) {
+      const name = basename(path).slice(TMP_PREFIX.length);
       try {
         // (restore and CRIU work dirs, and half-written archives, are only temporary)
-        const dumpDir = e.isDirectory && !/^(restore|work)-/.test(name);
-        if (!dumpDir || salvageImages(this, path, dir, name).kind === "useless") {
+        const dumpDir = Deno.lstatSync(path).isDirectory && !/^(restore|work)-/.test(name);
+        if (!dumpDir || salvageImages(this, path, dirname(path), name).kind === "useless") {
           Deno.removeSync(path, { recursive: true });
         }
       } catch (err) {
         this.log.warn("cannot clear a temporary checkpoint dir", { path, error: String(err) });
       }
     }
+    for (const p of this.db.dumpsInProgress()) this.db.removeDumpInProgress(p);
   }
 
   unwatch(jid: string): void {

@@ -148,7 +148,9 @@ const steps: Step<DumpCtx>[] = [
         const why = (e as Error).message.replace(/ \(os error \d+\).*$/s, "");
         throw failedPrecondition(`cannot write a checkpoint into ${c.baseDir}: ${why}`);
       }
+      c.host.db.addDumpInProgress(c.tmpDir);
       undo(() => {
+        c.host.db.removeDumpInProgress(c.tmpDir);
         if (!c.imagesTaken || c.req.leaveRunning) return Deno.removeSync(c.tmpDir, { recursive: true });
         // CRIU already ended the job: these images are all that is left of it (see salvage.ts).
         try {
@@ -331,6 +333,7 @@ const steps: Step<DumpCtx>[] = [
           stamps: c.compression === "none" ? stampFiles(c.finalPath, c.manifest!.files) : undefined,
         },
       });
+      c.host.db.removeDumpInProgress(c.tmpDir);
       if (c.manifest!.checksums === "pending") {
         c.host.checksums.complete(c.id, c.finalPath, c.manifest!, c.hasher!.finish(c.host.checksums.pace));
       }
