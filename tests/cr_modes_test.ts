@@ -307,7 +307,18 @@ Deno.test(
       const job = await startWorkload(d, "gz", "memory", "256");
       // (a --dir away from checkpoint.dir: the daemon must still know where to look)
       const elsewhere = `${d.dir}/elsewhere`;
-      const dumping = d.cli("dump", "job", "gz", "--compression", "gzip", "--dir", elsewhere);
+      // (and a name that looks like cedana's own scratch dirs: still the job's images)
+      const dumping = d.cli(
+        "dump",
+        "job",
+        "gz",
+        "--compression",
+        "gzip",
+        "--dir",
+        elsewhere,
+        "--name",
+        "restore-gz",
+      );
       const archive = () =>
         [...Deno.readDirSync(elsewhere)].some((e) => e.isFile && e.name.endsWith(".tar.gz"));
       await waitFor(
@@ -327,7 +338,7 @@ Deno.test(
       const j = await jobOf(d, "gz");
       assertEquals(j.status, "halted");
       assert(j.checkpoint !== null, "the job has its checkpoint");
-      assert(j.checkpoint!.path.startsWith(`${elsewhere}/dump-process-gz-`), j.checkpoint!.path);
+      assert(j.checkpoint!.path.startsWith(`${elsewhere}/restore-gz`), j.checkpoint!.path);
       const left = [...Deno.readDirSync(elsewhere)].map((e) => e.name);
       assertEquals(left.filter((n) => n.startsWith(".cedana-tmp-")), [], "temporary files cleaned up");
       const before = lastTick(readLog(job.log!));

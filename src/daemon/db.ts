@@ -34,10 +34,13 @@ const MIGRATIONS: string[] = [
      manifest   TEXT NOT NULL DEFAULT '{}'
    ) STRICT;
    CREATE INDEX checkpoints_jid_time ON checkpoints (jid, time)`,
-  // Temporary dirs of dumps in progress, wherever --dir put them: a daemon killed mid-dump
-  // finds them at its next start (to salvage finished images, or to remove them).
-  `CREATE TABLE dumps_in_progress (
-     path TEXT PRIMARY KEY
+  // The temporary dirs this daemon made (wherever --dir put them): a daemon killed mid-operation
+  // finds them at its next start, to salvage a dump's finished images or to remove them, and it
+  // never touches another daemon's.
+  `CREATE TABLE temp_paths (
+     path  TEXT PRIMARY KEY,
+     kind  TEXT NOT NULL,   -- 'dump' (a dump's images) or 'work' (scratch)
+     final TEXT             -- dump: where its checkpoint goes on commit
    ) STRICT`,
 ];
 
@@ -264,18 +267,24 @@ export class JobDb {
     return (this.#db.prepare("SELECT * FROM checkpoints").all() as Raw[]).map(toCheckpoint);
   }
 
-  addDumpInProgress(path: string): void {
-    this.#db.prepare("INSERT OR REPLACE INTO dumps_in_progress (path) VALUES (?)").run(path);
-  }
-
-  removeDumpInProgress(path: string): void {
-    this.#db.prepare("DELETE FROM dumps_in_progress WHERE path = ?").run(path);
-  }
-
-  dumpsInProgress(): string[] {
-    return (this.#db.prepare("SELECT path FROM dumps_in_progress").all() as { path: string }[]).map((r) =>
-      r.path
+  addTemp(path: string, kind: "dump" | "work", final: string | null = null): void {
+    this.#db.prepare("INSERT OR REPLACE INTO temp_paths (path, kind, final) VALUES (?, ?, ?)").run(
+      path,
+      kind,
+      final,
     );
+  }
+
+  removeTemp(path: string): void {
+    this.#db.prepare("DELETE FROM temp_paths WHERE path = ?").run(path);
+  }
+
+  temps(): { path: string; kind: "dump" | "work"; final: string | null }[] {
+    return this.#db.prepare("SELECT path, kind, final FROM temp_paths").all() as {
+      path: string;
+      kind: "dump" | "work";
+      final: string | null;
+    }[];
   }
 
   deleteCheckpoint(id: string): void {

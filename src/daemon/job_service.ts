@@ -1,7 +1,6 @@
 // The job service: every job operation the API offers, over the DB and the plugins. It is the
 // only writer of job records, and it watches every live job so an exit is recorded promptly.
 
-import { basename, dirname, join } from "node:path";
 import type {
   CheckpointInfo,
   CheckpointInspect,
@@ -31,8 +30,8 @@ import { ExitWatcher, OrphanReaper } from "../sys/mod.ts";
 import type { CheckpointRow, JobDb, JobRow } from "./db.ts";
 import { detectCompression } from "../checkpoint/archive.ts";
 import type { CrHost } from "./cr/host.ts";
-import { dump as runDump, TMP_PREFIX } from "./cr/dump.ts";
-import { salvageImages } from "./cr/salvage.ts";
+import { dump as runDump } from "./cr/dump.ts";
+import { clearTemps } from "./cr/salvage.ts";
 import { type IoKeep, reclaimIo, releaseIo } from "../plugins/process/io.ts";
 import { restore as runRestore } from "./cr/restore.ts";
 import { Checksums } from "./cr/checksums.ts";
@@ -247,13 +246,19 @@ export class JobService implements CrHost {
       if (cancelled) return;
       this.#watchers.delete(jid);
       if (this.#sources.get(jid)?.pid === pid) this.#sources.delete(jid);
-      const cur = this.db.getJob(jid);
-      // The job may have been deleted, or restored under a new PID meanwhile.
-      if (!cur || cur.pid !== pid || cur.state !== "running") return;
-      this.db.updateJob(jid, { state: "halted", exitCode: code, exitSignal: signal });
-      this.#hubs.get(jid)?.exited({ code, signal });
-      releaseIo(cur.details.ioKeepers as IoKeep | undefined);
-      this.log.info("job exited", { jid, pid, code, signal });
+      try {
+        const cur = this.db.getJob(jid);
+        // The job may have been deleted, or restored under a new PID meanwhile.
+        if (!cur || cur.pid !== pid || cur.state !== "running") return;
+        this.db.updateJob(jid, { state: "halted", exitCode: code, exitSignal: signal });
+        this.#hubs.get(jid)?.exited({ code, signal });
+        releaseIo(cur.details.ioKeepers as IoKeep | undefined);
+        this.log.info("job exited", { jid, pid, code, signal });
+      } catch (e) {
+        // (the DB locked by someone else, or a full disk: the exit is recorded once it can be)
+        this.log.warn("cannot record a job's exit yet; retrying", { jid, error: String(e) });
+        setTimeout(() => finish(code, signal), 1000);
+      }
     };
     if (source?.exited) {
       this.#watchers.set(jid, () => cancelled = true);
@@ -440,37 +445,13 @@ export class JobService implements CrHost {
   // ---- checkpoint/restore -------------------------------------------------------------------
 
   /**
-   * Starts the orphan reaper and clears temporary dirs a killed daemon may have left behind (in
-   * checkpoint.dir, and wherever a dump in progress had put its images); the images of a dump
-   * that CRIU finished (the job is gone) are salvaged, not deleted.
+   * Starts the orphan reaper and clears the temporary dirs a killed daemon left behind (the
+   * images of a dump that CRIU finished are salvaged, not deleted: see salvage.ts).
    */
   start(): void {
     this.#reaper.start();
     this.checksums.resume();
-    const found = new Set<string>();
-    const look = (dir: string, only?: string) => {
-      try {
-        for (const e of Deno.readDirSync(dir)) {
-          if (e.name.startsWith(only ?? TMP_PREFIX)) found.add(join(dir, e.name));
-        }
-      } catch { /* no such dir */ }
-    };
-    look(this.config.checkpoint.dir);
-    // (a dump's dir and its half-written archive next to it: NAME, NAME.tar.gz, ...)
-    for (const p of this.db.dumpsInProgress()) look(dirname(p), basename(p));
-    for (const path of found) {
-      const name = basename(path).slice(TMP_PREFIX.length);
-      try {
-        // (restore and CRIU work dirs, and half-written archives, are only temporary)
-        const dumpDir = Deno.lstatSync(path).isDirectory && !/^(restore|work)-/.test(name);
-        if (!dumpDir || salvageImages(this, path, dirname(path), name).kind === "useless") {
-          Deno.removeSync(path, { recursive: true });
-        }
-      } catch (err) {
-        this.log.warn("cannot clear a temporary checkpoint dir", { path, error: String(err) });
-      }
-    }
-    for (const p of this.db.dumpsInProgress()) this.db.removeDumpInProgress(p);
+    clearTemps(this);
   }
 
   unwatch(jid: string): void {

@@ -35,6 +35,16 @@ async function claimSocket(path: string): Promise<void> {
 
 export async function startDaemon(config: Config): Promise<void> {
   const log = new Logger(config.log_level);
+  // A daemon holds every job's I/O and records: a bug in a background task (a watcher, a pump)
+  // is logged, and the daemon keeps serving instead of taking all of that down with it.
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    e.preventDefault();
+    log.error("unhandled rejection (the daemon goes on)", { error: String(e.reason?.stack ?? e.reason) });
+  });
+  globalThis.addEventListener("error", (e) => {
+    e.preventDefault();
+    log.error("uncaught error (the daemon goes on)", { error: String(e.error?.stack ?? e.message) });
+  });
   const address = config.address;
   // a bad metrics.address fails before anything is claimed or opened
   const metricsAt = config.metrics.address ? parseListenAddress(config.metrics.address) : null;

@@ -25,10 +25,8 @@ import type { JobRow } from "../db.ts";
 import { checkpointAll, detectGpu, type GpuDump, lockAll, resumeAll } from "./gpu.ts";
 import { type CriuFlags, type JobPlugin, plugin } from "../../plugins/mod.ts";
 import type { CrHost } from "./host.ts";
-import { exists, type Salvaged, salvageImages } from "./salvage.ts";
+import { exists, type Salvaged, salvageImages, TMP_PREFIX, WORK_PREFIX } from "./salvage.ts";
 import { runSteps, type Step } from "./steps.ts";
-
-export const TMP_PREFIX = ".cedana-tmp-";
 
 interface DumpCtx {
   req: DumpRequest;
@@ -148,17 +146,19 @@ const steps: Step<DumpCtx>[] = [
         const why = (e as Error).message.replace(/ \(os error \d+\).*$/s, "");
         throw failedPrecondition(`cannot write a checkpoint into ${c.baseDir}: ${why}`);
       }
-      c.host.db.addDumpInProgress(c.tmpDir);
+      c.host.db.addTemp(c.tmpDir, "dump", c.finalPath);
       undo(() => {
-        c.host.db.removeDumpInProgress(c.tmpDir);
-        if (!c.imagesTaken || c.req.leaveRunning) return Deno.removeSync(c.tmpDir, { recursive: true });
-        // CRIU already ended the job: these images are all that is left of it (see salvage.ts).
-        try {
-          c.salvaged = salvageImages(c.host, c.tmpDir, c.baseDir, c.name);
-        } catch (e) {
-          c.host.log.warn("cannot salvage a failed dump's images", { path: c.tmpDir, error: String(e) });
-          c.salvaged = { kind: "kept", path: c.tmpDir };
+        if (!c.imagesTaken || c.req.leaveRunning) Deno.removeSync(c.tmpDir, { recursive: true });
+        else {
+          // CRIU already ended the job: these images are all that is left of it (see salvage.ts).
+          try {
+            c.salvaged = salvageImages(c.host, c.tmpDir, null);
+          } catch (e) {
+            c.host.log.warn("cannot salvage a failed dump's images", { path: c.tmpDir, error: String(e) });
+            c.salvaged = { kind: "kept", path: exists(c.tmpDir) ? c.tmpDir : c.baseDir };
+          }
         }
+        c.host.db.removeTemp(c.tmpDir);
       });
     },
   },
@@ -201,7 +201,8 @@ const steps: Step<DumpCtx>[] = [
       hasher.start();
       undo(() => hasher.abort());
       if (c.plugin?.checkpoint) {
-        const workDir = Deno.makeTempDirSync({ dir: c.baseDir, prefix: `${TMP_PREFIX}work-` });
+        const workDir = Deno.makeTempDirSync({ dir: c.baseDir, prefix: WORK_PREFIX });
+        c.host.db.addTemp(workDir, "work");
         try {
           await c.plugin.checkpoint({
             config: c.host.config,
@@ -225,6 +226,7 @@ const steps: Step<DumpCtx>[] = [
           throw e;
         } finally {
           Deno.removeSync(workDir, { recursive: true });
+          c.host.db.removeTemp(workDir);
         }
         return;
       }
@@ -264,11 +266,10 @@ const steps: Step<DumpCtx>[] = [
       const stats = readDumpStats(c.tmpDir);
       c.stats = stats as unknown as Record<string, number> | null;
       // Uncompressed: record now, finish the checksums in the background (see checksums.ts).
-      // Compressed: the manifest goes into the archive, so it must be complete first.
-      const background = c.compression === "none";
-      const files = background
-        ? c.hasher!.list().map((f) => ({ ...f, sha256: "" }))
-        : await c.hasher!.finish();
+      // Compressed: the manifest goes into the archive, so it must be complete first. Either way a
+      // manifest with the checksums pending is written at once: a dump killed while hashing leaves
+      // images that salvage.ts can record.
+      const listed = c.hasher!.list().map((f) => ({ ...f, sha256: "" }));
       const r = c.row;
       c.manifest = {
         format: 1,
@@ -292,13 +293,17 @@ const steps: Step<DumpCtx>[] = [
         criu: { version: c.criuVersion, flags: { ...c.flags }, external: c.external },
         kernel: Deno.osRelease(),
         host: Deno.hostname(),
-        files,
-        checksums: background ? "pending" : undefined,
+        files: listed,
+        checksums: "pending",
         gpu: c.gpu?.manifest,
         stats: c.stats ?? undefined,
       };
       writeManifest(c.tmpDir, c.manifest);
-      c.size = files.reduce((a, f) => a + f.size, 0);
+      if (c.compression !== "none") {
+        c.manifest = { ...c.manifest, files: await c.hasher!.finish(), checksums: undefined };
+        writeManifest(c.tmpDir, c.manifest);
+      }
+      c.size = c.manifest.files.reduce((a, f) => a + f.size, 0);
     },
   },
   {
@@ -310,17 +315,15 @@ const steps: Step<DumpCtx>[] = [
       await createArchive(c.tmpDir, tmpArchive, c.compression as Exclude<CompressionName, "none">);
       Deno.renameSync(tmpArchive, c.finalPath);
       undo(() => Deno.removeSync(c.finalPath));
-      Deno.removeSync(c.tmpDir, { recursive: true });
+      // (the images stay until the archive is recorded: the commit removes them)
       c.size = Deno.statSync(c.finalPath).size;
     },
   },
   {
     name: "commit",
     run(c) {
-      if (c.compression === "none") {
-        Deno.renameSync(c.tmpDir, c.finalPath);
-        c.hasher!.relocate(c.finalPath);
-      }
+      // Recorded first, moved into place after: a failure in between leaves the images in the
+      // temporary dir for the undo (or, after a crash, the next start) to salvage.
       c.host.db.insertCheckpoint({
         id: c.id,
         jid: c.row?.jid ?? null,
@@ -330,10 +333,23 @@ const steps: Step<DumpCtx>[] = [
         manifest: {
           ...(c.manifest as unknown as Record<string, unknown>),
           compression: c.compression,
-          stamps: c.compression === "none" ? stampFiles(c.finalPath, c.manifest!.files) : undefined,
+          // (a rename keeps inode, size and mtime)
+          stamps: c.compression === "none" ? stampFiles(c.tmpDir, c.manifest!.files) : undefined,
         },
       });
-      c.host.db.removeDumpInProgress(c.tmpDir);
+      try {
+        if (c.compression === "none") {
+          Deno.renameSync(c.tmpDir, c.finalPath);
+          c.hasher!.relocate(c.finalPath);
+        } else Deno.removeSync(c.tmpDir, { recursive: true });
+      } catch (e) {
+        if (c.compression === "none") {
+          c.host.db.deleteCheckpoint(c.id);
+          throw e;
+        }
+        c.host.log.warn("cannot remove a dump's temporary dir", { path: c.tmpDir, error: String(e) });
+      }
+      c.host.db.removeTemp(c.tmpDir);
       if (c.manifest!.checksums === "pending") {
         c.host.checksums.complete(c.id, c.finalPath, c.manifest!, c.hasher!.finish(c.host.checksums.pace));
       }

@@ -21,7 +21,7 @@ import { defaultLogPath } from "../../plugins/process/mod.ts";
 import { children, readStat } from "../../proc/mod.ts";
 import { closeFd, openpty, pipe } from "../../sys/mod.ts";
 import type { JobRow } from "../db.ts";
-import { TMP_PREFIX } from "./dump.ts";
+import { WORK_PREFIX } from "./salvage.ts";
 import type { CrHost } from "./host.ts";
 import { runSteps, type Step } from "./steps.ts";
 import { requireCriu } from "./dump.ts";
@@ -450,7 +450,8 @@ export async function restore(
   } catch {
     throw notFound(`checkpoint ${target.path} does not exist`);
   }
-  const workDir = Deno.makeTempDirSync({ dir: host.config.checkpoint.dir, prefix: `${TMP_PREFIX}restore-` });
+  const workDir = Deno.makeTempDirSync({ dir: host.config.checkpoint.dir, prefix: WORK_PREFIX });
+  host.db.addTemp(workDir, "work");
   const c: RestoreCtx = {
     req,
     host,
@@ -488,6 +489,7 @@ export async function restore(
       if (e instanceof Error) e.message = e.message.replace(logPath, kept);
     } catch { /* no log */ }
     Deno.removeSync(workDir, { recursive: true });
+    host.db.removeTemp(workDir);
     throw e;
   }
   const st = readStat(c.pid);
@@ -510,6 +512,7 @@ export async function restore(
   };
   host.restored(row, c.io, c.reap && !c.pidNamespace, !!c.req.waitForAttach);
   Deno.removeSync(workDir, { recursive: true });
+  host.db.removeTemp(workDir);
   if (c.stats) {
     timings.criu_forking_time = c.stats.forkingTimeUs / 1000;
     timings.criu_restore_time = c.stats.restoreTimeUs / 1000;

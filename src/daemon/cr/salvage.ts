@@ -1,14 +1,17 @@
-// Images that outlived a failed dump. Once CRIU has dumped a job without --leave-running, the
-// job is gone and its images are all that is left of it. When the dump then fails (compressing
-// on a full disk) or the daemon is killed before the commit, the images must not be lost, nor
-// must `restore job` quietly bring back an older checkpoint:
-// - with a manifest (the dump got past writing it) they are a whole checkpoint, uncompressed:
-//   recorded under the dump's name as the job's latest;
-// - without one, but with CRIU's stats-dump (CRIU finished), they are kept as NAME.incomplete
-//   for `restore process --path`;
+// Temporary dirs, and the images that outlive a failed dump. Once CRIU has dumped a job without
+// --leave-running, the job is gone and its images are all that is left of it. When the dump then
+// fails (compressing on a full disk, the DB refusing the record) or the daemon is killed before
+// the commit, the images must not be lost, nor may `restore job` quietly bring back an older
+// checkpoint:
+// - with a manifest (written right after CRIU, before any hashing) they are a whole checkpoint:
+//   recorded as the job's latest (the archive if compressing had finished, else uncompressed);
+// - without one, but with CRIU's stats-dump (CRIU finished), they are kept as NAME.incomplete;
 // - otherwise CRIU did not finish, the job lives on, and the images are useless.
+// Every temporary dir is listed in the DB (temp_paths) while it exists, so a daemon started after
+// a crash finds exactly its own, wherever --dir put them.
 
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
+import { detectCompression } from "../../checkpoint/archive.ts";
 import { hashFile } from "../../checkpoint/hasher.ts";
 import {
   type Manifest,
@@ -19,6 +22,11 @@ import {
 } from "../../checkpoint/manifest.ts";
 import { isRunning, jobProcess } from "../../proc/mod.ts";
 import type { CrHost } from "./host.ts";
+
+/** A dump's images while it runs: `<dir>/.cedana-tmp-<name>` (and `<that>.tar.gz` etc.). */
+export const TMP_PREFIX = ".cedana-tmp-";
+/** Scratch dirs (CRIU/runc work dirs, a restore's work dir). */
+export const WORK_PREFIX = ".cedana-work-";
 
 export type Salvaged =
   | { kind: "recorded"; id: string; path: string; jid: string | null }
@@ -43,14 +51,23 @@ function freePath(dir: string, name: string): string {
   }
 }
 
-export function salvageImages(host: CrHost, tmpDir: string, baseDir: string, name: string): Salvaged {
-  let m: Manifest | null = null;
+function manifestOf(dir: string): Manifest | null {
   try {
-    m = readManifest(tmpDir);
-    verifySizes(tmpDir, m);
+    const m = readManifest(dir);
+    verifySizes(dir, m);
+    return m;
   } catch {
-    m = null;
+    return null;
   }
+}
+
+/**
+ * What to do with a dump's temporary dir whose dump did not commit. `final`: where the commit
+ * would have put the checkpoint (a finished archive may be there already).
+ */
+export function salvageImages(host: CrHost, tmpDir: string, final: string | null): Salvaged {
+  const baseDir = dirname(tmpDir), name = basename(tmpDir).slice(TMP_PREFIX.length);
+  const m = manifestOf(tmpDir);
   if (!m) {
     if (!exists(join(tmpDir, "stats-dump"))) return { kind: "useless" };
     const kept = freePath(baseDir, `${name}.incomplete`);
@@ -58,39 +75,75 @@ export function salvageImages(host: CrHost, tmpDir: string, baseDir: string, nam
     host.log.warn("dump did not finish after CRIU ended the job; images kept", { path: kept });
     return { kind: "kept", path: kept };
   }
-  const path = freePath(baseDir, name);
-  Deno.renameSync(tmpDir, path);
+  const recorded = m.id ? host.db.getCheckpoint(m.id) : null;
+  if (recorded) {
+    // The commit recorded it: the archive is in place (this is a leftover), or the rename of an
+    // uncompressed checkpoint into place did not happen yet: finish it.
+    if (exists(recorded.path)) return { kind: "useless" };
+    Deno.renameSync(tmpDir, recorded.path);
+    return { kind: "recorded", id: recorded.id, path: recorded.path, jid: recorded.jid };
+  }
   const jid = m.job.jid && host.db.getJob(m.job.jid) ? m.job.jid : null;
-  const id = m.id && !host.db.getCheckpoint(m.id) ? m.id : newCheckpointId();
-  host.db.insertCheckpoint({
-    id,
-    jid,
-    path,
-    time: Date.parse(m.time) || Date.now(),
-    size: m.files.reduce((a, f) => a + f.size, 0),
-    manifest: {
-      ...(m as unknown as Record<string, unknown>),
-      id,
-      compression: "none",
-      stamps: stampFiles(path, m.files),
-    },
-  });
-  if (m.checksums === "pending") {
-    const digests = Promise.all(
-      m.files.map(async (f) => ({
-        name: f.name,
-        ...(await hashFile(join(path, f.name), host.checksums.pace)),
-      })),
-    );
-    host.checksums.complete(id, path, m, digests);
+  const id = m.id || newCheckpointId();
+  let path: string, manifest: Record<string, unknown>, size: number;
+  if (final && exists(final) && Deno.statSync(final).isFile && detectCompression(final) !== "none") {
+    // compressing finished (the archive is renamed into place only when whole): record it
+    path = final;
+    size = Deno.statSync(final).size;
+    manifest = { ...m, compression: detectCompression(final) };
+  } else {
+    path = freePath(baseDir, name);
+    size = m.files.reduce((a, f) => a + f.size, 0);
+    manifest = { ...m, id, compression: "none", stamps: stampFiles(tmpDir, m.files) };
+  }
+  const time = Date.parse(m.time) || Date.now();
+  if (path !== final) {
+    Deno.renameSync(tmpDir, path);
+    try {
+      host.db.insertCheckpoint({ id, jid, path, time, size, manifest });
+    } catch (e) {
+      host.log.warn("cannot record a failed dump's images; kept", { path, error: String(e) });
+      return { kind: "kept", path };
+    }
+    if (m.checksums === "pending") {
+      const digests = Promise.all(
+        m.files.map(async (f) => ({
+          name: f.name,
+          ...(await hashFile(join(path, f.name), host.checksums.pace)),
+        })),
+      );
+      host.checksums.complete(id, path, m, digests);
+    }
+  } else {
+    host.db.insertCheckpoint({ id, jid, path, time, size, manifest });
+    Deno.removeSync(tmpDir, { recursive: true });
   }
   // (a --leave-running dump's job may still run: only a job that is gone ends here)
   const row = jid ? host.db.getJob(jid) : null;
   if (row && row.state === "running" && !isRunning(jobProcess(row.pid, row.startTime))) host.dumped(row.jid);
-  host.log.warn("dump failed after CRIU ended the job; its images are recorded uncompressed", {
-    jid,
-    id,
-    path,
-  });
+  host.log.warn("a dump failed after CRIU ended the job; its images are recorded", { jid, id, path });
   return { kind: "recorded", id, path, jid };
+}
+
+/** On daemon start: every temporary dir a killed daemon left (this daemon's DB says which). */
+export function clearTemps(host: CrHost): void {
+  for (const t of host.db.temps()) {
+    try {
+      if (t.kind === "dump") {
+        // a half-written archive next to it (.cedana-tmp-NAME.tar.gz): never whole, never kept
+        const prefix = `${basename(t.path)}.`;
+        try {
+          for (const e of Deno.readDirSync(dirname(t.path))) {
+            if (e.isFile && e.name.startsWith(prefix)) Deno.removeSync(join(dirname(t.path), e.name));
+          }
+        } catch { /* the dir is gone */ }
+      }
+      if (exists(t.path) && (t.kind === "work" || salvageImages(host, t.path, t.final).kind === "useless")) {
+        Deno.removeSync(t.path, { recursive: true });
+      }
+    } catch (e) {
+      host.log.warn("cannot clear a temporary dir", { path: t.path, error: String(e) });
+    }
+    host.db.removeTemp(t.path);
+  }
 }
