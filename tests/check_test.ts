@@ -82,11 +82,14 @@ Deno.test(
 );
 
 Deno.test(
-  "restore -o is refused for an attachable job (its output goes to clients, not a log)",
+  "a dumped attachable job: attach says restore first; restore -o is refused (its output goes to clients)",
   crOpts,
   withDaemon(async (d) => {
     await d.ok("run", "process", "--attachable", "--jid", "att", "--", "sleep", "60");
     await d.ok("dump", "job", "att");
+    const a = await d.cli("job", "attach", "att");
+    assertEquals(a.code, 5, a.stderr);
+    assertStringIncludes(a.stderr, "job att was dumped and is not running: restore it first");
     const r = await d.cli("restore", "job", "att", "-o", `${d.dir}/x.log`);
     assertEquals(r.code, 2, r.stderr);
     assertStringIncludes(r.stderr, "job att is attachable");

@@ -35,6 +35,11 @@ export async function attachJob(
   }
   if (opts.since === undefined && job.status === "halted") {
     // (run/restore --attach replay from byte 0, so a job that ended at once still shows its output)
+    if (job.checkpoint && job.exitCode === null && job.exitSignal === null) {
+      throw failedPrecondition(
+        `job ${jid} was dumped and is not running: restore it first (cedana restore job ${jid} --attach)`,
+      );
+    }
     const how = job.exitCode !== null
       ? ` (exit code ${job.exitCode})`
       : job.exitSignal
