@@ -155,7 +155,7 @@ const steps: Step<DumpCtx>[] = [
             c.salvaged = salvageImages(c.host, c.tmpDir, null);
           } catch (e) {
             c.host.log.warn("cannot salvage a failed dump's images", { path: c.tmpDir, error: String(e) });
-            c.salvaged = { kind: "kept", path: exists(c.tmpDir) ? c.tmpDir : c.baseDir };
+            c.salvaged = { kind: "kept", path: exists(c.tmpDir) ? c.tmpDir : c.baseDir, manifest: false };
           }
         }
         c.host.db.removeTemp(c.tmpDir);
@@ -459,7 +459,9 @@ export async function dump(host: CrHost, request: DumpRequest, row: JobRow | nul
             ? `: \`cedana restore job ${s.jid}\` restores them`
             : `: cedana restore process --path ${s.path}`)
         : `; the job was already ended by CRIU: its images are kept in ${s.path}` +
-          ` (restore them with: cedana restore process --path ${s.path})`;
+          (s.manifest
+            ? ` (restore them with: cedana restore process --path ${s.path})`
+            : ` (no manifest: restore them with criu restore -D ${s.path})`);
     }
     throw e;
   }

@@ -30,7 +30,8 @@ export const WORK_PREFIX = ".cedana-work-";
 
 export type Salvaged =
   | { kind: "recorded"; id: string; path: string; jid: string | null }
-  | { kind: "kept"; path: string }
+  /** `manifest`: whether `restore process --path` can take them (else only CRIU by hand). */
+  | { kind: "kept"; path: string; manifest: boolean }
   | { kind: "useless" };
 
 /** Whether anything (a dangling link too) is at `p`. */
@@ -73,7 +74,7 @@ export function salvageImages(host: CrHost, tmpDir: string, final: string | null
     const kept = freePath(baseDir, `${name}.incomplete`);
     Deno.renameSync(tmpDir, kept);
     host.log.warn("dump did not finish after CRIU ended the job; images kept", { path: kept });
-    return { kind: "kept", path: kept };
+    return { kind: "kept", path: kept, manifest: false };
   }
   const recorded = m.id ? host.db.getCheckpoint(m.id) : null;
   if (recorded) {
@@ -103,7 +104,7 @@ export function salvageImages(host: CrHost, tmpDir: string, final: string | null
       host.db.insertCheckpoint({ id, jid, path, time, size, manifest });
     } catch (e) {
       host.log.warn("cannot record a failed dump's images; kept", { path, error: String(e) });
-      return { kind: "kept", path };
+      return { kind: "kept", path, manifest: true };
     }
     if (m.checksums === "pending") {
       const digests = Promise.all(
