@@ -69,3 +69,26 @@ Deno.test("io hub: input and end of input reach the job", () => {
   hub.endInput();
   assertEquals(f.written, ["x", "<eof>"]);
 });
+
+Deno.test("io hub: a held job's output is not read until the first client attaches; its exit waits too", () => {
+  let reading = false;
+  const f = fakeIo();
+  const io: JobIo = {
+    ...f.io,
+    onOutput(cb, e) {
+      reading = true;
+      f.io.onOutput(cb, e);
+    },
+  };
+  const hub = new IoHub(io, { hold: true });
+  assertEquals(reading, false, "nothing read before a client is there (the job blocks on its pipe)");
+  hub.exited({ code: 0, signal: null }); // a short job can end while held
+  assertEquals(hub.finished, null, "its output is still to be read");
+  const c = collector();
+  hub.attach(c.sub, 0);
+  assertEquals(reading, true);
+  f.emit(1, "all of it");
+  f.end();
+  assertEquals(c.got, ["1:all of it"]);
+  assertEquals(c.exit(), { code: 0, signal: null });
+});
