@@ -53,6 +53,11 @@ export const failedPrecondition = (msg: string, details: string[] = []) =>
 export const unavailable = (msg: string) => new CedanaError("unavailable", msg);
 export const internal = (msg: string, details: string[] = []) => new CedanaError("internal", msg, details);
 
+/** What an OS error says, for a user: "Read-only file system", not "... (os error 30): mkdir '/x'". */
+export function osReason(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).replace(/ \(os error \d+\).*$/s, "");
+}
+
 /** Any thrown value as a CedanaError, keeping the message of unexpected errors. */
 export function toCedanaError(e: unknown): CedanaError {
   if (e instanceof CedanaError) return e;

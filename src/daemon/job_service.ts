@@ -23,7 +23,14 @@ import type {
   RunRuncRequest,
 } from "../api/types.ts";
 import type { Config } from "../config/mod.ts";
-import { alreadyExists, CedanaError, failedPrecondition, invalidArgument, notFound } from "../errors.ts";
+import {
+  alreadyExists,
+  CedanaError,
+  failedPrecondition,
+  invalidArgument,
+  notFound,
+  osReason,
+} from "../errors.ts";
 import { type ExitStatus, type JobIo, plugin, type PluginContext, type StartedJob } from "../plugins/mod.ts";
 import { descendants, isRunning, jobProcess, readFds, startTimeToDate, statusWord } from "../proc/mod.ts";
 import { ExitWatcher, OrphanReaper } from "../sys/mod.ts";
@@ -54,7 +61,7 @@ function probePidFile(path: string): boolean {
     Deno.openSync(path, { write: true, create: true }).close();
   } catch (e) {
     throw invalidArgument(
-      `cannot write the PID file ${path}: ${(e as Error).message.replace(/ \(os error \d+\).*$/, "")}`,
+      `cannot write the PID file ${path}: ${osReason(e)}`,
     );
   }
   return !existed;

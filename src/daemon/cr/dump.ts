@@ -19,7 +19,7 @@ import { criuVersion, findCriu, MIN_CRIU, versionAtLeast } from "../../criu/mod.
 import { dumpArgs, parseCriuOpts } from "../../criu/options.ts";
 import { runCriu } from "../../criu/run.ts";
 import { readDumpStats } from "../../criu/stats.ts";
-import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../../errors.ts";
+import { alreadyExists, failedPrecondition, invalidArgument, notFound, osReason } from "../../errors.ts";
 import { isRunning, jobProcess, readStat } from "../../proc/mod.ts";
 import type { JobRow } from "../db.ts";
 import { checkpointAll, detectGpu, type GpuDump, lockAll, resumeAll } from "./gpu.ts";
@@ -32,7 +32,6 @@ interface DumpCtx {
   req: DumpRequest;
   /** CRIU wrote the images (and, without --leave-running, ended the job). */
   imagesTaken?: boolean;
-  /** Where the images went when a later step failed. */
   /** A dump that failed after CRIU ended the job: where its images went. */
   salvaged?: Salvaged;
   gpu: GpuDump | null;
@@ -128,8 +127,7 @@ const steps: Step<DumpCtx>[] = [
       try {
         Deno.mkdirSync(c.baseDir, { recursive: true });
       } catch (e) {
-        const why = (e as Error).message.replace(/ \(os error \d+\).*$/s, "");
-        throw failedPrecondition(`cannot create checkpoint dir ${c.baseDir}: ${why}`);
+        throw failedPrecondition(`cannot create checkpoint dir ${c.baseDir}: ${osReason(e)}`);
       }
       for (const p of [c.finalPath, join(c.baseDir, c.name)]) {
         try {
@@ -143,8 +141,7 @@ const steps: Step<DumpCtx>[] = [
       try {
         Deno.mkdirSync(c.tmpDir, { mode: 0o700 });
       } catch (e) {
-        const why = (e as Error).message.replace(/ \(os error \d+\).*$/s, "");
-        throw failedPrecondition(`cannot write a checkpoint into ${c.baseDir}: ${why}`);
+        throw failedPrecondition(`cannot write a checkpoint into ${c.baseDir}: ${osReason(e)}`);
       }
       c.host.db.addTemp(c.tmpDir, "dump", c.finalPath);
       undo(() => {
