@@ -34,7 +34,8 @@ cat >"$stage/cedana" <<'SH'
 #!/bin/sh
 # cedana from an offline bundle: its own Deno, dependencies and CRIU; nothing is downloaded.
 H=$(dirname "$(readlink -f "$0")")
-export DENO_DIR="$H/deno_dir" DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1
+# (CEDANA_LAUNCHER: `cedana daemon install` writes this launcher into the unit, not the bare Deno)
+export DENO_DIR="$H/deno_dir" DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 CEDANA_LAUNCHER="$H/cedana"
 case ":$PATH:" in *":$H/criu/bin:"*) ;; *) PATH="$H/criu/bin:$PATH" ;; esac
 export PATH
 exec "$H/bin/deno" run --cached-only --quiet -A --config "$H/app/deno.json" "$H/app/main.ts" "$@"

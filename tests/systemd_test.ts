@@ -121,6 +121,11 @@ Deno.test(
         d.env.CEDANA_CONFIG_DIR,
       ]);
 
+      // settings that only the installer's environment had go into the unit too
+      for (const k of ["CEDANA_OUTPUT_DIR", "CEDANA_CHECKPOINT_DIR"]) {
+        assertStringIncludes(text, `\nEnvironment=${k}=${d.env[k]}\n`);
+      }
+
       const v = await verifyUnit(unit);
       if (v) assert(v.ok, `systemd-analyze verify ${unit}:\n${v.out}`);
       else console.warn("systemd-analyze not installed: unit not verified");
@@ -161,6 +166,17 @@ Deno.test(
       assertThrows(() => Deno.statSync(unit));
       const twice = await d.cli("daemon", "uninstall", "--unit-path", unit);
       assertEquals(twice.code, 3, "uninstalling a missing unit is not_found");
+      // a file cedana did not write is never removed
+      const foreign = `${d.dir}/units/other.service`;
+      Deno.writeTextFileSync(foreign, "[Unit]\n");
+      const no = await d.cli("daemon", "uninstall", "--unit-path", foreign);
+      assertEquals(no.code, 5, no.stderr);
+      assertStringIncludes(no.stderr, "was not written by `cedana daemon install`");
+      assert(Deno.statSync(foreign).isFile);
+      // nor is a unit written whose daemon would refuse its metrics address at every restart
+      const bad = await d.cli("daemon", "install", "--unit-path", unit, "--metrics-address", "bad");
+      assertEquals(bad.code, 2, bad.stderr);
+      assertThrows(() => Deno.statSync(unit));
     } finally {
       await d.cleanup();
     }

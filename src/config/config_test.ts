@@ -49,3 +49,32 @@ Deno.test("bad config gives a clear error", () => {
     "log_level",
   );
 });
+
+Deno.test("config.json takes keys as the docs write them (dotted) too; values are checked at load", () => {
+  const cfg = loadConfig({
+    configDir: dirWith({ "checkpoint.compression": "zstd", "criu.log_level": 4 }),
+    env: {},
+  });
+  assertEquals([cfg.checkpoint.compression, cfg.criu.log_level], ["zstd", 4]);
+  assertEquals(loadConfig({ configDir: dirWith({ log_level: "DEBUG" }), env: {} }).log_level, "debug");
+  assertThrows(
+    () => loadConfig({ configDir: dirWith({ "checkpoint.compresion": "zstd" }), env: {} }),
+    Error,
+    'unknown key "checkpoint.compresion"',
+  );
+  assertThrows(
+    () => loadConfig({ configDir: dirWith({ checkpoint: { compression: "bogus" } }), env: {} }),
+    Error,
+    'checkpoint.compression must be one of none, tar, gzip, lz4, zstd (got "bogus")',
+  );
+  assertThrows(
+    () => loadConfig({ configDir: dirWith({ gpu: { lock_timeout: -5 } }), env: {} }),
+    Error,
+    "gpu.lock_timeout",
+  );
+  assertThrows(
+    () => loadConfig({ configDir: dirWith(), env: { CEDANA_CRIU_LOG_LEVEL: "9" } }),
+    Error,
+    "criu.log_level",
+  );
+});

@@ -1,6 +1,7 @@
 // Configuration like Cedana's: defaults < <config dir>/config.json < CEDANA_<KEY> env vars < flags.
 // A key's env name is its dotted path upper-cased with "_" (db.path -> CEDANA_DB_PATH).
 
+import { COMPRESSION_NAMES } from "../api/types.ts";
 import { invalidArgument } from "../errors.ts";
 
 export interface Config {
@@ -49,6 +50,9 @@ function leaves(o: Obj, prefix = ""): [string, unknown][] {
 
 export const envName = (key: string) => `CEDANA_${key.replaceAll(".", "_").toUpperCase()}`;
 
+/** Every config key, dotted ("checkpoint.compression"). */
+export const configKeys = (): string[] => leaves(defaults() as unknown as Obj).map(([k]) => k);
+
 function setPath(o: Obj, key: string, value: unknown) {
   const parts = key.split(".");
   let cur = o;
@@ -73,6 +77,12 @@ function parseValue(key: string, raw: string, like: unknown, source: string): un
 /** Merge `over` into `base`, checking every key exists and has the default's type. */
 function merge(base: Obj, over: Obj, source: string, prefix = ""): void {
   for (const [k, v] of Object.entries(over)) {
+    // "checkpoint.compression": "zstd" as the docs write it, same as {"checkpoint": {"compression": ...}}
+    if (k.includes(".") && !(k in base)) {
+      const [head, ...rest] = k.split(".");
+      merge(base, { [head]: { [rest.join(".")]: v } }, source, prefix);
+      continue;
+    }
     const key = `${prefix}${k}`;
     if (!(k in base)) throw invalidArgument(`${source}: unknown key "${key}"`);
     if (isObj(base[k])) {
@@ -127,8 +137,24 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (!["auto", "full"].includes(out.checkpoint.verify)) {
     throw invalidArgument(`checkpoint.verify must be auto or full (got "${out.checkpoint.verify}")`);
   }
+  out.log_level = out.log_level.toLowerCase() as Config["log_level"];
   if (!["debug", "info", "warn", "error"].includes(out.log_level)) {
     throw invalidArgument(`log_level must be one of debug, info, warn, error (got "${out.log_level}")`);
+  }
+  // (checked here, where the daemon starts, rather than at the first dump that uses them)
+  const compression = out.checkpoint.compression;
+  if (!(COMPRESSION_NAMES as readonly string[]).includes(compression)) {
+    throw invalidArgument(
+      `checkpoint.compression must be one of ${COMPRESSION_NAMES.join(", ")} (got "${compression}")`,
+    );
+  }
+  if (!Number.isInteger(out.gpu.lock_timeout) || out.gpu.lock_timeout <= 0) {
+    throw invalidArgument(
+      `gpu.lock_timeout must be a positive number of milliseconds (got ${out.gpu.lock_timeout})`,
+    );
+  }
+  if (!Number.isInteger(out.criu.log_level) || out.criu.log_level < 0 || out.criu.log_level > 4) {
+    throw invalidArgument(`criu.log_level must be 0 to 4 (got ${out.criu.log_level})`);
   }
   return out;
 }

@@ -4,7 +4,8 @@
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Config } from "../config/mod.ts";
-import { DEFAULT_CONFIG_DIR } from "../config/mod.ts";
+import { configKeys, DEFAULT_CONFIG_DIR, envName } from "../config/mod.ts";
+import { parseListenAddress } from "./metrics.ts";
 import { failedPrecondition, invalidArgument, notFound } from "../errors.ts";
 
 export const DEFAULT_UNIT_PATH = "/etc/systemd/system/cedana.service";
@@ -43,10 +44,11 @@ export function startArgv(
 }
 
 /** The unit file. `exec[0]` must be an absolute path: systemd-analyze verify and older systemd want it. */
-export function renderUnit(exec: readonly string[]): string {
+export function renderUnit(exec: readonly string[], env: Record<string, string> = {}): string {
   if (!exec.length || !isAbsolute(exec[0])) {
     throw invalidArgument(`ExecStart needs an absolute executable path (got ${JSON.stringify(exec[0])})`);
   }
+  const environment = Object.entries(env).map(([k, v]) => `Environment=${quoteExecArg(`${k}=${v}`)}`);
   return [
     "# Written by `cedana daemon install`; `cedana daemon uninstall` removes it.",
     "[Unit]",
@@ -56,6 +58,7 @@ export function renderUnit(exec: readonly string[]): string {
     "",
     "[Service]",
     "Type=simple",
+    ...environment,
     `ExecStart=${exec.map(quoteExecArg).join(" ")}`,
     // Jobs are the daemon's children (same cgroup): stopping or restarting the daemon must kill only
     // the daemon, which re-adopts its running jobs when it comes back.
@@ -81,9 +84,12 @@ function which(name: string): string | null {
   return null;
 }
 
-/** How to run this cedana again: `cedana` on PATH when there is one (it survives checkouts moving),
+/** How to run this cedana again: the offline bundle's launcher when this runs from one (it brings its
+ * Deno, dependencies and CRIU), else `cedana` on PATH when there is one (it survives checkouts moving),
  * else this very executable (a `deno compile` binary), else `deno run -A <main.ts>`. */
 export function cedanaCommand(): string[] {
+  const launcher = Deno.env.get("CEDANA_LAUNCHER");
+  if (launcher && isAbsolute(launcher)) return [launcher];
   const onPath = which("cedana");
   if (onPath) return [onPath];
   const exe = Deno.execPath();
@@ -114,6 +120,21 @@ async function systemctl(...args: string[]): Promise<void> {
   }
 }
 
+/** CEDANA_<KEY> settings of the installer's environment that the flags in ExecStart do not carry. */
+function settingsFromEnv(env: Record<string, string> = Deno.env.toObject()): Record<string, string> {
+  const inFlags = new Set([
+    "CEDANA_CONFIG_DIR",
+    "CEDANA_ADDRESS",
+    "CEDANA_DB_PATH",
+    "CEDANA_METRICS_ADDRESS",
+    "CEDANA_LOG_LEVEL",
+  ]);
+  const known = new Set(configKeys().map(envName));
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (known.has(k) && !inFlags.has(k)) out[k] = v;
+  return out;
+}
+
 function checkUnitPath(unitPath: string): { path: string; name: string; loaded: boolean } {
   const path = resolve(unitPath);
   const name = basename(path);
@@ -126,6 +147,8 @@ export interface InstallOptions {
   enable: boolean;
   config: Config;
   configDir?: string;
+  /** The installer's environment: its CEDANA_<KEY> settings go into the unit. Default: this process's. */
+  env?: Record<string, string>;
   /** Defaults to cedanaCommand(). */
   cedana?: string[];
 }
@@ -134,7 +157,12 @@ export interface InstallOptions {
  * Returns the lines to show the user. */
 export async function install(o: InstallOptions): Promise<string[]> {
   const { path, name, loaded } = checkUnitPath(o.unitPath);
-  const text = renderUnit(startArgv(o.cedana ?? cedanaCommand(), o.config, o.configDir));
+  // a unit that fails at every restart helps no one: the daemon would refuse this address
+  if (o.config.metrics.address) parseListenAddress(o.config.metrics.address);
+  const text = renderUnit(
+    startArgv(o.cedana ?? cedanaCommand(), o.config, o.configDir),
+    settingsFromEnv(o.env),
+  );
   const existed = (() => {
     try {
       return Deno.statSync(path).isFile;
@@ -182,10 +210,14 @@ export async function install(o: InstallOptions): Promise<string[]> {
 /** Stops and disables the service (where systemd runs) and removes the unit. Jobs keep running. */
 export async function uninstall(unitPath: string): Promise<string[]> {
   const { path, name, loaded } = checkUnitPath(unitPath);
+  let text: string;
   try {
-    Deno.statSync(path);
+    text = Deno.readTextFileSync(path);
   } catch {
     throw notFound(`no unit at ${path}`);
+  }
+  if (!text.startsWith("# Written by `cedana daemon install`")) {
+    throw failedPrecondition(`${path} was not written by \`cedana daemon install\`: not removing it`);
   }
   const msgs: string[] = [];
   const manage = loaded && systemdRunning();

@@ -146,7 +146,8 @@ export class CudaError extends CedanaError {
 /** No usable CUDA driver: no libcuda, cuInit failed, or no checkpoint API. Message is one line. */
 export class GpuUnavailable extends CedanaError {
   constructor(message: string) {
-    super("unavailable", `GPU support unavailable: ${message.replace(/\s*\n\s*/g, "; ")}`);
+    // (no driver or no device is not going to pass by retrying: a precondition, not "unavailable")
+    super("failed_precondition", `GPU support unavailable: ${message.replace(/\s*\n\s*/g, "; ")}`);
     this.name = "GpuUnavailable";
   }
 }
@@ -204,7 +205,8 @@ export class CudaDriver {
     try {
       lib = Deno.dlopen(path, SYMBOLS);
     } catch (e) {
-      const why = e instanceof Error ? e.message : String(e);
+      // (Deno says "Could not open library: Could not open library: ...")
+      const why = (e instanceof Error ? e.message : String(e)).replace(/^(Could not open library: )+/, "");
       throw new GpuUnavailable(`cannot load the CUDA driver ${path} (set ${CUDA_LIB_ENV}): ${why}`);
     }
     const sym = lib.symbols;

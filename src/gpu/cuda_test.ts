@@ -194,7 +194,7 @@ Deno.test("a missing library is GpuUnavailable with a one-line message", () => {
   );
   assertStringIncludes(err.message, "CEDANA_CUDA_LIB");
   assert(!err.message.includes("\n"), err.message);
-  assertEquals((err as GpuUnavailable).code, "unavailable");
+  assertEquals((err as GpuUnavailable).code, "failed_precondition");
 });
 
 Deno.test("a driver without the checkpoint API is GpuUnavailable naming what is missing", async () => {
