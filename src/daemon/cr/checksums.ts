@@ -20,6 +20,7 @@ import {
   writeManifest,
 } from "../../checkpoint/manifest.ts";
 import type { JobDb } from "../db.ts";
+import { exists } from "./salvage.ts";
 import type { Logger } from "../log.ts";
 
 export class Checksums {
@@ -77,6 +78,12 @@ export class Checksums {
     for (const rec of this.db.allCheckpoints()) {
       if (rec.manifest.checksums !== "pending") continue;
       const m = rec.manifest as unknown as Manifest;
+      // Files removed by hand (or on a disk not mounted now): nothing to hash, and nothing to warn
+      // about at every start; a restore of it says which file is missing.
+      if (!m.files.every((f) => exists(join(rec.path, f.name)))) {
+        this.log.debug("checkpoint files missing; checksums left pending", { id: rec.id, path: rec.path });
+        continue;
+      }
       const digests = Promise.all(
         m.files.map(async (f) => ({ name: f.name, ...(await hashFile(join(rec.path, f.name), this.pace)) })),
       );
