@@ -104,6 +104,9 @@ Deno.test(
     // a restore that fails inside the operation (no such checkpoint) is counted with its reason
     const bad = await d.cli("restore", "process", "--path", `${d.dir}/no-such-checkpoint`, "--jid", "bad");
     assert(bad.code !== 0, "restore of a missing checkpoint succeeded");
+    // and so are requests refused before any work: a restore of a running job, a dump of no job
+    assertEquals((await d.cli("restore", "job", "met")).code, 5);
+    assertEquals((await d.cli("dump", "job", "nosuch")).code, 3);
 
     const res = await scrapeSocket(d.socket);
     const text = await res.text();
@@ -112,17 +115,21 @@ Deno.test(
     assertEquals(sum(text, "cedana_jobs", 'type="process"', 'status="halted"'), 0);
     assertEquals(sample(text, 'cedana_operations_total{op="dump",type="process",outcome="success"}'), 1);
     assertEquals(sample(text, 'cedana_operations_total{op="restore",type="process",outcome="success"}'), 1);
-    assertEquals(sample(text, 'cedana_operations_total{op="restore",type="process",outcome="failure"}'), 1);
-    assertEquals(sum(text, "cedana_operation_failures_total", 'op="restore"'), 1);
-    assertEquals(sum(text, "cedana_operation_failures_total", 'op="dump"'), 0);
+    assertEquals(sample(text, 'cedana_operations_total{op="restore",type="process",outcome="failure"}'), 2);
+    assertEquals(sum(text, "cedana_operation_failures_total", 'op="restore"'), 2);
+    assertEquals(
+      sum(text, "cedana_operation_failures_total", 'op="restore"', 'reason="failed_precondition"'),
+      1,
+    );
+    assertEquals(sum(text, "cedana_operation_failures_total", 'op="dump"', 'reason="not_found"'), 1);
     for (const op of ["dump", "restore"]) {
       const l = `{op="${op}",type="process"}`;
-      assertEquals(sample(text, `cedana_operation_duration_seconds_count${l}`), op === "dump" ? 1 : 2);
+      assertEquals(sample(text, `cedana_operation_duration_seconds_count${l}`), op === "dump" ? 2 : 3);
       const inf = sample(
         text,
         `cedana_operation_duration_seconds_bucket{op="${op}",type="process",le="+Inf"}`,
       );
-      assertEquals(inf, op === "dump" ? 1 : 2);
+      assertEquals(inf, op === "dump" ? 2 : 3);
       assert(sample(text, `cedana_operation_duration_seconds_sum${l}`)! > 0);
     }
     // the restore read the checkpoint the dump wrote

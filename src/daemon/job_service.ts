@@ -531,7 +531,14 @@ export class JobService implements CrHost {
     }
   }
 
-  async dump(req: DumpRequest): Promise<DumpResult> {
+  /** Every dump request counts in the metrics, a refused one too (its reason is its error code). */
+  dump(req: DumpRequest): Promise<DumpResult> {
+    const type = req.container?.type ?? (req.jid !== undefined ? this.db.getJob(req.jid)?.type : undefined) ??
+      "process";
+    return this.#observed("dump", type, () => this.#dump(req), (r) => r.checkpoint.size);
+  }
+
+  async #dump(req: DumpRequest): Promise<DumpResult> {
     let row: JobRow | null = null;
     if (req.jid !== undefined) row = this.#get(req.jid);
     else if (req.container) {
@@ -553,13 +560,7 @@ export class JobService implements CrHost {
     } else if (req.pid !== undefined) {
       row = this.db.listJobs().find((r) => r.pid === req.pid && this.#status(r) !== "halted") ?? null;
     } else throw invalidArgument("name a job (jid) or a process (pid) to dump");
-    const type = row?.type ?? "process";
-    return await this.#observed(
-      "dump",
-      type,
-      () => this.#exclusive(row?.jid ?? `pid:${req.pid}`, "dump", () => runDump(this, req, row)),
-      (r) => r.checkpoint.size,
-    );
+    return await this.#exclusive(row?.jid ?? `pid:${req.pid}`, "dump", () => runDump(this, req, row));
   }
 
   /** Reports every dump/restore (outcome, duration, bytes) to the listeners (metrics). */
@@ -603,7 +604,14 @@ export class JobService implements CrHost {
     }
   }
 
-  async restore(req: RestoreRequest): Promise<RestoreResult> {
+  /** Every restore request counts in the metrics, a refused one too. */
+  restore(req: RestoreRequest): Promise<RestoreResult> {
+    const type = req.type ?? (req.jid !== undefined ? this.db.getJob(req.jid)?.type : undefined) ?? "process";
+    const size = (r: RestoreResult) => this.db.checkpointByPath(r.checkpoint)?.size ?? 0;
+    return this.#observed("restore", type, () => this.#restore(req), size);
+  }
+
+  async #restore(req: RestoreRequest): Promise<RestoreResult> {
     let row: JobRow, isNew: boolean, path: string;
     if (req.jid !== undefined) {
       row = this.#get(req.jid);
@@ -654,11 +662,10 @@ export class JobService implements CrHost {
       isNew = true;
     }
     try {
-      return await this.#observed("restore", row.type, () =>
-        this.#exclusive(row.jid, "restore", async () => {
-          const r = await runRestore(this, req, { row, isNew, path });
-          return { ...r, job: this.get(row.jid) };
-        }), () => this.db.checkpointByPath(path)?.size ?? 0);
+      return await this.#exclusive(row.jid, "restore", async () => {
+        const r = await runRestore(this, req, { row, isNew, path });
+        return { ...r, job: this.get(row.jid) };
+      });
     } finally {
       if (isNew) this.#reserved.delete(row.jid); // recorded by then, or never
     }
