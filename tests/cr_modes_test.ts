@@ -350,3 +350,35 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "a job whose last dump was cut short (images kept without a manifest): restore job refuses, --path and a new dump go on",
+  crOpts,
+  async () => {
+    const d = new TestDaemon();
+    await d.start();
+    try {
+      const job = await startWorkload(d, "cut", "counter");
+      const first = await d.json<DumpResult>("dump", "job", "cut", "--leave-running");
+      // what salvage.ts records when it keeps images it cannot make a checkpoint of (the daemon
+      // reads a job's record afresh for every request; SQLite in WAL mode takes this write)
+      const { DatabaseSync } = await import("node:sqlite");
+      const db = new DatabaseSync(d.env.CEDANA_DB_PATH);
+      db.prepare("UPDATE jobs SET details = json_set(details, '$.incompleteDump', ?) WHERE jid = 'cut'")
+        .run(`${d.dir}/checkpoints/x.incomplete`);
+      db.close();
+      await d.ok("job", "kill", "cut");
+      await waitFor(async () => (await jobOf(d, "cut")).status === "halted", "halted");
+      const r = await d.cli("restore", "job", "cut");
+      assertEquals(r.code, 5, r.stderr);
+      assertStringIncludes(r.stderr, `images (no manifest) are in ${d.dir}/checkpoints/x.incomplete`);
+      await d.ok("restore", "job", "cut", "--path", first.checkpoint.path); // said explicitly: fine
+      await waitTicks(job.log!, lastTick(readLog(job.log!)) + 2);
+      await d.ok("dump", "job", "cut"); // a whole newer checkpoint supersedes the cut one
+      await d.ok("restore", "job", "cut");
+      await verify(d, "cut", job.log!);
+    } finally {
+      await d.cleanup();
+    }
+  },
+);

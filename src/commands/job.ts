@@ -91,6 +91,7 @@ function inspectText(j: JobInspect): string {
 const HIDDEN_DETAILS = new Set(["ioKeepers"]);
 const DETAIL_LABELS: Record<string, string> = {
   restoredFrom: "Restored from",
+  incompleteDump: "Unfinished dump",
   id: "Container",
   root: "Runc root",
   bundle: "Bundle",

@@ -40,7 +40,8 @@ const MIGRATIONS: string[] = [
   `CREATE TABLE temp_paths (
      path  TEXT PRIMARY KEY,
      kind  TEXT NOT NULL,   -- 'dump' (a dump's images) or 'work' (scratch)
-     final TEXT             -- dump: where its checkpoint goes on commit
+     final TEXT,            -- dump: where its checkpoint goes on commit
+     jid   TEXT             -- dump: the job dumped
    ) STRICT`,
 ];
 
@@ -267,23 +268,21 @@ export class JobDb {
     return (this.#db.prepare("SELECT * FROM checkpoints").all() as Raw[]).map(toCheckpoint);
   }
 
-  addTemp(path: string, kind: "dump" | "work", final: string | null = null): void {
-    this.#db.prepare("INSERT OR REPLACE INTO temp_paths (path, kind, final) VALUES (?, ?, ?)").run(
-      path,
-      kind,
-      final,
-    );
+  addTemp(path: string, kind: "dump" | "work", final: string | null = null, jid: string | null = null): void {
+    this.#db.prepare("INSERT OR REPLACE INTO temp_paths (path, kind, final, jid) VALUES (?, ?, ?, ?)")
+      .run(path, kind, final, jid);
   }
 
   removeTemp(path: string): void {
     this.#db.prepare("DELETE FROM temp_paths WHERE path = ?").run(path);
   }
 
-  temps(): { path: string; kind: "dump" | "work"; final: string | null }[] {
-    return this.#db.prepare("SELECT path, kind, final FROM temp_paths").all() as {
+  temps(): { path: string; kind: "dump" | "work"; final: string | null; jid: string | null }[] {
+    return this.#db.prepare("SELECT path, kind, final, jid FROM temp_paths").all() as {
       path: string;
       kind: "dump" | "work";
       final: string | null;
+      jid: string | null;
     }[];
   }
 

@@ -623,6 +623,13 @@ export class JobService implements CrHost {
         );
       }
       const latest = this.db.listCheckpoints(row.jid)[0];
+      const unfinished = row.details.incompleteDump as string | undefined;
+      if (unfinished && !req.path) {
+        throw failedPrecondition(
+          `the last dump of job ${row.jid} was cut short after CRIU had ended the job: its images (no manifest) ` +
+            `are in ${unfinished}; restore an older checkpoint with --path, or those images with criu restore -D`,
+        );
+      }
       path = req.path ?? latest?.path ?? "";
       if (!path) {
         throw notFound(`job ${row.jid} has no checkpoint (dump it first: cedana dump job ${row.jid})`);

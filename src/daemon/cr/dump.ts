@@ -143,13 +143,13 @@ const steps: Step<DumpCtx>[] = [
       } catch (e) {
         throw failedPrecondition(`cannot write a checkpoint into ${c.baseDir}: ${osReason(e)}`);
       }
-      c.host.db.addTemp(c.tmpDir, "dump", c.finalPath);
+      c.host.db.addTemp(c.tmpDir, "dump", c.finalPath, c.row?.jid ?? null);
       undo(() => {
         if (!c.imagesTaken || c.req.leaveRunning) Deno.removeSync(c.tmpDir, { recursive: true });
         else {
           // CRIU already ended the job: these images are all that is left of it (see salvage.ts).
           try {
-            c.salvaged = salvageImages(c.host, c.tmpDir, null);
+            c.salvaged = salvageImages(c.host, c.tmpDir, null, c.row?.jid ?? null);
           } catch (e) {
             c.host.log.warn("cannot salvage a failed dump's images", { path: c.tmpDir, error: String(e) });
             c.salvaged = { kind: "kept", path: exists(c.tmpDir) ? c.tmpDir : c.baseDir, manifest: false };
@@ -347,6 +347,12 @@ const steps: Step<DumpCtx>[] = [
         c.host.log.warn("cannot remove a dump's temporary dir", { path: c.tmpDir, error: String(e) });
       }
       c.host.db.removeTemp(c.tmpDir);
+      // a newer whole checkpoint supersedes an unfinished dump's images (see salvage.ts)
+      const cur = c.row ? c.host.db.getJob(c.row.jid) : null;
+      if (cur?.details.incompleteDump) {
+        const { incompleteDump: _, ...details } = cur.details;
+        c.host.db.updateJob(cur.jid, { details });
+      }
       if (c.manifest!.checksums === "pending") {
         c.host.checksums.complete(c.id, c.finalPath, c.manifest!, c.hasher!.finish(c.host.checksums.pace));
       }

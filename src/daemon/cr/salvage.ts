@@ -66,14 +66,28 @@ function manifestOf(dir: string): Manifest | null {
  * What to do with a dump's temporary dir whose dump did not commit. `final`: where the commit
  * would have put the checkpoint (a finished archive may be there already).
  */
-export function salvageImages(host: CrHost, tmpDir: string, final: string | null): Salvaged {
+export function salvageImages(
+  host: CrHost,
+  tmpDir: string,
+  final: string | null,
+  dumpedJid: string | null = null,
+): Salvaged {
   const baseDir = dirname(tmpDir), name = basename(tmpDir).slice(TMP_PREFIX.length);
   const m = manifestOf(tmpDir);
   if (!m) {
     if (!exists(join(tmpDir, "stats-dump"))) return { kind: "useless" };
     const kept = freePath(baseDir, `${name}.incomplete`);
     Deno.renameSync(tmpDir, kept);
-    host.log.warn("dump did not finish after CRIU ended the job; images kept", { path: kept });
+    host.log.warn("dump did not finish after CRIU ended the job; images kept", {
+      path: kept,
+      jid: dumpedJid,
+    });
+    // `restore job` must not quietly bring back an older checkpoint: the job remembers these
+    const row = dumpedJid ? host.db.getJob(dumpedJid) : null;
+    if (row) {
+      host.db.updateJob(row.jid, { details: { ...row.details, incompleteDump: kept } });
+      if (row.state === "running" && !isRunning(jobProcess(row.pid, row.startTime))) host.dumped(row.jid);
+    }
     return { kind: "kept", path: kept, manifest: false };
   }
   const recorded = m.id ? host.db.getCheckpoint(m.id) : null;
@@ -139,7 +153,10 @@ export function clearTemps(host: CrHost): void {
           }
         } catch { /* the dir is gone */ }
       }
-      if (exists(t.path) && (t.kind === "work" || salvageImages(host, t.path, t.final).kind === "useless")) {
+      if (
+        exists(t.path) &&
+        (t.kind === "work" || salvageImages(host, t.path, t.final, t.jid).kind === "useless")
+      ) {
         Deno.removeSync(t.path, { recursive: true });
       }
     } catch (e) {

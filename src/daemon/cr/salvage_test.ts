@@ -72,11 +72,37 @@ Deno.test("salvage: a finished archive is recorded; a recorded one leaves a left
   db.close();
 });
 
-Deno.test("salvage: no manifest but CRIU finished: kept as .incomplete; CRIU unfinished: useless", () => {
+Deno.test("salvage: no manifest but CRIU finished: kept as .incomplete (and the job knows); CRIU unfinished: useless", () => {
   const root = Deno.makeTempDirSync();
-  const { h, db } = host(root);
+  const { h, db, dumped } = host(root);
+  db.insertJob({
+    jid: "j4",
+    type: "process",
+    pid: null,
+    startTime: null,
+    state: "running",
+    exitCode: null,
+    exitSignal: null,
+    adopted: false,
+    log: null,
+    attachable: false,
+    tty: false,
+    gpu: false,
+    cmdline: [],
+    cwd: "/",
+    details: {},
+    createdAt: 1,
+    updatedAt: 1,
+  });
   const tmp = leftover(root, "d4", false);
-  assertEquals(salvageImages(h, tmp, null), { kind: "kept", path: `${root}/d4.incomplete`, manifest: false });
+  assertEquals(salvageImages(h, tmp, null, "j4"), {
+    kind: "kept",
+    path: `${root}/d4.incomplete`,
+    manifest: false,
+  });
+  // `restore job j4` must not quietly take an older checkpoint: the job carries the path
+  assertEquals(db.getJob("j4")?.details.incompleteDump, `${root}/d4.incomplete`);
+  assertEquals(dumped, ["j4"], "its process is gone: the job ends as dumped");
   const t5 = leftover(root, "d5", false);
   Deno.removeSync(`${t5}/stats-dump`);
   assertEquals(salvageImages(h, t5, null).kind, "useless");
