@@ -68,6 +68,11 @@ Deno.test(
       assert(c.job.pid !== job.pid, "a copy has its own host PID");
       assert(pidAlive(c.job.pid!), "the copy runs");
     }
+    // such a copy cannot be checkpointed again: said up front, and it keeps running
+    const again = await d.cli("dump", "job", "copy1");
+    assertEquals(again.code, 5, again.stderr);
+    assertStringIncludes(again.stderr, "was restored into a new PID namespace");
+    assert(pidAlive(copies[0].job.pid!));
     const ps = await d.json<Job[]>("ps");
     assertEquals(ps.filter((j) => j.status !== "halted").map((j) => j.jid).sort(), [
       "copy1",

@@ -388,6 +388,14 @@ export async function dump(host: CrHost, request: DumpRequest, row: JobRow | nul
     if (row.pid === null || row.state !== "running") {
       throw failedPrecondition(`job ${row.jid} is not running`);
     }
+    if (row.details.pidNamespace && row.type === "process") {
+      // CRIU sees that tree's files through the mounts of a namespace it did not make ("Can't
+      // lookup mount"), so say why up front rather than quote it
+      throw failedPrecondition(
+        `job ${row.jid} was restored into a new PID namespace (its original PIDs were taken): CRIU cannot ` +
+          `checkpoint it again; restore it where its PIDs are free to dump it later`,
+      );
+    }
     pid = row.pid;
   } else {
     if (!Number.isInteger(req.pid) || req.pid! <= 0) throw invalidArgument(`invalid PID ${req.pid}`);
