@@ -71,14 +71,16 @@ export function stampFiles(dir: string, files: { name: string }[]): FileStamps {
   return out;
 }
 
+/** The same file, unchanged: same inode, mtime and size. */
+export function sameStamp(a?: FileStamps[string], b?: FileStamps[string]): boolean {
+  return !!a && !!b && a.ino === b.ino && a.mtimeMs === b.mtimeMs && a.size === b.size;
+}
+
 export function stampsMatch(dir: string, stamps: FileStamps | undefined, files: { name: string }[]): boolean {
   if (!stamps) return false;
   try {
     const now = stampFiles(dir, files);
-    return files.every((f) => {
-      const a = stamps[f.name], b = now[f.name];
-      return a && b && a.ino === b.ino && a.mtimeMs === b.mtimeMs && a.size === b.size;
-    });
+    return files.every((f) => sameStamp(stamps[f.name], now[f.name]));
   } catch {
     return false;
   }

@@ -14,6 +14,7 @@ import {
   type FileStamps,
   type Manifest,
   readManifest,
+  sameStamp,
   stampFiles,
   stampsMatch,
   verifyHashes,
@@ -54,10 +55,8 @@ export class Checksums {
       // it is marked, and the stamps stay those of the commit, so no restore ever trusts it.
       const committed = rec?.manifest.stamps as FileStamps | undefined;
       const now = stampFiles(path, hashed);
-      const same = (a?: FileStamps[string], b?: FileStamps[string]) =>
-        !!a && !!b && a.ino === b.ino && a.mtimeMs === b.mtimeMs && a.size === b.size;
       const files = hashed.map((f) =>
-        committed && !same(committed[f.name], now[f.name]) ? { ...f, sha256: CHANGED_AFTER_DUMP } : f
+        committed && !sameStamp(committed[f.name], now[f.name]) ? { ...f, sha256: CHANGED_AFTER_DUMP } : f
       );
       const changed = files.filter((f) => f.sha256 === CHANGED_AFTER_DUMP).map((f) => f.name);
       if (changed.length) {
@@ -84,11 +83,16 @@ export class Checksums {
         this.log.debug("checkpoint files missing; checksums left pending", { id: rec.id, path: rec.path });
         continue;
       }
-      const digests = Promise.all(
-        m.files.map(async (f) => ({ name: f.name, ...(await hashFile(join(rec.path, f.name), this.pace)) })),
-      );
-      this.complete(rec.id, rec.path, m, digests);
+      this.hashLater(rec.id, rec.path, m);
     }
+  }
+
+  /** Hash a recorded checkpoint's files in the background (paced), then complete() it. */
+  hashLater(id: string, path: string, m: Manifest): void {
+    const digests = Promise.all(
+      m.files.map(async (f) => ({ name: f.name, ...(await hashFile(join(path, f.name), this.pace)) })),
+    );
+    this.complete(id, path, m, digests);
   }
 
   /**

@@ -12,7 +12,6 @@
 
 import { basename, dirname, join } from "node:path";
 import { detectCompression } from "../../checkpoint/archive.ts";
-import { hashFile } from "../../checkpoint/hasher.ts";
 import {
   type Manifest,
   newCheckpointId,
@@ -62,6 +61,12 @@ function manifestOf(dir: string): Manifest | null {
   }
 }
 
+/** The dumped job ends as dumped, if its process is gone (a --leave-running dump's may still run). */
+function endIfGone(host: CrHost, jid: string | null): void {
+  const row = jid ? host.db.getJob(jid) : null;
+  if (row && row.state === "running" && !isRunning(jobProcess(row.pid, row.startTime))) host.dumped(row.jid);
+}
+
 /**
  * What to do with a dump's temporary dir whose dump did not commit. `final`: where the commit
  * would have put the checkpoint (a finished archive may be there already).
@@ -84,10 +89,8 @@ export function salvageImages(
     });
     // `restore job` must not quietly bring back an older checkpoint: the job remembers these
     const row = dumpedJid ? host.db.getJob(dumpedJid) : null;
-    if (row) {
-      host.db.updateJob(row.jid, { details: { ...row.details, incompleteDump: kept } });
-      if (row.state === "running" && !isRunning(jobProcess(row.pid, row.startTime))) host.dumped(row.jid);
-    }
+    if (row) host.db.updateJob(row.jid, { details: { ...row.details, incompleteDump: kept } });
+    endIfGone(host, dumpedJid);
     return { kind: "kept", path: kept, manifest: false };
   }
   const recorded = m.id ? host.db.getCheckpoint(m.id) : null;
@@ -120,22 +123,12 @@ export function salvageImages(
       host.log.warn("cannot record a failed dump's images; kept", { path, error: String(e) });
       return { kind: "kept", path, manifest: true };
     }
-    if (m.checksums === "pending") {
-      const digests = Promise.all(
-        m.files.map(async (f) => ({
-          name: f.name,
-          ...(await hashFile(join(path, f.name), host.checksums.pace)),
-        })),
-      );
-      host.checksums.complete(id, path, m, digests);
-    }
+    if (m.checksums === "pending") host.checksums.hashLater(id, path, m);
   } else {
     host.db.insertCheckpoint({ id, jid, path, time, size, manifest });
     Deno.removeSync(tmpDir, { recursive: true });
   }
-  // (a --leave-running dump's job may still run: only a job that is gone ends here)
-  const row = jid ? host.db.getJob(jid) : null;
-  if (row && row.state === "running" && !isRunning(jobProcess(row.pid, row.startTime))) host.dumped(row.jid);
+  endIfGone(host, jid);
   host.log.warn("a dump failed after CRIU ended the job; its images are recorded", { jid, id, path });
   return { kind: "recorded", id, path, jid };
 }
