@@ -81,14 +81,23 @@ cat >"$out" <<SH
 set -e
 key=$version-$sum
 base=\${CEDANA_CACHE_DIR:-\${XDG_CACHE_HOME:-\$HOME/.cache}/cedana}
-[ -w "\$(dirname "\$base")" ] || [ -w "\$base" ] 2>/dev/null || base=/tmp/cedana-\$(id -u)
+{ mkdir -p "\$base" && [ -w "\$base" ]; } 2>/dev/null || { base=/tmp/cedana-\$(id -u); mkdir -p "\$base"; }
 dir=\$base/\$key
 if [ ! -x "\$dir/cedana/cedana" ]; then
-  mkdir -p "\$base"
   tmp=\$(mktemp -d "\$base/.unpack.XXXXXX")
   tail -c +PAYLOAD_OFFSET "\$0" | tar -xzf - -C "\$tmp"
   rm -rf "\$dir" 2>/dev/null || true
   mv "\$tmp" "\$dir" 2>/dev/null || rm -rf "\$tmp" # another run unpacked it first
+  # Each version unpacks to ~150 MB: drop the other versions unless a process still runs from one
+  # (a daemon of the old version execs its own CRIU and reads its own files until it stops).
+  for old in "\$base"/*; do
+    [ "\$old" = "\$dir" ] || [ ! -d "\$old" ] && continue
+    busy=
+    for exe in /proc/[0-9]*/exe; do
+      case "\$(readlink "\$exe" 2>/dev/null)" in "\$old"/*) busy=1; break ;; esac
+    done
+    [ -n "\$busy" ] || rm -rf "\$old" 2>/dev/null || true
+  done
 fi
 exec "\$dir/cedana/cedana" "\$@"
 SH

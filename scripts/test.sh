@@ -11,6 +11,11 @@ else
 fi
 export PATH="/usr/local/bin:$PATH" NO_COLOR=1
 log=$(mktemp)
+# Every temporary file and directory of the run (tests, daemons, checkpoints) goes under one
+# scratch directory, removed at the end whatever a test left behind.
+scratch=$(mktemp -d /tmp/cedana-tests.XXXXXX)
+trap 'rm -rf --one-file-system "$scratch"' EXIT
+export TMPDIR=$scratch
 deno test -A --no-check=remote src/ tests/ "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 summary=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$log" | tail -n1)

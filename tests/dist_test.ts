@@ -81,9 +81,14 @@ Deno.test("dist: one self-extracting file runs without deno, node or npm", {
       .output();
     return { code: o.code, out: new TextDecoder().decode(o.stdout), err: new TextDecoder().decode(o.stderr) };
   };
+  // an older version's unpacked copy, which no process runs from: the new one replaces it
+  Deno.mkdirSync(`${dir}/.cache/cedana/0.0.1-0000000000000000/cedana`, { recursive: true });
   const v = await run("--version");
   assertEquals(v.code, 0, v.err);
   assertMatch(v.out, /^cedana \d+\.\d+\.\d+/);
+  const cached = [...Deno.readDirSync(`${dir}/.cache/cedana`)].map((e) => e.name);
+  assertEquals(cached.length, 1, `one unpacked version in the cache, not ${cached}`);
+  assertMatch(cached[0], /^\d+\.\d+\.\d+-[0-9a-f]{16}$/);
   const check = await run("check");
   assertEquals(check.code, 0, check.out + check.err);
   assertStringIncludes(check.out, "ok    criu");
