@@ -18,10 +18,16 @@
  * checkpointed, and restorable afresh: the poisoned mark is dropped); otherwise it is a reused
  * pid and starts "running".
  *
+ * A container restored by runc or containerd gets new host pids. A process that was started with
+ * FAKE_CUDA_TOKEN=<unique> in its environment carries that token through CRIU (the environment is
+ * in its memory, /proc/PID/environ shows it): a pid with no state of its own whose token matches a
+ * process that was checkpointed once is that process restored from its images: "checkpointed".
+ *
  * State lives in files so that it survives across processes (the daemon, the CLI, the tests)
  * and tests can inspect it:
- *   $FAKE_CUDA_STATE_DIR/<pid>      "<state> <poisoned> <starttime> <imaged>", state 0..3 as
- *                                   cuCheckpointProcessGetState, starttime from /proc/PID/stat
+ *   $FAKE_CUDA_STATE_DIR/<pid>      "<state> <poisoned> <starttime> <imaged> <token>", state 0..3
+ *                                   as cuCheckpointProcessGetState, starttime from
+ *                                   /proc/PID/stat, token its FAKE_CUDA_TOKEN or "-"
  *   $FAKE_CUDA_STATE_DIR/calls.log  one line per call, "lock 1234 -> 0" (init: the caller's pid)
  * FAKE_CUDA_STATE_DIR defaults to /tmp/fake-cuda.
  *
@@ -36,6 +42,7 @@
  * optional for the caller.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -131,6 +138,49 @@ static unsigned long long start_time(int pid) {
  * on running, as after a leave-running dump): a process restored from them starts checkpointed. */
 static int imaged;
 
+/* The FAKE_CUDA_TOKEN of a process's environment as it started, or "-". */
+static void env_token(int pid, char *out, size_t n) {
+  char path[64], buf[65536];
+  snprintf(out, n, "-");
+  snprintf(path, sizeof path, "/proc/%d/environ", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ssize_t len = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (len <= 0) return;
+  buf[len] = 0;
+  for (char *p = buf; p < buf + len; p += strlen(p) + 1) {
+    if (strncmp(p, "FAKE_CUDA_TOKEN=", 16) == 0 && p[16] && !strchr(p + 16, ' ')) {
+      snprintf(out, n, "%s", p + 16);
+      return;
+    }
+  }
+}
+
+/* True when a process with this token was checkpointed once (see the header). */
+static int token_imaged(const char *token) {
+  if (strcmp(token, "-") == 0) return 0;
+  DIR *d = opendir(state_dir());
+  if (!d) return 0;
+  struct dirent *e;
+  int found = 0;
+  while (!found && (e = readdir(d))) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9' || strchr(e->d_name, '.')) continue;
+    char path[4096], tok[256];
+    int st = 0, poisoned = 0, was_imaged = 0;
+    unsigned long long started = 0;
+    snprintf(path, sizeof path, "%s/%s", state_dir(), e->d_name);
+    FILE *f = fopen(path, "re");
+    if (!f) continue;
+    if (fscanf(f, "%d %d %llu %d %255s", &st, &poisoned, &started, &was_imaged, tok) == 5) {
+      found = was_imaged && strcmp(tok, token) == 0;
+    }
+    fclose(f);
+  }
+  closedir(d);
+  return found;
+}
+
 static void read_state(int pid, int *state, int *poisoned) {
   char path[4096];
   snprintf(path, sizeof path, "%s/%d", state_dir(), pid);
@@ -139,11 +189,21 @@ static void read_state(int pid, int *state, int *poisoned) {
   imaged = 0;
   unsigned long long started = 0;
   FILE *f = fopen(path, "re");
-  if (!f) return;
+  if (!f) {
+    char token[256];
+    env_token(pid, token, sizeof token);
+    if (token_imaged(token)) *state = CHECKPOINTED, imaged = 1;
+    return;
+  }
   if (fscanf(f, "%d %d %llu %d", state, poisoned, &started, &imaged) < 1) *state = RUNNING;
   fclose(f);
   if (started != 0 && started != start_time(pid)) {
     if (*state != CHECKPOINTED) *state = imaged ? CHECKPOINTED : RUNNING;
+    if (*state == RUNNING) {
+      char token[256];
+      env_token(pid, token, sizeof token);
+      if (token_imaged(token)) *state = CHECKPOINTED, imaged = 1;
+    }
     *poisoned = 0;
   }
 }
@@ -157,7 +217,9 @@ static void write_state(int pid, int state, int poisoned) {
   FILE *f = fopen(tmp, "we");
   if (!f) return;
   if (state == CHECKPOINTED) imaged = 1;
-  fprintf(f, "%d %d %llu %d\n", state, poisoned, start_time(pid), imaged);
+  char token[256];
+  env_token(pid, token, sizeof token);
+  fprintf(f, "%d %d %llu %d %s\n", state, poisoned, start_time(pid), imaged, token);
   fclose(f);
   rename(tmp, path);
 }

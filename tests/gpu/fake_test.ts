@@ -73,6 +73,40 @@ Deno.test("fake cuda: a new process under a recorded pid", async () => {
   );
 });
 
+Deno.test("fake cuda: a restored copy under a new pid carries its FAKE_CUDA_TOKEN, a new process does not", async () => {
+  const lib = await buildFakeCuda();
+  const start = (token: string) =>
+    new Deno.Command("sleep", {
+      args: ["30"],
+      env: { FAKE_CUDA_TOKEN: token },
+      stdout: "null",
+      stderr: "null",
+    })
+      .spawn();
+  await withStateDir(async () => {
+    const cuda = CudaDriver.open(lib);
+    const [orig, copy, other] = [start("t-1"), start("t-1"), start("t-2")];
+    try {
+      await cuda.lock(orig.pid, 1);
+      assertEquals(cuda.state(copy.pid), "running", "nothing checkpointed with its token yet");
+      await cuda.checkpoint(orig.pid);
+      await cuda.restore(orig.pid);
+      await cuda.unlock(orig.pid);
+      // (as after a leave-running dump: the original goes on, its images hold a checkpointed state)
+      assertEquals(cuda.state(copy.pid), "checkpointed");
+      assertEquals(cuda.state(other.pid), "running");
+      await cuda.restore(copy.pid);
+      await cuda.unlock(copy.pid);
+      assertEquals([cuda.state(orig.pid), cuda.state(copy.pid)], ["running", "running"]);
+    } finally {
+      for (const c of [orig, copy, other]) {
+        c.kill("SIGKILL");
+        await c.status;
+      }
+    }
+  });
+});
+
 Deno.test("fake cuda: FAKE_CUDA_FAIL parses op[:code] lists, and only whole op names", async () => {
   const lib = await buildFakeCuda();
   await withStateDir((dir) =>

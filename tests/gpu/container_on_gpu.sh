@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# CUDA processes INSIDE A RUNC CONTAINER, checkpointed through cedana (daemon + CLI): the GPU steps
+# (lock, GPU checkpoint, GPU restore, unlock) around `runc checkpoint` / `runc restore`. The
+# container gets new host PIDs on every restore; cedana finds its CUDA processes again by their
+# PID inside the container.
+#
+# The container's root filesystem is the host's, read-only (each top-level directory bind-mounted,
+# so python, torch and the driver's libraries are where the host has them), with a tmpfs /tmp and
+# the GPU devices (/dev/nvidia*) bound in and allowed; it shares the host's network (no iptables
+# needed). The job:
+#   1. run (cedana run runc; the CUDA process is found at dump time: no --gpu-enabled for runc)
+#   2. CYCLES (2) dump/restore cycles: the job counts on with its GPU data intact, and after each
+#      restore `job inspect` shows its CUDA process running
+#   3. dump --leave-running, then `restore runc --path P --id NEW`: a copy next to the original,
+#      both counting on (each with its own GPU state)
+#   4. kill and delete both: no container left in `runc list`
+#
+#   CEDANA=cedana  PYTHON=python3 (with CUDA torch)  GIB=1  CYCLES=2  RUNC=runc  WORK=dir
+#   FAKE_GPU=1: test hook (no GPU): APP_CMD runs instead of app.py (see container_on_gpu_test.ts)
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CEDANA=${CEDANA:-cedana}
+PYTHON=${PYTHON:-python3}
+GIB=${GIB:-1}
+CYCLES=${CYCLES:-2}
+RUNC=${RUNC:-runc}
+FAKE_GPU=${FAKE_GPU:-0}
+WORK=${WORK:-$(mktemp -d /tmp/cedana-gpu-ctr.XXXXXX)}
+mkdir -p "$WORK/ck" "$WORK/runc"
+export CEDANA_ADDRESS=$WORK/cedana.sock CEDANA_DB_PATH=$WORK/cedana.db CEDANA_CONFIG_DIR=$WORK \
+  CEDANA_OUTPUT_DIR=$WORK CEDANA_CHECKPOINT_DIR=$WORK/ck
+ROOT=$WORK/runc
+DAEMON=
+cleanup() {
+  "$CEDANA" job kill --all >/dev/null 2>&1 || true
+  for id in $("$RUNC" --root "$ROOT" list -q 2>/dev/null); do "$RUNC" --root "$ROOT" delete -f "$id" 2>/dev/null; done
+  [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  echo "logs in $WORK" >&2
+  exit 1
+}
+say() { echo "== $*"; }
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+[ "$(id -u)" = 0 ] || fail "run as root"
+command -v "$RUNC" >/dev/null || fail "no runc (RUNC=path)"
+if [ "$FAKE_GPU" != 1 ]; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$WORK/gpu.txt" ||
+    fail "no NVIDIA GPU"
+  "$PYTHON" -c 'import torch; assert torch.cuda.is_available()' || fail "$PYTHON needs CUDA torch"
+fi
+
+# ---- the bundle: the host's directories read-only, the GPU devices, the host's network ----------
+BUNDLE=$WORK/bundle
+mkdir -p "$BUNDLE/rootfs"
+(cd "$BUNDLE" && "$RUNC" spec) || fail "runc spec failed"
+app="exec env GIB=$GIB $PYTHON $HERE/app.py"
+[ "$FAKE_GPU" = 1 ] && app=$APP_CMD
+python3 - "$BUNDLE" "$WORK" "$HERE" "$app" <<'PY' || fail "cannot write the bundle's config"
+import json, os, sys
+bundle, work, here, app = sys.argv[1:]
+cfg = json.load(open(f"{bundle}/config.json"))
+cfg["process"]["terminal"] = False
+cfg["process"]["args"] = ["/bin/sh", "-c", app]
+cfg["process"]["cwd"] = "/"
+cfg["process"]["env"] = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/tmp"]
+cfg["root"] = {"path": "rootfs", "readonly": True}
+skip = {"proc", "sys", "dev", "run", "tmp", "lost+found"}
+mounts = cfg["mounts"]
+for name in sorted(os.listdir("/")):
+    path = f"/{name}"
+    if name in skip or os.path.islink(path) or not os.path.isdir(path):
+        continue
+    mounts.append({"destination": path, "type": "bind", "source": path, "options": ["rbind", "ro"]})
+for name in sorted(os.listdir("/")):  # /bin -> usr/bin etc. on merged-/usr systems
+    if os.path.islink(f"/{name}"):
+        os.symlink(os.readlink(f"/{name}"), f"{bundle}/rootfs/{name}")
+    elif name not in skip and os.path.isdir(f"/{name}"):
+        os.makedirs(f"{bundle}/rootfs/{name}", exist_ok=True)
+for d in ("proc", "sys", "dev", "run", "tmp"):
+    os.makedirs(f"{bundle}/rootfs/{d}", exist_ok=True)
+# a writable /tmp (caches), then the script's directory and the work directory (logs, the fake
+# driver) at the same paths as on the host
+mounts.append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]})
+for path, opts in ((here, ["rbind", "ro"]), (work, ["rbind", "rw"])):
+    mounts.append({"destination": path, "type": "bind", "source": path, "options": opts})
+for dev in sorted(os.listdir("/dev")):
+    if dev.startswith("nvidia") and not os.path.isdir(f"/dev/{dev}"):
+        mounts.append({"destination": f"/dev/{dev}", "type": "bind", "source": f"/dev/{dev}", "options": ["bind", "rw"]})
+cfg["linux"]["resources"]["devices"] = [{"allow": True, "access": "rwm"}]
+cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "network"]
+json.dump(cfg, open(f"{bundle}/config.json", "w"), indent=2)
+PY
+
+"$CEDANA" --version
+"$CEDANA" daemon start >"$WORK/daemon.log" 2>&1 &
+DAEMON=$!
+for _ in $(seq 100); do "$CEDANA" ps >/dev/null 2>&1 && break; sleep 0.1; done
+
+last_step() { grep -sE '^[0-9]+ ' "$1" | tail -1 | cut -d' ' -f1; }
+wait_steps() { # log, at least
+  for _ in $(seq 600); do
+    grep -qs MISMATCH "$1" && fail "workload mismatch: $(grep MISMATCH "$1" | head -1)"
+    s=$(last_step "$1")
+    [ -n "$s" ] && [ "$s" -ge "$2" ] && return 0
+    sleep 0.1
+  done
+  fail "workload stalled at step $(last_step "$1") (wanted $2)"
+}
+cuda_running() { # jid: `job inspect` shows the job's CUDA process running
+  local line
+  line=$("$CEDANA" job inspect "$1" | grep '^CUDA:') || fail "job inspect $1 shows no CUDA line"
+  echo "$line" | grep -Eq '[0-9]+: running' && ! echo "$line" | grep -Eq 'locked|checkpointed|failed' ||
+    fail "job inspect $1: $line"
+}
+in_order() { # log, from step
+  awk -v from="$2" '/^[0-9]+ / { if ($1 > from && prev && $1 != prev + 1) { print "step " prev " then " $1; bad = 1 }
+    if ($1 >= from) prev = $1 } END { exit bad }' "$1" || fail "$1: the job's steps are out of order"
+}
+timings() { json '" ".join(f"{k}={v}" for k, v in d.get("timings", {}).items() if k.startswith("gpu") or k in ("total", "plugin_restore", "criu_dump"))'; }
+
+say "CUDA in a runc container ($GIB GiB): run"
+"$CEDANA" run runc --jid gctr --id gctr1 --root "$ROOT" --bundle "$BUNDLE" >/dev/null || fail "cannot start the container"
+log=$WORK/cedana-output-gctr.log
+wait_steps "$log" 3
+for i in $(seq "$CYCLES"); do
+  say "cycle $i: dump + restore"
+  before=$(last_step "$log")
+  out=$("$CEDANA" dump job gctr --json) || fail "dump of gctr failed"
+  echo "$out" | json '"dump: " + str(d.get("gpu"))' | grep -q "pids" || fail "the dump found no CUDA process: $out"
+  echo "dump:    $(echo "$out" | timings)"
+  out=$("$CEDANA" restore job gctr --json) || fail "restore of gctr failed"
+  echo "restore: $(echo "$out" | timings)"
+  wait_steps "$log" $((before + 3))
+  cuda_running gctr
+done
+in_order "$log" 0
+
+say "leave-running, then a copy under a new id next to the original"
+out=$("$CEDANA" dump job gctr --leave-running --json) || fail "leave-running dump failed"
+path=$(echo "$out" | json 'd["checkpoint"]["path"]')
+wait_steps "$log" $(($(last_step "$log") + 2))
+out=$("$CEDANA" restore runc --path "$path" --bundle "$BUNDLE" --root "$ROOT" --id gctr2 --jid gcopy --json) ||
+  fail "restoring a copy failed"
+echo "restore (copy): $(echo "$out" | timings)"
+copylog=$(echo "$out" | json 'd["job"]["log"]')
+wait_steps "$copylog" $(($(last_step "$copylog") + 3))
+wait_steps "$log" $(($(last_step "$log") + 3))
+cuda_running gctr
+cuda_running gcopy
+
+say "kill and delete both"
+"$CEDANA" job kill gctr gcopy >/dev/null || fail "kill failed"
+for _ in $(seq 100); do [ "$("$CEDANA" ps | grep -cE '^gc(tr|opy) .*halted')" = 2 ] && break; sleep 0.1; done
+"$CEDANA" job delete gctr gcopy >/dev/null || fail "delete failed"
+[ -z "$("$RUNC" --root "$ROOT" list -q)" ] || fail "containers left: $("$RUNC" --root "$ROOT" list -q)"
+echo PASS
