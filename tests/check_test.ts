@@ -2,7 +2,7 @@
 import type { CheckpointInfo, DumpResult, RestoreResult } from "../src/api/types.ts";
 import { assert, assertEquals, assertStringIncludes } from "../src/testing/asserts.ts";
 import { crOpts, HAVE_CRIU, readLog, waitTicks } from "./cr_helpers.ts";
-import { opts, pidAlive, TestDaemon, waitFor, withDaemon } from "./helpers.ts";
+import { opts, pidAlive, sleep, TestDaemon, waitFor, withDaemon } from "./helpers.ts";
 
 Deno.test("check: CRIU, kernel and daemon; daemon check fails when the daemon is down", opts, async () => {
   const d = new TestDaemon();
@@ -82,11 +82,39 @@ Deno.test(
 );
 
 Deno.test(
+  "--criu-opts: bad JSON and options cedana sets are refused up front (exit 2); CRIU's own complaint is shown",
+  crOpts,
+  withDaemon(async (d) => {
+    await d.ok("run", "process", "--jid", "co", "--", "sleep", "60");
+    for (const bad of ["{bad", "[]", '{"images-dir":"/tmp/elsewhere"}', '{"ghost-limit":{"a":1}}']) {
+      const r = await d.cli("dump", "job", "co", "--leave-running", "--criu-opts", bad);
+      assertEquals(r.code, 2, `${bad}: ${r.stderr}`);
+      assertEquals(r.stderr.trim().split("\n").length, 1, r.stderr);
+    }
+    const r = await d.cli("dump", "job", "co", "--leave-running", "--criu-opts", '{"no-such-opt":true}');
+    assertEquals(r.code, 5, r.stderr);
+    assertStringIncludes(r.stderr, "unrecognized option '--no-such-opt'");
+    assert(!r.stderr.includes("CRIU log:"), `no log to point at: ${r.stderr}`);
+    assert(!r.stderr.includes("Usage"), r.stderr);
+    assert(pidAlive((await d.json<{ pid: number }>("job", "inspect", "co")).pid), "the job runs on");
+  }),
+);
+
+Deno.test(
   "a dumped attachable job: attach says restore first; restore -o is refused (its output goes to clients)",
   crOpts,
   withDaemon(async (d) => {
     await d.ok("run", "process", "--attachable", "--jid", "att", "--", "sleep", "60");
+    // a client attached during the dump hears that the job was checkpointed, not that it exited
+    const attached = d.cli("job", "attach", "att", "--no-stdin");
+    await sleep(1000);
     await d.ok("dump", "job", "att");
+    const during = await attached;
+    assertEquals(during.code, 0, during.stderr);
+    assertEquals(
+      during.stderr.trim(),
+      "job att was checkpointed; restore it with: cedana restore job att --attach",
+    );
     const a = await d.cli("job", "attach", "att");
     assertEquals(a.code, 5, a.stderr);
     assertStringIncludes(a.stderr, "job att was dumped and is not running: restore it first");

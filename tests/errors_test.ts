@@ -16,7 +16,7 @@ Deno.test(
     await expectError(d, 3, "job nope not found", "job", "inspect", "nope");
     await expectError(d, 3, "job nope not found", "job", "kill", "nope");
     await expectError(d, 2, 'invalid PID "abc"', "manage", "process", "abc");
-    await expectError(d, 3, "no running process with PID 99999999", "manage", "process", "99999999");
+    await expectError(d, 3, "no running process with PID 4194303", "manage", "process", "4194303");
     await expectError(d, 2, "executable file not found", "run", "process", "--", "no-such-binary-xyz");
     await expectError(d, 2, "no such executable file", "run", "process", "--", "./nope.sh");
     await expectError(
@@ -39,6 +39,32 @@ Deno.test(
     await expectError(d, 3, "no job with PID 1", "attach", "1");
     await expectError(d, 2, "invalid job ID", "run", "process", "--jid", "", "--", "true");
     await expectError(d, 2, "cannot manage PID 1", "manage", "process", "1");
+    await expectError(
+      d,
+      2,
+      "PID 2 is a kernel thread (kthreadd): cannot manage it",
+      "manage",
+      "process",
+      "2",
+    );
+    await expectError(
+      d,
+      2,
+      "PID 2 is a kernel thread (kthreadd): cannot checkpoint it",
+      "dump",
+      "process",
+      "2",
+    );
+    await expectError(d, 2, "cannot checkpoint the cedana daemon itself", "dump", "process", String(d.pid));
+    await expectError(
+      d,
+      2,
+      'invalid PID "99999999999999999999"',
+      "manage",
+      "process",
+      "99999999999999999999",
+    );
+    await expectError(d, 2, 'invalid PID "4294967297"', "dump", "process", "4294967297");
     await expectError(
       d,
       2,

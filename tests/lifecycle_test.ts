@@ -1,4 +1,5 @@
 // manage, kill, delete, inspect, and the daemon's own lifecycle (restart, reconcile, refusal).
+import { existsSync } from "node:fs";
 import { DatabaseSync } from "node:sqlite";
 import type { Job, JobInspect } from "../src/api/types.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "../src/testing/asserts.ts";
@@ -173,6 +174,16 @@ Deno.test("daemon: socket mode 0600, second daemon refused, stale socket replace
     assertEquals(second.code, 4);
     assertStringIncludes(second.stderr, "already running");
     assertEquals(second.stderr.trim().split("\n").length, 1);
+    // another socket, the same job DB: refused too (it would take the first one's dumps in
+    // progress for leftovers of a crash); its socket is never created
+    const other = await d.cliWith({ env: { CEDANA_ADDRESS: `${d.dir}/other.sock` } }, "daemon", "start");
+    assertEquals(other.code, 4, other.stderr);
+    assertStringIncludes(
+      other.stderr,
+      `another cedana daemon (pid ${d.pid}, socket ${d.socket}) uses the job DB`,
+    );
+    assertEquals(other.stderr.trim().split("\n").length, 1);
+    assert(!existsSync(`${d.dir}/other.sock`));
     // SIGKILL leaves a stale socket behind; the next start replaces it.
     await d.stop("SIGKILL");
     assert(Deno.statSync(d.socket).isSocket);

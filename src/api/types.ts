@@ -120,7 +120,7 @@ export const STREAM_STDOUT = 1;
 export const STREAM_STDERR = 2;
 
 export type AttachServerMessage =
-  | { type: "exit"; exitCode: number | null; exitSignal: string | null }
+  | { type: "exit"; exitCode: number | null; exitSignal: string | null; checkpointed?: boolean }
   | { type: "error"; message: string };
 
 export type AttachClientMessage =

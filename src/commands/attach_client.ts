@@ -21,11 +21,24 @@ export interface AttachOptions {
   stdin?: boolean;
 }
 
+/** How an attachment ended: the job's exit code, a detach (null), or the job was checkpointed. */
+export type AttachEnd = number | null | "checkpointed";
+
+/** Attaches until the job ends (then exits with its exit code), the client detaches, or a dump. */
+export async function attachAndExit(client: DaemonClient, jid: string, opts: AttachOptions = {}) {
+  const end = await attachJob(client, jid, opts);
+  if (end === "checkpointed") {
+    // not an end: the job waits in its checkpoint
+    console.error(`job ${jid} was checkpointed; restore it with: cedana restore job ${jid} --attach`);
+  } else if (end === null) console.error(`detached from job ${jid} (still running)`);
+  else Deno.exit(end);
+}
+
 export async function attachJob(
   client: DaemonClient,
   jid: string,
   opts: AttachOptions = {},
-): Promise<number | null> {
+): Promise<AttachEnd> {
   const job = await client.get<JobInspect>(`/v1/jobs/${encodeURIComponent(jid)}`);
   if (!job.attachable) {
     throw failedPrecondition(`job ${jid} is not attachable (it was not started with --attachable)`);
@@ -52,9 +65,9 @@ export async function attachJob(
   const rawMode = job.tty && Deno.stdin.isTerminal();
   const cleanups: (() => void)[] = [];
 
-  const result = new Promise<number | null>((resolve, reject) => {
+  const result = new Promise<AttachEnd>((resolve, reject) => {
     let done = false;
-    const finish = (v: number | null | Error) => {
+    const finish = (v: AttachEnd | Error) => {
       if (done) return;
       done = true;
       v instanceof Error ? reject(v) : resolve(v);
@@ -63,7 +76,8 @@ export async function attachJob(
       if (typeof e.data === "string") {
         const m = JSON.parse(e.data) as AttachServerMessage;
         if (m.type === "exit") {
-          if (m.exitCode === null && m.exitSignal === null) {
+          if (m.checkpointed) finish("checkpointed");
+          else if (m.exitCode === null && m.exitSignal === null) {
             // e.g. the job outlived an earlier daemon, so it is no longer our child
             console.error(`job ${jid} exited; its exit code is unknown (it is not a child of this daemon)`);
             finish(0);

@@ -10,7 +10,7 @@ import type {
   RestoreRequest,
   RestoreResult,
 } from "../api/types.ts";
-import { attachJob } from "./attach_client.ts";
+import { attachAndExit } from "./attach_client.ts";
 import { msText, printDump, printRestore } from "./cr_render.ts";
 import { showProgress } from "./progress.ts";
 import { clientOf } from "./context.ts";
@@ -128,9 +128,7 @@ async function doRestore(req: RestoreRequest, o: RestoreCliOpts, cmd: Command) {
   }).finally(done);
   printRestore(r, o.json);
   if (o.attach) {
-    const code = await attachJob(client, r.job.jid, { since: 0 });
-    if (code === null) console.error(`detached from job ${r.job.jid} (still running)`);
-    else Deno.exit(code);
+    await attachAndExit(client, r.job.jid, { since: 0 });
   }
 }
 

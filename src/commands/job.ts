@@ -2,7 +2,7 @@
 import { Command } from "@commander-js/extra-typings";
 import type { DeleteResult, Job, JobInspect, KillResult } from "../api/types.ts";
 import { invalidArgument } from "../errors.ts";
-import { attachJob } from "./attach_client.ts";
+import { attachAndExit } from "./attach_client.ts";
 import { checkpointCommand, checkpointsCommand } from "./cr.ts";
 import { clientOf } from "./context.ts";
 import { parsePid } from "./manage.ts";
@@ -19,19 +19,13 @@ function listCommand(name: string) {
     });
 }
 
-async function attachAndExit(code: Promise<number | null>, jid: string) {
-  const c = await code;
-  if (c === null) console.error(`detached from job ${jid} (still running)`);
-  else Deno.exit(c);
-}
-
 function attachJidCommand() {
   return new Command("attach")
     .description("Attach to an attachable job's stdio (Ctrl+C detaches; Ctrl+P Ctrl+Q for tty jobs)")
     .argument("<jid>")
     .option("--no-stdin", "do not forward stdin")
     .action(async (jid, opts, cmd) => {
-      await attachAndExit(attachJob(clientOf(cmd), jid, { stdin: opts.stdin }), jid);
+      await attachAndExit(clientOf(cmd), jid, { stdin: opts.stdin });
     });
 }
 
@@ -162,6 +156,6 @@ export function attachPidCommand() {
     .action(async (pid, opts, cmd) => {
       const client = clientOf(cmd);
       const job = await client.get<Job>(`/v1/pids/${parsePid(pid)}`);
-      await attachAndExit(attachJob(client, job.jid, { stdin: opts.stdin }), job.jid);
+      await attachAndExit(client, job.jid, { stdin: opts.stdin });
     });
 }

@@ -5,9 +5,10 @@ import { resolve } from "node:path";
 import { invalidArgument } from "../errors.ts";
 import { clientOf } from "./context.ts";
 import { printJson } from "./render.ts";
+import { isValidPid } from "../proc/mod.ts";
 
 export function parsePid(s: string): number {
-  if (!/^\d+$/.test(s) || Number(s) <= 0) throw invalidArgument(`invalid PID "${s}"`);
+  if (!/^\d+$/.test(s) || !isValidPid(Number(s))) throw invalidArgument(`invalid PID "${s}"`);
   return Number(s);
 }
 

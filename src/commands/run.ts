@@ -2,7 +2,7 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import type { Job, RunContainerdRequest, RunProcessRequest, RunRuncRequest } from "../api/types.ts";
 import { invalidArgument } from "../errors.ts";
-import { attachJob } from "./attach_client.ts";
+import { attachAndExit } from "./attach_client.ts";
 import { clientOf } from "./context.ts";
 import type { DaemonClient } from "../client/mod.ts";
 import { printJson } from "./render.ts";
@@ -30,9 +30,7 @@ async function startJob(
   // attached from the first byte: the daemon holds the output until the client is there
   const job = await client.post<Job>(`/v1/run/${type}`, opts.attach ? { ...req, waitForAttach: true } : req);
   if (opts.attach) {
-    const code = await attachJob(client, job.jid, { since: 0 });
-    if (code === null) console.error(`detached from job ${job.jid} (still running)`);
-    else Deno.exit(code);
+    await attachAndExit(client, job.jid, { since: 0 });
   } else if (opts.json) printJson(job);
   else console.log(`started job ${job.jid} (${what(job)})${job.log ? `, output in ${job.log}` : ""}`);
 }

@@ -1,5 +1,7 @@
 // Typed CRIU options -> argv. Only what cedana uses; anything else goes through --criu-opts.
 
+import { invalidArgument } from "../errors.ts";
+
 export interface CommonOptions {
   imagesDir: string;
   /** Where CRIU writes its log and stats (default: the images dir). */
@@ -71,18 +73,35 @@ export function parseCriuOpts(json: string | undefined): string[] {
   try {
     o = JSON.parse(json);
   } catch {
-    throw new Error(`--criu-opts is not valid JSON: ${json}`);
+    throw invalidArgument(`--criu-opts is not valid JSON: ${JSON.stringify(json)}`);
   }
   if (typeof o !== "object" || o === null || Array.isArray(o)) {
-    throw new Error("--criu-opts must be a JSON object");
+    throw invalidArgument('--criu-opts must be a JSON object, e.g. {"ghost-limit":"10M"}');
   }
   const out: string[] = [];
   for (const [k, v] of Object.entries(o)) {
-    if (!/^[a-z][a-z0-9-]*$/.test(k)) throw new Error(`--criu-opts: bad option name "${k}"`);
+    if (!/^[a-z][a-z0-9-]*$/.test(k)) {
+      throw invalidArgument(`--criu-opts: bad option name ${JSON.stringify(k)}`);
+    }
+    if (k in OWNED) throw invalidArgument(`--criu-opts: "${k}" is cedana's to set (${OWNED[k]})`);
     if (v === true) out.push(`--${k}`);
     else if (v === false || v === null) continue;
     else if (typeof v === "string" || typeof v === "number") out.push(`--${k}`, String(v));
-    else throw new Error(`--criu-opts: value of "${k}" must be a string, number or boolean`);
+    else throw invalidArgument(`--criu-opts: the value of "${k}" must be a string, number or boolean`);
   }
   return out;
 }
+
+/** CRIU options cedana sets itself: given twice, CRIU would write where cedana does not look. */
+const OWNED: Record<string, string> = {
+  "images-dir": "use --dir and --name",
+  "work-dir": "cedana uses a work directory of its own",
+  "output": "CRIU's log is kept with the checkpoint",
+  "log-file": "CRIU's log is kept with the checkpoint",
+  "verbosity": "config criu.log_level",
+  "tree": "the job's process",
+  "pidfile": "cedana tracks the restored process",
+  "leave-running": "use --leave-running",
+  "restore-detached": "cedana restores jobs detached",
+  "restore-sibling": "cedana restores jobs as its children",
+};

@@ -68,6 +68,9 @@ Deno.test("--criu-opts JSON", () => {
   assertEquals(parseCriuOpts(undefined), []);
   assertThrows(() => parseCriuOpts("{"), Error, "not valid JSON");
   assertThrows(() => parseCriuOpts('{"a b":1}'), Error, "bad option name");
+  assertThrows(() => parseCriuOpts("[]"), Error, "must be a JSON object");
+  assertThrows(() => parseCriuOpts('{"images-dir":"/tmp/x"}'), Error, '"images-dir" is cedana\'s to set');
+  assertThrows(() => parseCriuOpts('{"ghost-limit":{"a":1}}'), Error, "must be a string, number or boolean");
 });
 
 Deno.test("CRIU log Error lines, without the harmless rlimit one", () => {

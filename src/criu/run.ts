@@ -13,6 +13,18 @@ export function criuErrorLines(log: string): string[] {
     .map((l) => l.replace(/^\(\s*[\d.]+\)\s*/, "").trim());
 }
 
+/**
+ * What CRIU printed itself when it has no log to show (a bad option: its complaint comes first,
+ * then the whole usage text): the lines that say what is wrong, else the first few.
+ */
+export function outputErrorLines(output: string): string[] {
+  const lines = output.split("\n").map((l) => l.trim()).filter(Boolean);
+  const bad = lines.filter((l) =>
+    /unrecognized|invalid|unknown|error|can't|cannot|not supported|requires/i.test(l)
+  );
+  return (bad.length ? bad : lines).slice(0, 5);
+}
+
 /** criuErrorLines of a log file; [] when there is none. */
 export function criuLogFileErrors(path: string, last = 10): string[] {
   try {
@@ -104,14 +116,14 @@ export async function runCriu(
 ): Promise<CriuRun> {
   const r = await spawnCriu(bin, args, opts).done;
   if (r.code !== 0) {
-    let log = "";
+    let log: string | null = null;
     try {
       log = Deno.readTextFileSync(logPath);
-    } catch { /* no log written */ }
-    const lines = criuErrorLines(log);
-    if (!lines.length && r.output.trim()) lines.push(...r.output.trim().split("\n").slice(-5));
+    } catch { /* CRIU stopped before it opened its log (e.g. at its command line) */ }
+    const lines = criuErrorLines(log ?? "");
+    if (!lines.length) lines.push(...outputErrorLines(r.output));
     throw failedPrecondition(
-      `${what} failed (criu exit ${r.code ?? r.signal}); CRIU log: ${logPath}`,
+      `${what} failed (criu exit ${r.code ?? r.signal})${log !== null ? `; CRIU log: ${logPath}` : ""}`,
       lines.slice(-15),
     );
   }

@@ -1,5 +1,5 @@
 import { assertEquals } from "../testing/asserts.ts";
-import { criuLauncher } from "./run.ts";
+import { criuLauncher, outputErrorLines } from "./run.ts";
 
 // The layout scripts/setup.sh installs: PREFIX/bin/criu (sh wrapper), PREFIX/bin/criu.real,
 // PREFIX/lib/ld-linux-x86-64.so.2; reached through a symlink on PATH.
@@ -42,4 +42,12 @@ Deno.test("criuLauncher: any other criu (a binary, a user's own script) runs as 
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
+});
+
+Deno.test("outputErrorLines: CRIU's complaint about its command line, not its usage text", () => {
+  const out =
+    "/opt/criu/bin/criu.real: unrecognized option '--no-such-opt'\n\nUsage:\n  criu dump|pre-dump -t PID [<options>]\n" +
+    "  dedup          remove duplicates in memory dump\n  Try -h|--help for more info\n";
+  assertEquals(outputErrorLines(out), ["/opt/criu/bin/criu.real: unrecognized option '--no-such-opt'"]);
+  assertEquals(outputErrorLines("one\ntwo\n"), ["one", "two"]);
 });

@@ -477,7 +477,7 @@ export class JobService implements CrHost {
     releaseIo(this.db.getJob(jid)?.details.ioKeepers as IoKeep | undefined);
     this.db.updateJob(jid, { state: "halted", exitCode: null, exitSignal: null });
     this.#sources.delete(jid);
-    this.#hubs.get(jid)?.exited({ code: null, signal: null });
+    this.#hubs.get(jid)?.exited({ code: null, signal: null, checkpointed: true });
   }
 
   restored(row: JobRow, io: JobIo | null, reap: boolean, holdOutput = false): void {

@@ -11,6 +11,38 @@ import { JobService } from "./job_service.ts";
 import { Logger } from "./log.ts";
 import { daemonMetrics, metricsHandler, parseListenAddress } from "./metrics.ts";
 import { createApp } from "./server.ts";
+import { tryLockFile } from "../sys/mod.ts";
+
+/**
+ * One daemon per job DB: a second one would take the first one's dumps in progress for leftovers
+ * of a crash, and both would watch (and record) the same jobs. The lock is an flock on DB.lock,
+ * held until this process ends; the file says who holds it.
+ */
+function claimDb(dbPath: string, address: string): void {
+  const lockPath = `${dbPath}.lock`;
+  let fd: number | null;
+  try {
+    fd = tryLockFile(lockPath);
+  } catch (e) {
+    throw failedPrecondition(`cannot lock the job DB (${lockPath}): ${(e as Error).message}`);
+  }
+  if (fd === null) {
+    let holder: { pid?: number; address?: string } = {};
+    try {
+      holder = JSON.parse(Deno.readTextFileSync(lockPath));
+    } catch { /* being written */ }
+    if (holder.address === address) {
+      throw alreadyExists(`a cedana daemon is already running on ${address} (pid ${holder.pid ?? "?"})`);
+    }
+    throw alreadyExists(
+      `another cedana daemon (pid ${holder.pid ?? "?"}, socket ${
+        holder.address ?? "?"
+      }) uses the job DB ${dbPath}; ` +
+        `stop it, or give this daemon its own DB (CEDANA_DB_PATH or db.path in config.json)`,
+    );
+  }
+  Deno.writeTextFileSync(lockPath, JSON.stringify({ pid: Deno.pid, address }) + "\n");
+}
 
 async function claimSocket(path: string): Promise<void> {
   let st: Deno.FileInfo;
@@ -48,8 +80,9 @@ export async function startDaemon(config: Config): Promise<void> {
   const address = config.address;
   // a bad metrics.address fails before anything is claimed or opened
   const metricsAt = config.metrics.address ? parseListenAddress(config.metrics.address) : null;
-  await claimSocket(address);
   Deno.mkdirSync(dirname(config.db.path), { recursive: true });
+  claimDb(config.db.path, address);
+  await claimSocket(address);
   let db: JobDb;
   try {
     db = new JobDb(config.db.path);
@@ -74,7 +107,17 @@ export async function startDaemon(config: Config): Promise<void> {
     log.info("metrics listening", { address: config.metrics.address });
   }
   const app = createApp(svc, { address, db: config.db.path }, log, metrics.registry);
-  const server = Deno.serve({ path: address, transport: "unix", onListen() {} }, app.fetch);
+  let server: Deno.HttpServer;
+  try {
+    server = Deno.serve({ path: address, transport: "unix", onListen() {} }, app.fetch);
+  } catch (e) {
+    svc.shutdown();
+    db.close();
+    if (e instanceof Deno.errors.AddrInUse) {
+      throw alreadyExists(`another cedana daemon started on ${address} at the same time`);
+    }
+    throw failedPrecondition(`cannot listen on ${address}: ${(e as Error).message}`);
+  }
   Deno.chmodSync(address, 0o600);
   log.info("cedana daemon listening", { address, db: config.db.path, pid: Deno.pid, ...rec });
 

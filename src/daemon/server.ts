@@ -22,6 +22,7 @@ import { VERSION } from "../version.ts";
 import type { JobService } from "./job_service.ts";
 import type { Logger } from "./log.ts";
 import { metricsResponse, type Registry } from "./metrics.ts";
+import { isValidPid } from "../proc/mod.ts";
 
 async function body<T>(c: Context, check: (b: Record<string, unknown>) => void): Promise<T> {
   let b: unknown;
@@ -153,7 +154,7 @@ export function createApp(
   app.get("/v1/jobs/:jid", (c) => c.json(svc.inspect(c.req.param("jid"))));
   app.get("/v1/pids/:pid", (c) => {
     const pid = Number(c.req.param("pid"));
-    if (!Number.isInteger(pid) || pid <= 0) throw invalidArgument(`invalid PID ${c.req.param("pid")}`);
+    if (!isValidPid(pid)) throw invalidArgument(`invalid PID ${c.req.param("pid")}`);
     return c.json(svc.byPid(pid));
   });
 
@@ -235,6 +236,7 @@ export function createApp(
                 type: "exit",
                 exitCode: status.code,
                 exitSignal: status.signal,
+                checkpointed: status.checkpointed || undefined,
               };
               ws.send(JSON.stringify(m));
               ws.close(1000, "job exited");

@@ -10,6 +10,8 @@ import type { Logger } from "../daemon/log.ts";
 export interface ExitStatus {
   code: number | null;
   signal: string | null;
+  /** The process ended because the job was checkpointed (dumped without --leave-running). */
+  checkpointed?: boolean;
 }
 
 /** The job's stdio as held by the daemon, for attachable jobs. */

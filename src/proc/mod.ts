@@ -22,6 +22,8 @@ export interface ProcStat {
   /** Field 22: clock ticks after boot when the process started; with pid, a unique identity. */
   startTime: number;
   numThreads: number;
+  /** Field 9: the kernel's per-process flags (PF_*). */
+  flags: number;
   /** Virtual memory size in bytes. */
   vsize: number;
   /** Resident set size in pages. */
@@ -68,10 +70,38 @@ export function parseStat(text: string): ProcStat | null {
     session: field(6),
     ttyNr: field(7),
     numThreads: field(20),
+    flags: field(9),
     startTime: field(22),
     vsize: field(23),
     rss: field(24),
   };
+}
+
+/** The kernel's limit on PIDs (PID_MAX_LIMIT on 64-bit): anything above is no PID at all. */
+const PID_MAX_LIMIT = 4_194_304;
+
+export function isValidPid(pid: number): boolean {
+  return Number.isInteger(pid) && pid > 0 && pid <= PID_MAX_LIMIT;
+}
+
+const PF_KTHREAD = 0x00200000;
+
+/**
+ * Why the process `pid` cannot be taken as a job or checkpointed (`verb`: "manage", "checkpoint"),
+ * or null when it can: the daemon itself or one of its ancestors (CRIU would freeze the daemon
+ * too), init, or a kernel thread (no user memory to save, and signals do not end it).
+ */
+export function unmanageable(pid: number, verb: string): string | null {
+  if (pid === Deno.pid) return `cannot ${verb} the cedana daemon itself`;
+  if (pid === 1) return `cannot ${verb} PID 1 (init)`;
+  const st = readStat(pid);
+  if (st && (st.flags & PF_KTHREAD) !== 0) {
+    return `PID ${pid} is a kernel thread (${st.comm}): cannot ${verb} it`;
+  }
+  for (let p = readStat(Deno.pid)?.ppid ?? 0, n = 0; p > 1 && n < 64; p = readStat(p)?.ppid ?? 0, n++) {
+    if (p === pid) return `PID ${pid} is an ancestor of the cedana daemon: cannot ${verb} it`;
+  }
+  return null;
 }
 
 /** Reads /proc/PID/stat; null when the process does not exist. */

@@ -29,6 +29,7 @@ const SYMBOLS = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   waitid: { parameters: ["i32", "u32", "buffer", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  flock: { parameters: ["i32", "i32"], result: "i32" },
   prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
   sysconf: { parameters: ["i32"], result: "i64" },
   __errno_location: { parameters: [], result: "pointer" },
@@ -177,6 +178,22 @@ export function openAppend(path: string, probe = false): number {
   }
   if (probe) closeFd(fd);
   return fd;
+}
+
+/**
+ * Opens (creating, 0600) `path` and takes an exclusive flock on it without waiting. Returns the fd,
+ * which holds the lock until it is closed or this process ends (close-on-exec: children never
+ * inherit it), or null when another process holds the lock.
+ */
+export function tryLockFile(path: string): number | null {
+  const O_RDWR = 2, O_CREAT = 0o100, O_CLOEXEC = 0o2000000, LOCK_EX = 2, LOCK_NB = 4, EWOULDBLOCK = 11;
+  const fd = lib().open(new TextEncoder().encode(path + "\0"), O_RDWR | O_CREAT | O_CLOEXEC, 0o600);
+  if (fd < 0) throw new ErrnoError(`open(${path})`, lastErrno());
+  if (lib().flock(fd, LOCK_EX | LOCK_NB) === 0) return fd;
+  const errno = lastErrno();
+  closeFd(fd);
+  if (errno === EWOULDBLOCK) return null;
+  throw new ErrnoError(`flock(${path})`, errno);
 }
 
 /** A pipe as raw fds, both ends close-on-exec (children get them only through explicit stdio). */

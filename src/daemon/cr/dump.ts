@@ -20,7 +20,7 @@ import { dumpArgs, parseCriuOpts } from "../../criu/options.ts";
 import { runCriu } from "../../criu/run.ts";
 import { readDumpStats } from "../../criu/stats.ts";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, osReason } from "../../errors.ts";
-import { isRunning, jobProcess, readStat } from "../../proc/mod.ts";
+import { isRunning, isValidPid, jobProcess, readStat, unmanageable } from "../../proc/mod.ts";
 import type { JobRow } from "../db.ts";
 import { checkpointAll, detectGpu, type GpuDump, lockAll, resumeAll } from "./gpu.ts";
 import { type CriuFlags, type JobPlugin, plugin } from "../../plugins/mod.ts";
@@ -383,6 +383,7 @@ function criuFailed(c: DumpCtx, e: Error, log: string, workDir?: string): void {
 export async function dump(host: CrHost, request: DumpRequest, row: JobRow | null): Promise<DumpResult> {
   // config criu.leave_running is the default of --leave-running
   const req = { ...request, leaveRunning: request.leaveRunning ?? host.config.criu.leave_running };
+  parseCriuOpts(req.criuOpts); // a bad --criu-opts is refused before anything happens
   let pid: number;
   if (row) {
     if (row.pid === null || row.state !== "running") {
@@ -398,8 +399,10 @@ export async function dump(host: CrHost, request: DumpRequest, row: JobRow | nul
     }
     pid = row.pid;
   } else {
-    if (!Number.isInteger(req.pid) || req.pid! <= 0) throw invalidArgument(`invalid PID ${req.pid}`);
+    if (!isValidPid(req.pid!)) throw invalidArgument(`invalid PID ${req.pid}`);
     pid = req.pid!;
+    const why = unmanageable(pid, "checkpoint");
+    if (why) throw invalidArgument(why);
   }
   const st = row ? jobProcess(pid, row.startTime) : readStat(pid);
   if (!isRunning(st)) {

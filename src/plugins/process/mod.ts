@@ -2,7 +2,7 @@
 
 import type { ManageProcessRequest, RunProcessRequest } from "../../api/types.ts";
 import { invalidArgument, notFound } from "../../errors.ts";
-import { isRunning, readCmdline, readCwd, readStat } from "../../proc/mod.ts";
+import { isRunning, isValidPid, readCmdline, readCwd, readStat, unmanageable } from "../../proc/mod.ts";
 import type { JobRow } from "../../daemon/db.ts";
 import type { JobPlugin, PluginContext, StartedJob } from "../types.ts";
 import { checkCwd, resolveExecutable, spawnToLog, spawnWithPipes, spawnWithPty } from "./spawn.ts";
@@ -39,9 +39,9 @@ function run(req: RunProcessRequest, ctx: PluginContext): StartedJob {
 }
 
 function manage(req: ManageProcessRequest, _ctx: PluginContext): StartedJob {
-  if (!Number.isInteger(req.pid) || req.pid <= 0) throw invalidArgument(`invalid PID ${req.pid}`);
-  if (req.pid === Deno.pid) throw invalidArgument("cannot manage the daemon itself");
-  if (req.pid === 1) throw invalidArgument("cannot manage PID 1 (init): killing it would end the system");
+  if (!isValidPid(req.pid)) throw invalidArgument(`invalid PID ${req.pid}`);
+  const why = unmanageable(req.pid, "manage");
+  if (why) throw invalidArgument(why);
   const stat = readStat(req.pid);
   if (!isRunning(stat)) {
     throw notFound(`no running process with PID ${req.pid}`);
