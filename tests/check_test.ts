@@ -52,6 +52,7 @@ Deno.test(
     const child = new Deno.Command("setsid", {
       args: ["sh", "-c", `exec >>${log} 2>&1; i=0; while :; do echo "tick $i"; i=$((i+1)); sleep 0.1; done`],
       stdin: "null",
+      cwd: d.dir,
     }).spawn();
     await waitTicks(log, 2);
     const r = await d.json<DumpResult>("dump", "process", String(child.pid));
@@ -70,6 +71,9 @@ Deno.test(
       "revived",
     );
     assertEquals(back.job.jid, "revived");
+    // the new job knows what it runs (from the checkpoint: the process was no job before)
+    assertEquals(back.job.cmdline.slice(0, 2), ["sh", "-c"]);
+    assertEquals(back.job.cwd, d.dir);
     // While this test's Deno.Command still holds a pidfd of its dead child, the PID stays allocated
     // and the restore falls back to a new PID namespace; once Deno has let go, the original PID is
     // free again. Which one happens depends on Deno's timing: both must give a running job.
@@ -78,6 +82,10 @@ Deno.test(
     await waitTicks(log, before + 2);
     await d.ok("job", "kill", "revived");
     await waitFor(() => !pidAlive(back.job.pid!), "killed");
+    // files removed by hand: the record stays, marked, until it is deleted
+    Deno.removeSync(r.checkpoint.path, { recursive: true });
+    assertStringIncludes(await d.ok("checkpoints"), `${r.checkpoint.path} (missing)`);
+    await d.ok("job", "checkpoint", "delete", r.checkpoint.id);
   }),
 );
 

@@ -39,6 +39,9 @@ Deno.test(
     await expectError(d, 3, "no job with PID 1", "attach", "1");
     await expectError(d, 2, "invalid job ID", "run", "process", "--jid", "", "--", "true");
     await expectError(d, 2, "cannot manage PID 1", "manage", "process", "1");
+    await expectError(d, 2, "name jobs or use --all, not both", "job", "kill", "dup", "--all");
+    await expectError(d, 2, 'invalid job ID "a\\nb"', "run", "process", "--jid", "a\nb", "--", "true");
+    await expectError(d, 3, 'job "a\\nb" not found', "job", "inspect", "a\nb");
     await expectError(
       d,
       2,

@@ -161,6 +161,8 @@ export interface CheckpointInfo {
   time: string;
   size: number;
   compression: CompressionName;
+  /** Its files are gone from disk (removed by hand): the record stays until deleted. */
+  missing?: boolean;
 }
 
 /** Milliseconds per named step, plus CRIU's own numbers where it reports them. */

@@ -204,7 +204,12 @@ function listCheckpoints(name: string) {
         jid ? `/v1/jobs/${encodeURIComponent(jid)}/checkpoints` : "/v1/checkpoints",
       );
       if (o.json) return printJson(cs);
-      const row = (c: CheckpointInfo) => [c.id, `${c.time} (${ago(c.time)})`, humanSize(c.size), c.path];
+      const row = (c: CheckpointInfo) => [
+        c.id,
+        `${c.time} (${ago(c.time)})`,
+        humanSize(c.size),
+        c.missing ? `${c.path} (missing)` : c.path,
+      ];
       console.log(
         jid ? table(["ID", "TIME", "SIZE", "PATH"], cs.map(row)) : table(
           ["ID", "JOB", "TIME", "SIZE", "PATH"],

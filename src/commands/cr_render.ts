@@ -7,9 +7,10 @@ export function msText(v: number | undefined): string {
   return v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(v < 10 ? 1 : 0)} ms`;
 }
 
-/** One line per phase, the way users read it: what took the time. */
-export function timingLine(t: Timings, keys: [string, string][]): string {
-  return keys.filter(([k]) => t[k] !== undefined).map(([k, label]) => `${label} ${msText(t[k])}`).join(" · ");
+/** One line per phase, the way users read it: what took the time (a phase with a minimum: only above it). */
+export function timingLine(t: Timings, keys: [string, string, number?][]): string {
+  return keys.filter(([k, , min]) => t[k] !== undefined && t[k] >= (min ?? 0))
+    .map(([k, label]) => `${label} ${msText(t[k])}`).join(" · ");
 }
 
 export function printDump(r: DumpResult, what: string, json?: boolean) {
@@ -55,6 +56,8 @@ export function printRestore(r: RestoreResult, json?: boolean) {
     "  " + timingLine(r.timings, [
       ["unpack", "unpack"],
       ["verify", "verify"],
+      // (zombies of the dumped tree not yet reaped by their parent: usually 0)
+      ["pids", "waiting for the original PIDs", 5],
       ["criu_forking_time", "fork"],
       ["criu_restore_time", "restore"],
       ["criu_restore", "criu"],

@@ -69,9 +69,11 @@ function inspectText(j: JobInspect): string {
   }
   for (const [k, v] of Object.entries(j.details)) {
     if (HIDDEN_DETAILS.has(k) || v === undefined || v === null) continue;
-    rows.push([DETAIL_LABELS[k] ?? k, typeof v === "string" ? v : JSON.stringify(v)]);
+    const text = typeof v === "string" ? v : typeof v === "boolean" ? (v ? "yes" : "no") : JSON.stringify(v);
+    rows.push([DETAIL_LABELS[k] ?? k, text]);
   }
-  const out = rows.map(([k, v]) => `${(k + ":").padEnd(Math.max(13, k.length + 2))}${v}`);
+  const width = Math.max(...rows.map(([k]) => k.length)) + 2;
+  const out = rows.map(([k, v]) => `${(k + ":").padEnd(width)}${v}`);
   if (j.fds.length) {
     out.push(
       "Open files:",
@@ -85,6 +87,7 @@ function inspectText(j: JobInspect): string {
 const HIDDEN_DETAILS = new Set(["ioKeepers"]);
 const DETAIL_LABELS: Record<string, string> = {
   restoredFrom: "Restored from",
+  pidNamespace: "Own PID namespace",
   incompleteDump: "Unfinished dump",
   id: "Container",
   root: "Runc root",

@@ -1,6 +1,7 @@
 // The job service: every job operation the API offers, over the DB and the plugins. It is the
 // only writer of job records, and it watches every live job so an exit is recorded promptly.
 
+import { existsSync } from "node:fs";
 import type {
   CheckpointInfo,
   CheckpointInspect,
@@ -84,6 +85,7 @@ function checkpointInfo(c: CheckpointRow): CheckpointInfo {
     time: new Date(c.time).toISOString(),
     size: c.size,
     compression: (c.manifest.compression as CompressionName) ?? detectCompression(c.path),
+    missing: existsSync(c.path) ? undefined : true,
   };
 }
 
@@ -137,7 +139,9 @@ export class JobService implements CrHost {
   #pickJid(requested?: string): string {
     if (requested === undefined) return randomJid((j) => this.#taken(j));
     if (!JID_PATTERN.test(requested)) {
-      throw invalidArgument(`invalid job ID "${requested}": use letters, digits, '_', '.', '-' (max 128)`);
+      throw invalidArgument(
+        `invalid job ID ${JSON.stringify(requested)}: use letters, digits, '_', '.', '-' (max 128)`,
+      );
     }
     if (this.#taken(requested)) throw alreadyExists(`job ${requested} already exists`);
     return requested;
@@ -145,7 +149,7 @@ export class JobService implements CrHost {
 
   #get(jid: string): JobRow {
     const row = this.db.getJob(jid);
-    if (!row) throw notFound(`job ${jid} not found`);
+    if (!row) throw notFound(`job ${JID_PATTERN.test(jid) ? jid : JSON.stringify(jid)} not found`);
     return row;
   }
 
@@ -291,10 +295,12 @@ export class JobService implements CrHost {
   }
 
   /** On daemon start: every job the DB says is running is checked against /proc. */
-  reconcile(): { running: number; halted: number } {
-    let running = 0, halted = 0;
+  /** running and halted jobs after the check; ended: how many of those ended while no daemon ran. */
+  reconcile(): { running: number; halted: number; ended: number } {
+    let running = 0, halted = 0, ended = 0;
     for (const row of this.db.listJobs()) {
       if (row.state !== "running") {
+        halted++;
         // a job that ended while no daemon ran leaves its keepers behind: release them
         releaseIo(row.details.ioKeepers as IoKeep | undefined);
         continue;
@@ -311,12 +317,13 @@ export class JobService implements CrHost {
         this.#watch(row);
       } else {
         halted++;
+        ended++;
         releaseIo(row.details.ioKeepers as IoKeep | undefined);
         this.db.updateJob(row.jid, { state: "halted" });
         this.log.info("job no longer running", { jid: row.jid, pid: row.pid });
       }
     }
-    return { running, halted };
+    return { running, halted, ended };
   }
 
   // ---- queries -----------------------------------------------------------------------------
@@ -399,9 +406,10 @@ export class JobService implements CrHost {
   }
 
   #select(jids: string[], all?: boolean): JobRow[] {
+    if (all && jids?.length) throw invalidArgument("name jobs or use --all, not both");
     if (all) return this.db.listJobs();
     if (!jids?.length) throw invalidArgument("no job given (name one or more JIDs, or use --all)");
-    return jids.map((j) => this.#get(j));
+    return [...new Set(jids)].map((j) => this.#get(j)); // (a job named twice is acted on once)
   }
 
   kill(req: KillRequest): KillResult {

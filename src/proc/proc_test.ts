@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import {
   descendants,
   isSameProcess,
+  isValidPid,
   parseStat,
   readCmdline,
   readCwd,
@@ -11,6 +12,7 @@ import {
   readStat,
   startTimeToDate,
   statusWord,
+  unmanageable,
 } from "./mod.ts";
 
 /** Above the kernel's absolute PID limit (4194304), so it can never exist. */
@@ -60,10 +62,22 @@ Deno.test("parseStat splits at the last ')' so comm may hold spaces and parenthe
     session: 42,
     ttyNr: 0,
     numThreads: 3,
+    flags: 4194560,
     startTime: 12345,
     vsize: 8192,
     rss: 7,
   });
+});
+
+Deno.test("unmanageable: the daemon itself, init, kernel threads, and this process's ancestors", () => {
+  assert.equal(unmanageable(Deno.pid, "manage"), "cannot manage the cedana daemon itself");
+  assert.equal(unmanageable(1, "checkpoint"), "cannot checkpoint PID 1 (init)");
+  assert.match(unmanageable(2, "manage")!, /^PID 2 is a kernel thread \(kthreadd\)/);
+  const parent = readStat(Deno.pid)!.ppid;
+  if (parent > 1) assert.match(unmanageable(parent, "checkpoint")!, /is an ancestor of the cedana daemon/);
+  assert.equal(isValidPid(4_194_304), true);
+  assert.equal(isValidPid(4_194_305), false);
+  assert.equal(isValidPid(1.5), false);
 });
 
 Deno.test("readStat of a real process whose comm is 'we ird) x'", async () => {

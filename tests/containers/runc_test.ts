@@ -164,8 +164,11 @@ Deno.test(
     assertEquals(notJob.code, 3);
     await d.ok("run", "runc", "--bundle", bundle, "--root", root, "--id", "x1", "--jid", "x");
     const dupId = await d.cli("run", "runc", "--bundle", bundle, "--root", root, "--id", "x1");
-    assertEquals(dupId.code, 5, dupId.stderr);
-    assertStringIncludes(dupId.stderr, "runc run x1 failed");
+    assertEquals(dupId.code, 4, dupId.stderr);
+    assertStringIncludes(dupId.stderr, "container x1 already exists");
+    const badId = await d.cli("run", "runc", "--bundle", bundle, "--root", root, "--id", "bad/id");
+    assertEquals(badId.code, 2, badId.stderr);
+    assertStringIncludes(badId.stderr, 'invalid container ID "bad/id"');
     // adopting a container someone else started
     const ext = spawnCapture("runc", ["--root", root, "run", "-d", "--bundle", bundle, "ext"]);
     await ext.exited;

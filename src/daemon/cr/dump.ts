@@ -20,7 +20,15 @@ import { dumpArgs, parseCriuOpts } from "../../criu/options.ts";
 import { runCriu } from "../../criu/run.ts";
 import { readDumpStats } from "../../criu/stats.ts";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, osReason } from "../../errors.ts";
-import { isRunning, isValidPid, jobProcess, readStat, unmanageable } from "../../proc/mod.ts";
+import {
+  isRunning,
+  isValidPid,
+  jobProcess,
+  readCmdline,
+  readCwd,
+  readStat,
+  unmanageable,
+} from "../../proc/mod.ts";
 import type { JobRow } from "../db.ts";
 import { checkpointAll, detectGpu, type GpuDump, lockAll, resumeAll } from "./gpu.ts";
 import { type CriuFlags, type JobPlugin, plugin } from "../../plugins/mod.ts";
@@ -43,6 +51,8 @@ interface DumpCtx {
   criuVersion: string;
   compression: CompressionName;
   facts?: TreeFacts;
+  /** `dump process` of a process that is no job: its command line and cwd, for the manifest. */
+  proc?: { cmdline: string[]; cwd: string };
   flags: CriuFlags;
   external: string[];
   stdio: StdioInfo;
@@ -84,6 +94,7 @@ const steps: Step<DumpCtx>[] = [
     name: "inspect",
     run(c) {
       const f = c.facts = inspectTree(c.pid);
+      if (!c.row) c.proc = { cmdline: readCmdline(c.pid) ?? [], cwd: readCwd(c.pid) ?? "" };
       if (f.ioUring) {
         throw failedPrecondition(`process ${c.pid} uses io_uring, which CRIU cannot checkpoint`);
       }
@@ -277,8 +288,8 @@ const steps: Step<DumpCtx>[] = [
           jid: r?.jid ?? null,
           type: r?.type ?? "process",
           pid: c.pid,
-          cmdline: r?.cmdline ?? [],
-          cwd: r?.cwd ?? "",
+          cmdline: r?.cmdline ?? c.proc?.cmdline ?? [],
+          cwd: r?.cwd ?? c.proc?.cwd ?? "",
           log: r?.log ?? null,
           attachable: r?.attachable ?? false,
           tty: r?.tty ?? false,

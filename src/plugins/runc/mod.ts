@@ -104,6 +104,13 @@ async function run(req: RunRuncRequest, ctx: PluginContext): Promise<StartedJob>
   }
   const root = req.root ?? DEFAULT_ROOT;
   const id = req.id ?? ctx.jid;
+  checkContainerId(id);
+  try {
+    Deno.statSync(join(root, id));
+    throw alreadyExists(`container ${id} already exists (runc root ${root}): choose another --id`);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
   const log = req.attachable ? null : (req.log ?? defaultLogPath(ctx.config.output_dir, ctx.jid));
   if (log) probeLog(log); // fail early on an unwritable log, before a container exists
   const args = ["run", "-d", "--bundle", bundle, ...(req.noPivot ? ["--no-pivot"] : []), id];
@@ -254,6 +261,7 @@ async function restore(c: RestoreContext): Promise<Restored> {
   }
   const root = c.options.root ?? dumped.root ?? DEFAULT_ROOT;
   const id = c.options.id ?? dumped.id ?? c.jid;
+  checkContainerId(id);
   await freeContainerId(root, id);
   await restoreRootfs(bundle, c.imagesDir);
   // --pid-file: the restored init's PID without another `runc state` call
@@ -296,6 +304,13 @@ async function restore(c: RestoreContext): Promise<Restored> {
     attachable,
     log,
   };
+}
+
+/** runc's own rule for container IDs, checked before runc is asked. */
+function checkContainerId(id: string): void {
+  if (!/^[\w+.-]+$/.test(id)) {
+    throw invalidArgument(`invalid container ID ${JSON.stringify(id)}: letters, digits, _ + - . only`);
+  }
 }
 
 /** A stopped container keeps its ID in runc's state; a running one is refused. */
