@@ -42,32 +42,15 @@ Deno.test(
     await expectError(d, 2, "name jobs or use --all, not both", "job", "kill", "dup", "--all");
     await expectError(d, 2, 'invalid job ID "a\\nb"', "run", "process", "--jid", "a\nb", "--", "true");
     await expectError(d, 3, 'job "a\\nb" not found', "job", "inspect", "a\nb");
-    await expectError(
-      d,
-      2,
-      "PID 2 is a kernel thread (kthreadd): cannot manage it",
-      "manage",
-      "process",
-      "2",
-    );
-    await expectError(
-      d,
-      2,
-      "PID 2 is a kernel thread (kthreadd): cannot checkpoint it",
-      "dump",
-      "process",
-      "2",
-    );
-    await expectError(d, 2, "cannot checkpoint the cedana daemon itself", "dump", "process", String(d.pid));
-    await expectError(
-      d,
-      2,
-      'invalid PID "99999999999999999999"',
-      "manage",
-      "process",
-      "99999999999999999999",
-    );
-    await expectError(d, 2, 'invalid PID "4294967297"', "dump", "process", "4294967297");
+    // processes that are no one's to take: the kernel's, the daemon, PIDs the kernel never gives
+    const refused: [string, ...string[]][] = [
+      ["PID 2 is a kernel thread (kthreadd): cannot manage it", "manage", "process", "2"],
+      ["PID 2 is a kernel thread (kthreadd): cannot checkpoint it", "dump", "process", "2"],
+      ["cannot checkpoint the cedana daemon itself", "dump", "process", String(d.pid)],
+      ['invalid PID "99999999999999999999"', "manage", "process", "99999999999999999999"],
+      ['invalid PID "4294967297"', "dump", "process", "4294967297"],
+    ];
+    for (const [msg, ...args] of refused) await expectError(d, 2, msg, ...args);
     await expectError(
       d,
       2,

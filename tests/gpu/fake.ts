@@ -88,3 +88,53 @@ export function readFakeState(stateDir: string, pid: number): { state: number; p
     return null;
   }
 }
+
+/**
+ * Runs one of the GPU-machine scripts (cedana_on_gpu.sh, container_on_gpu.sh) here with the fake
+ * driver, with WORK a new directory `w` that also holds `lib/libcuda.so.1` (the fake, for LD_PRELOAD into the
+ * workload: `appCmd(w)` gives the workload's command), `state/` (the fake's state) and a `cedana`
+ * launcher for this checkout. Returns the exit code and everything the script printed.
+ */
+export async function runGpuScript(
+  script: string,
+  appCmd: (w: string) => string,
+  env: Record<string, string> = {},
+): Promise<{ code: number; text: string }> {
+  const cuda = await buildFakeCuda();
+  const nvml = await buildFakeNvml();
+  const w = Deno.makeTempDirSync({ prefix: "cedana-fakegpu-" });
+  try {
+    Deno.mkdirSync(`${w}/lib`);
+    Deno.mkdirSync(`${w}/state`);
+    Deno.copyFileSync(cuda, `${w}/lib/libcuda.so.1`);
+    const main = new URL("../../main.ts", import.meta.url).pathname;
+    Deno.writeTextFileSync(
+      `${w}/cedana`,
+      `#!/bin/sh\nexec "${Deno.execPath()}" run -A --quiet ${main} "$@"\n`,
+      {
+        mode: 0o755,
+      },
+    );
+    const out = await new Deno.Command("bash", {
+      args: [new URL(script, import.meta.url).pathname],
+      env: {
+        CEDANA: `${w}/cedana`,
+        CEDANA_CUDA_LIB: cuda,
+        CEDANA_NVML_LIB: nvml,
+        FAKE_CUDA_STATE_DIR: `${w}/state`,
+        FAKE_GPU: "1",
+        WORK: w, // (a container sees it at the same path: the fake library must be in it)
+        APP_CMD: appCmd(w),
+        ...env,
+      },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return {
+      code: out.code,
+      text: new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
+    };
+  } finally {
+    Deno.removeSync(w, { recursive: true });
+  }
+}
