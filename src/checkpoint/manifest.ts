@@ -8,6 +8,12 @@ import type { FileDigest } from "./hasher.ts";
 import { hashFile } from "./hasher.ts";
 
 export const MANIFEST = "manifest.json";
+/**
+ * Everything a dump knows before CRIU runs (the job, its flags, its stdio), written before CRIU
+ * starts: if the daemon dies while CRIU (or runc) finishes the dump on its own, the next start
+ * completes the manifest from it (see salvage.ts). Removed once the manifest is written.
+ */
+export const MANIFEST_DRAFT = ".manifest.draft.json";
 
 /** A checkpoint's ID: 12 hex digits. */
 export function newCheckpointId(): string {
@@ -53,10 +59,10 @@ export interface Manifest {
 }
 
 /** Written to a temporary name and renamed: a reader never sees half a manifest. */
-export function writeManifest(dir: string, m: Manifest): void {
-  const tmp = join(dir, `.${MANIFEST}.tmp`);
+export function writeManifest(dir: string, m: Manifest, name = MANIFEST): void {
+  const tmp = join(dir, `.${name}.tmp`);
   Deno.writeTextFileSync(tmp, JSON.stringify(m, null, 2) + "\n");
-  Deno.renameSync(tmp, join(dir, MANIFEST));
+  Deno.renameSync(tmp, join(dir, name));
 }
 
 /** Identity of each file when its checksum was taken: unchanged files need no re-hashing. */

@@ -526,6 +526,12 @@ export class JobService implements CrHost {
     return { op: p.op, step: p.step, bytes, seconds: (Date.now() - p.since) / 1000 };
   }
 
+  busyUntil(jid: string | null, op: string, done: Promise<unknown>): void {
+    if (jid === null || this.#busy.has(jid)) return;
+    this.#busy.set(jid, op);
+    done.catch(() => {}).finally(() => this.#busy.delete(jid));
+  }
+
   async #exclusive<T>(jid: string | null, op: string, fn: () => Promise<T>): Promise<T> {
     if (jid === null) return await fn();
     const other = this.#busy.get(jid);

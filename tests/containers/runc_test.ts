@@ -3,7 +3,7 @@
 import type { DumpResult, Job, RestoreResult } from "../../src/api/types.ts";
 import { assert, assertEquals, assertStringIncludes } from "../../src/testing/asserts.ts";
 import { lastTick, readLog, waitTicks } from "../cr_helpers.ts";
-import { sleep, type TestDaemon, waitFor, withDaemon } from "../helpers.ts";
+import { sleep, TestDaemon, waitFor, withDaemon } from "../helpers.ts";
 import { hasContainerCRTools, makeBundle, runOk, spawnCapture } from "./fixture.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false, ignore: !hasContainerCRTools() } as const;
@@ -179,4 +179,59 @@ Deno.test(
     await d.ok("job", "delete", m.jid);
     assert(!(await runcList(root)).includes("ext"));
   }),
+);
+
+Deno.test(
+  "runc: the daemon SIGKILLed during a dump: runc finishes it, the next daemon records it as the latest",
+  opts,
+  async () => {
+    const d = new TestDaemon();
+    await d.start();
+    try {
+      // 60 MB of random data in the container's /dev/shm: CRIU gzips tmpfs contents, slowly enough
+      // to kill the daemon halfway
+      const { bundle, root } = await setup(d, [
+        "sh",
+        "-c",
+        'head -c 60000000 /dev/urandom > /dev/shm/blob; i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.1; done',
+      ]);
+      const started = await d.json<Job>("run", "runc", "--bundle", bundle, "--root", root, "--jid", "crash");
+      const log = started.log!;
+      await waitTicks(log, 3);
+      await d.ok("dump", "job", "crash"); // an older checkpoint, which must not come back
+      await d.ok("restore", "job", "crash");
+      await waitTicks(log, lastTick(readLog(log)) + 3);
+      const dumping = d.cli("dump", "job", "crash");
+      const ck = `${d.dir}/checkpoints`;
+      await waitFor(
+        () => [...Deno.readDirSync(ck)].some((e) => e.name.startsWith(".cedana-tmp-")),
+        "dump started",
+      );
+      await sleep(300); // runc is running CRIU
+      await d.stop("SIGKILL");
+      assert((await dumping).code !== 0, "the dump did not report success");
+      const lastBefore = lastTick(readLog(log));
+      await d.start();
+      await waitFor(
+        async () => (await d.json<unknown[]>("checkpoints", "crash")).length === 2,
+        "the finished dump recorded",
+        60_000,
+      );
+      assertEquals((await job(d, "crash")).status, "halted");
+      await d.ok("restore", "job", "crash");
+      await waitTicks(log, lastBefore + 3);
+      const ticks = readLog(log).filter((l) => l.startsWith("tick ")).map((l) => Number(l.slice(5)));
+      for (let k = 1; k < ticks.length; k++) {
+        assertEquals(ticks[k], ticks[k - 1] + 1, "the latest state, not an older one");
+      }
+      assertEquals(
+        [...Deno.readDirSync(ck)].filter((e) => e.name.startsWith(".cedana-")).length,
+        0,
+        "no temporary dirs left",
+      );
+      await d.ok("job", "kill", "crash");
+    } finally {
+      await d.cleanup();
+    }
+  },
 );

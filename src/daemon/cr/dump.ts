@@ -9,6 +9,7 @@ import { DirHasher } from "../../checkpoint/hasher.ts";
 import {
   MANIFEST,
   type Manifest,
+  MANIFEST_DRAFT,
   newCheckpointId,
   stampFiles,
   type StdioInfo,
@@ -33,7 +34,7 @@ import type { JobRow } from "../db.ts";
 import { checkpointAll, detectGpu, type GpuDump, lockAll, resumeAll } from "./gpu.ts";
 import { type CriuFlags, type JobPlugin, plugin } from "../../plugins/mod.ts";
 import type { CrHost } from "./host.ts";
-import { exists, type Salvaged, salvageImages, TMP_PREFIX, WORK_PREFIX } from "./salvage.ts";
+import { exists, type Salvaged, salvageImages, TMP_PREFIX, WORK_SUBDIR } from "./salvage.ts";
 import { runSteps, type Step } from "./steps.ts";
 
 interface DumpCtx {
@@ -205,12 +206,15 @@ const steps: Step<DumpCtx>[] = [
   {
     name: "criu_dump",
     async run(c, undo) {
-      const hasher = c.hasher = new DirHasher(c.tmpDir, new Set([MANIFEST]));
+      const hasher = c.hasher = new DirHasher(c.tmpDir, new Set([MANIFEST, MANIFEST_DRAFT]));
       hasher.start();
       undo(() => hasher.abort());
+      writeManifest(c.tmpDir, manifestFor(c, []), MANIFEST_DRAFT);
       if (c.plugin?.checkpoint) {
-        const workDir = Deno.makeTempDirSync({ dir: c.baseDir, prefix: WORK_PREFIX });
-        c.host.db.addTemp(workDir, "work");
+        // Inside the images' dir: if the daemon dies, runc finishes the dump on its own and CRIU's
+        // stats (the proof that it finished) are found with the images (see salvage.ts).
+        const workDir = join(c.tmpDir, WORK_SUBDIR);
+        Deno.mkdirSync(workDir);
         try {
           await c.plugin.checkpoint({
             config: c.host.config,
@@ -234,7 +238,6 @@ const steps: Step<DumpCtx>[] = [
           throw e;
         } finally {
           Deno.removeSync(workDir, { recursive: true });
-          c.host.db.removeTemp(workDir);
         }
         return;
       }
@@ -278,35 +281,9 @@ const steps: Step<DumpCtx>[] = [
       // manifest with the checksums pending is written at once: a dump killed while hashing leaves
       // images that salvage.ts can record.
       const listed = c.hasher!.list().map((f) => ({ ...f, sha256: "" }));
-      const r = c.row;
-      c.manifest = {
-        format: 1,
-        id: c.id,
-        name: c.name,
-        time: new Date(c.time).toISOString(),
-        job: {
-          jid: r?.jid ?? null,
-          type: r?.type ?? "process",
-          pid: c.pid,
-          cmdline: r?.cmdline ?? c.proc?.cmdline ?? [],
-          cwd: r?.cwd ?? c.proc?.cwd ?? "",
-          log: r?.log ?? null,
-          attachable: r?.attachable ?? false,
-          tty: r?.tty ?? false,
-          gpu: r?.gpu ?? false,
-          details: r?.details ?? {},
-        },
-        pids: c.facts!.pids,
-        stdio: c.stdio,
-        criu: { version: c.criuVersion, flags: { ...c.flags }, external: c.external },
-        kernel: Deno.osRelease(),
-        host: Deno.hostname(),
-        files: listed,
-        checksums: "pending",
-        gpu: c.gpu?.manifest,
-        stats: c.stats ?? undefined,
-      };
+      c.manifest = manifestFor(c, listed);
       writeManifest(c.tmpDir, c.manifest);
+      Deno.removeSync(join(c.tmpDir, MANIFEST_DRAFT));
       if (c.compression !== "none") {
         c.manifest = { ...c.manifest, files: await c.hasher!.finish(), checksums: undefined };
         writeManifest(c.tmpDir, c.manifest);
@@ -378,14 +355,48 @@ const steps: Step<DumpCtx>[] = [
  * A failed CRIU (or runc) dump: its log moves out of the temporary dir (which goes) next to where
  * the checkpoint would have been, and the error names that path; a full disk is said first.
  */
+/** The checkpoint's manifest, checksums pending (the draft before CRIU runs has no files yet). */
+function manifestFor(c: DumpCtx, files: Manifest["files"]): Manifest {
+  const r = c.row;
+  return {
+    format: 1,
+    id: c.id,
+    name: c.name,
+    time: new Date(c.time).toISOString(),
+    job: {
+      jid: r?.jid ?? null,
+      type: r?.type ?? "process",
+      pid: c.pid,
+      cmdline: r?.cmdline ?? c.proc?.cmdline ?? [],
+      cwd: r?.cwd ?? c.proc?.cwd ?? "",
+      log: r?.log ?? null,
+      attachable: r?.attachable ?? false,
+      tty: r?.tty ?? false,
+      gpu: r?.gpu ?? false,
+      details: r?.details ?? {},
+    },
+    pids: c.facts!.pids,
+    stdio: c.stdio,
+    criu: { version: c.criuVersion, flags: { ...c.flags }, external: c.external },
+    kernel: Deno.osRelease(),
+    host: Deno.hostname(),
+    files,
+    checksums: "pending",
+    gpu: c.gpu?.manifest,
+    stats: c.stats ?? undefined,
+  };
+}
+
 function criuFailed(c: DumpCtx, e: Error, log: string, workDir?: string): void {
   const kept = join(c.baseDir, `${c.name}.dump.log`);
+  const details = (e as { details?: string[] }).details ?? [];
   try {
     Deno.renameSync(log, kept);
-    e.message = e.message.replaceAll(log, kept);
-    if (workDir) e.message = e.message.replaceAll(workDir, kept);
+    // (the message and CRIU's or runc's lines may name the log where it was)
+    const moved = (s: string) => s.replaceAll(log, kept).replaceAll(workDir ?? log, kept);
+    e.message = moved(e.message);
+    details.splice(0, details.length, ...details.map(moved));
   } catch { /* no log written */ }
-  const details = (e as { details?: string[] }).details ?? [];
   if (details.some((l) => /No space left on device/.test(l))) {
     e.message = `not enough space in ${c.baseDir} for the checkpoint (${e.message})`;
   }

@@ -20,6 +20,8 @@ export interface CrHost {
   restored(row: JobRow, io: JobIo | null, reap: boolean, holdOutput?: boolean): void;
   /** Reap zombie orphans now (their PIDs may be what a restore needs). */
   reapOrphans(): void;
+  /** The job is busy (refuses dumps and restores) until `done` settles. */
+  busyUntil(jid: string | null, op: string, done: Promise<unknown>): void;
   /** Where a long operation is (for `GET /v1/jobs/:jid/progress`); `dir` is measured for bytes. */
   progress(jid: string, op: "dump" | "restore", step: string, dir?: string): void;
 }

@@ -5,7 +5,9 @@
 // checkpoint:
 // - with a manifest (written right after CRIU, before any hashing) they are a whole checkpoint:
 //   recorded as the job's latest (the archive if compressing had finished, else uncompressed);
-// - without one, but with CRIU's stats-dump (CRIU finished), they are kept as NAME.incomplete;
+// - without one, but with the draft written before CRIU ran and CRIU's stats-dump (CRIU, or runc
+//   on its own after the daemon died, finished), the manifest is completed and they are recorded;
+// - with only CRIU's stats-dump, they are kept as NAME.incomplete;
 // - otherwise CRIU did not finish, the job lives on, and the images are useless.
 // Every temporary dir is listed in the DB (temp_paths) while it exists, so a daemon started after
 // a crash finds exactly its own, wherever --dir put them.
@@ -14,18 +16,23 @@ import { basename, dirname, join } from "node:path";
 import { detectCompression } from "../../checkpoint/archive.ts";
 import {
   type Manifest,
+  MANIFEST_DRAFT,
   newCheckpointId,
   readManifest,
   stampFiles,
   verifySizes,
+  writeManifest,
 } from "../../checkpoint/manifest.ts";
+import { readDumpStats } from "../../criu/stats.ts";
 import { isRunning, jobProcess } from "../../proc/mod.ts";
 import type { CrHost } from "./host.ts";
 
 /** A dump's images while it runs: `<dir>/.cedana-tmp-<name>` (and `<that>.tar.gz` etc.). */
 export const TMP_PREFIX = ".cedana-tmp-";
-/** Scratch dirs (CRIU/runc work dirs, a restore's work dir). */
+/** Scratch dirs (a restore's work dir). */
 export const WORK_PREFIX = ".cedana-work-";
+/** A runtime's (runc's) CRIU work dir during a dump: inside the images' temporary dir. */
+export const WORK_SUBDIR = ".work";
 
 export type Salvaged =
   | { kind: "recorded"; id: string; path: string; jid: string | null }
@@ -61,6 +68,47 @@ function manifestOf(dir: string): Manifest | null {
   }
 }
 
+/**
+ * The manifest of images CRIU finished after the daemon died before writing it: the draft (all
+ * but the files) plus the files there now. Null without a draft, or when CRIU did not finish.
+ */
+function completeDraft(dir: string): Manifest | null {
+  let draft: Manifest;
+  try {
+    draft = JSON.parse(Deno.readTextFileSync(join(dir, MANIFEST_DRAFT)));
+  } catch {
+    return null;
+  }
+  const work = join(dir, WORK_SUBDIR);
+  if (!exists(join(dir, "stats-dump"))) {
+    try {
+      Deno.copyFileSync(join(work, "stats-dump"), join(dir, "stats-dump"));
+    } catch {
+      return null; // CRIU did not finish: the job lives on
+    }
+  }
+  try {
+    Deno.removeSync(work, { recursive: true });
+  } catch { /* a process dump has none */ }
+  const files = [...Deno.readDirSync(dir)]
+    .filter((e) => e.isFile && !e.name.startsWith("."))
+    .map((e) => ({ name: e.name, size: Deno.statSync(join(dir, e.name)).size, sha256: "" }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+  let stats: ReturnType<typeof readDumpStats> = null;
+  try {
+    stats = readDumpStats(dir);
+  } catch { /* the numbers are a nicety: the images are what matters */ }
+  const m: Manifest = {
+    ...draft,
+    files,
+    checksums: "pending",
+    stats: (stats ?? undefined) as Manifest["stats"],
+  };
+  writeManifest(dir, m);
+  Deno.removeSync(join(dir, MANIFEST_DRAFT));
+  return m;
+}
+
 /** The dumped job ends as dumped, if its process is gone (a --leave-running dump's may still run). */
 function endIfGone(host: CrHost, jid: string | null): void {
   const row = jid ? host.db.getJob(jid) : null;
@@ -78,7 +126,7 @@ export function salvageImages(
   dumpedJid: string | null = null,
 ): Salvaged {
   const baseDir = dirname(tmpDir), name = basename(tmpDir).slice(TMP_PREFIX.length);
-  const m = manifestOf(tmpDir);
+  const m = manifestOf(tmpDir) ?? completeDraft(tmpDir);
   if (!m) {
     if (!exists(join(tmpDir, "stats-dump"))) return { kind: "useless" };
     const kept = freePath(baseDir, `${name}.incomplete`);
@@ -104,18 +152,21 @@ export function salvageImages(
   const jid = m.job.jid && host.db.getJob(m.job.jid) ? m.job.jid : null;
   const id = m.id || newCheckpointId();
   let path: string, manifest: Record<string, unknown>, size: number;
-  if (final && exists(final) && Deno.statSync(final).isFile && detectCompression(final) !== "none") {
+  const archived = !!final && exists(final) && Deno.statSync(final).isFile &&
+    detectCompression(final) !== "none";
+  if (archived) {
     // compressing finished (the archive is renamed into place only when whole): record it
-    path = final;
-    size = Deno.statSync(final).size;
-    manifest = { ...m, compression: detectCompression(final) };
+    path = final!;
+    size = Deno.statSync(path).size;
+    manifest = { ...m, compression: detectCompression(path) };
   } else {
     path = freePath(baseDir, name);
     size = m.files.reduce((a, f) => a + f.size, 0);
     manifest = { ...m, id, compression: "none", stamps: stampFiles(tmpDir, m.files) };
   }
   const time = Date.parse(m.time) || Date.now();
-  if (path !== final) {
+  if (!archived) {
+    // (the uncompressed images become the checkpoint, under the name the dump meant for them)
     Deno.renameSync(tmpDir, path);
     try {
       host.db.insertCheckpoint({ id, jid, path, time, size, manifest });
@@ -133,28 +184,72 @@ export function salvageImages(
   return { kind: "recorded", id, path, jid };
 }
 
-/** On daemon start: every temporary dir a killed daemon left (this daemon's DB says which). */
+/** PIDs of the processes whose command line names `path` (a runc checkpoint writing there). */
+function writers(path: string): number[] {
+  const out: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      if (Deno.readTextFileSync(`/proc/${e.name}/cmdline`).split("\0").includes(path)) {
+        out.push(Number(e.name));
+      }
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+type Temp = ReturnType<CrHost["db"]["temps"]>[number];
+
+/**
+ * On daemon start: every temporary dir a killed daemon left (this daemon's DB says which). A
+ * dump that a runtime is still writing (runc outlives the daemon and finishes the checkpoint on
+ * its own) is salvaged once it ends; its job is busy until then, so nothing restores an older
+ * checkpoint meanwhile.
+ */
 export function clearTemps(host: CrHost): void {
   for (const t of host.db.temps()) {
-    try {
-      if (t.kind === "dump") {
-        // a half-written archive next to it (.cedana-tmp-NAME.tar.gz): never whole, never kept
-        const prefix = `${basename(t.path)}.`;
-        try {
-          for (const e of Deno.readDirSync(dirname(t.path))) {
-            if (e.isFile && e.name.startsWith(prefix)) Deno.removeSync(join(dirname(t.path), e.name));
-          }
-        } catch { /* the dir is gone */ }
-      }
-      if (
-        exists(t.path) &&
-        (t.kind === "work" || salvageImages(host, t.path, t.final, t.jid).kind === "useless")
-      ) {
-        Deno.removeSync(t.path, { recursive: true });
-      }
-    } catch (e) {
-      host.log.warn("cannot clear a temporary dir", { path: t.path, error: String(e) });
+    const pids = t.kind === "dump" && exists(t.path) ? writers(t.path) : [];
+    if (!pids.length) {
+      clearTemp(host, t);
+      continue;
     }
-    host.db.removeTemp(t.path);
+    host.log.warn(
+      "a dump the previous daemon started is still being written; its images are salvaged when it ends",
+      {
+        path: t.path,
+        jid: t.jid,
+        pids,
+      },
+    );
+    const ended = (async () => {
+      for (const until = Date.now() + 3600_000; writers(t.path).length && Date.now() < until;) {
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      clearTemp(host, t);
+    })();
+    host.busyUntil(t.jid, "dump (still being written after a daemon restart)", ended);
   }
+}
+
+function clearTemp(host: CrHost, t: Temp): void {
+  try {
+    if (t.kind === "dump") {
+      // a half-written archive next to it (.cedana-tmp-NAME.tar.gz): never whole, never kept
+      const prefix = `${basename(t.path)}.`;
+      try {
+        for (const e of Deno.readDirSync(dirname(t.path))) {
+          if (e.isFile && e.name.startsWith(prefix)) Deno.removeSync(join(dirname(t.path), e.name));
+        }
+      } catch { /* the dir is gone */ }
+    }
+    if (
+      exists(t.path) &&
+      (t.kind === "work" || salvageImages(host, t.path, t.final, t.jid).kind === "useless")
+    ) {
+      Deno.removeSync(t.path, { recursive: true });
+    }
+  } catch (e) {
+    host.log.warn("cannot clear a temporary dir", { path: t.path, error: String(e) });
+  }
+  host.db.removeTemp(t.path);
 }

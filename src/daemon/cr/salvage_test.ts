@@ -1,12 +1,12 @@
 // The crash-recovery paths of salvage.ts that black-box tests cannot time: each left-over state a
 // killed dump can leave, and what the next start makes of it.
 import { assert, assertEquals } from "../../testing/asserts.ts";
-import { type Manifest, writeManifest } from "../../checkpoint/manifest.ts";
+import { type Manifest, MANIFEST_DRAFT, writeManifest } from "../../checkpoint/manifest.ts";
 import { JobDb } from "../db.ts";
 import { Logger } from "../log.ts";
 import { Checksums } from "./checksums.ts";
 import type { CrHost } from "./host.ts";
-import { clearTemps, exists, salvageImages, TMP_PREFIX, WORK_PREFIX } from "./salvage.ts";
+import { clearTemps, exists, salvageImages, TMP_PREFIX, WORK_PREFIX, WORK_SUBDIR } from "./salvage.ts";
 
 function host(root: string) {
   const db = new JobDb(`${root}/cedana.db`);
@@ -123,5 +123,41 @@ Deno.test("clearTemps: only this daemon's listed dirs; half-written archives go;
   assert(!exists(mine) && !exists(`${mine}.tar.zst`) && !exists(work));
   assert(exists(theirs), "not ours: untouched");
   assertEquals(db.temps(), []);
+  db.close();
+});
+
+Deno.test("salvage: no manifest, but the draft from before CRIU and CRIU's stats in the runtime's work dir: completed and recorded", () => {
+  const root = Deno.makeTempDirSync();
+  const { h, db } = host(root);
+  const tmp = `${root}/${TMP_PREFIX}d5`;
+  Deno.mkdirSync(`${tmp}/${WORK_SUBDIR}`, { recursive: true });
+  Deno.writeTextFileSync(`${tmp}/pages-1.img`, "pages");
+  Deno.writeTextFileSync(`${tmp}/${WORK_SUBDIR}/stats-dump`, "stats"); // (runc's CRIU wrote it there)
+  writeManifest(tmp, {
+    format: 1,
+    id: "c0ffee000005",
+    name: "d5",
+    time: new Date().toISOString(),
+    job: { jid: null, type: "runc" },
+    files: [],
+    checksums: "pending",
+  } as unknown as Manifest, MANIFEST_DRAFT);
+  // (its final path is free: the images move there, they are not dropped for an archive)
+  const s = salvageImages(h, tmp, `${root}/d5`);
+  assertEquals(s, { kind: "recorded", id: "c0ffee000005", path: `${root}/d5`, jid: null });
+  const m = db.getCheckpoint("c0ffee000005")!.manifest as unknown as Manifest;
+  assertEquals(m.files.map((f) => f.name), ["pages-1.img", "stats-dump"]);
+  assertEquals(m.job.type, "runc");
+  assertEquals([...Deno.readDirSync(`${root}/d5`)].map((e) => e.name).sort(), [
+    "manifest.json",
+    "pages-1.img",
+    "stats-dump",
+  ]);
+  // without CRIU's stats (CRIU did not finish) a draft alone is useless
+  const t6 = `${root}/${TMP_PREFIX}d6`;
+  Deno.mkdirSync(t6);
+  Deno.writeTextFileSync(`${t6}/pages-1.img`, "pages");
+  writeManifest(t6, { format: 1, id: "c0ffee000006", files: [] } as unknown as Manifest, MANIFEST_DRAFT);
+  assertEquals(salvageImages(h, t6, null).kind, "useless");
   db.close();
 });
