@@ -1,4 +1,5 @@
 // `cedana check` / `cedana daemon check`: is everything needed for checkpoint/restore here?
+import { existsSync } from "node:fs";
 import { Command } from "@commander-js/extra-typings";
 import { criuCheck, criuVersion, findCriu, MIN_CRIU, versionAtLeast } from "../criu/mod.ts";
 import { closeFd, pidfdOpen, runCommand } from "../sys/mod.ts";
@@ -65,12 +66,23 @@ async function runChecks(cmd: Command<any, any, any>, daemonRequired: boolean): 
   ) {
     const r = await runCommand(name, [...args]);
     const v = re.exec(r.stdout)?.[1];
+    // installed is not enough for containerd: cedana talks to the daemon on its socket
+    const addr = cfg.containerd.address;
+    const up = name !== "containerd" || !r.success ||
+      (existsSync(addr) &&
+        (await runCommand("ctr", ["--connect-timeout", "2s", "--address", addr, "version"])).success);
     items.push({
       name,
-      ok: r.success && !!v,
+      ok: r.success && !!v && up,
       required: false,
-      detail: r.success ? `version ${v ?? "unknown"}` : "not installed",
-      fix: r.success ? undefined : `needed only for ${name} jobs (apt-get install ${name})`,
+      detail: !r.success
+        ? "not installed"
+        : `version ${v ?? "unknown"}${up ? "" : `, not reachable at ${addr}`}`,
+      fix: !r.success
+        ? `needed only for ${name} jobs (apt-get install ${name})`
+        : up
+        ? undefined
+        : "start containerd, or point containerd.address (CEDANA_CONTAINERD_ADDRESS) at its socket",
     });
   }
   const root = Deno.uid() === 0;

@@ -66,7 +66,7 @@ export function dumpCommand() {
   const dump = new Command("dump").description("Checkpoint a job or a process with CRIU");
   dump.addCommand(
     dumpFlags(new Command("job").argument("<jid>").description("Checkpoint a managed job"))
-      .option("--ignore-rootfs", "containers: do not save the container's filesystem")
+      .option("--ignore-rootfs", "runc jobs: do not save the container's filesystem")
       .action(async (jid: string, o: DumpCliOpts & { ignoreRootfs?: boolean }, cmd: Command) => {
         const client = clientOf(cmd);
         const done = showProgress(client, jid, o.json);
@@ -87,21 +87,20 @@ export function dumpCommand() {
       }) as unknown as Command,
   );
   for (const type of ["runc", "containerd"] as const) {
+    const sub = dumpFlags(
+      new Command(type).argument("<cid>").description(`Checkpoint the ${type} container CID (a managed job)`),
+    );
+    // (a containerd container's files stay in its snapshot: nothing to leave out)
+    if (type === "runc") sub.option("--ignore-rootfs", "do not save the container's filesystem");
     dump.addCommand(
-      dumpFlags(
-        new Command(type).argument("<cid>").description(
-          `Checkpoint the ${type} container CID (a managed job)`,
-        ),
-      )
-        .option("--ignore-rootfs", "do not save the container's filesystem")
-        .action(async (cid: string, o: DumpCliOpts & { ignoreRootfs?: boolean }, cmd: Command) => {
-          const r = await clientOf(cmd).post<DumpResult>("/v1/dump", {
-            ...dumpRequest(o),
-            container: { type, id: cid },
-            ignoreRootfs: o.ignoreRootfs,
-          });
-          printDump(r, `container ${cid}`, o.json);
-        }) as unknown as Command,
+      sub.action(async (cid: string, o: DumpCliOpts & { ignoreRootfs?: boolean }, cmd: Command) => {
+        const r = await clientOf(cmd).post<DumpResult>("/v1/dump", {
+          ...dumpRequest(o),
+          container: { type, id: cid },
+          ignoreRootfs: o.ignoreRootfs,
+        });
+        printDump(r, `container ${cid}`, o.json);
+      }) as unknown as Command,
     );
   }
   return dump;
@@ -152,11 +151,11 @@ export function restoreCommand() {
   );
   restore.addCommand(
     restoreFlags(
-      new Command("process").description("Restore any checkpoint as a new job")
+      new Command("process").description("Restore a process checkpoint as a new job")
         .requiredOption("-p, --path <path>", "checkpoint directory or archive")
         .option("-j, --jid <jid>", "ID of the new job (default: a random name)"),
     ).action(async (o: RestoreCliOpts, cmd: Command) =>
-      await doRestore({ newJid: o.jid }, o, cmd as never)
+      await doRestore({ newJid: o.jid, type: "process" }, o, cmd as never)
     ) as unknown as Command,
   );
   restore.addCommand(

@@ -169,6 +169,13 @@ Deno.test(
     const badId = await d.cli("run", "runc", "--bundle", bundle, "--root", root, "--id", "bad/id");
     assertEquals(badId.code, 2, badId.stderr);
     assertStringIncludes(badId.stderr, 'invalid container ID "bad/id"');
+    // a runc checkpoint is restored by `restore runc`, not by another kind of restore
+    const cp = await d.json<DumpResult>("dump", "job", "x", "--leave-running");
+    for (const kind of ["process", "containerd"]) {
+      const wrong = await d.cli("restore", kind, "--path", cp.checkpoint.path);
+      assertEquals(wrong.code, 2, wrong.stderr);
+      assertStringIncludes(wrong.stderr, `is a runc checkpoint: restore it with cedana restore runc --path`);
+    }
     // adopting a container someone else started
     const ext = spawnCapture("runc", ["--root", root, "run", "-d", "--bundle", bundle, "ext"]);
     await ext.exited;

@@ -12,7 +12,7 @@ import { type Manifest, readManifest, verifySizes } from "../../checkpoint/manif
 import { restoreArgs } from "../../criu/options.ts";
 import { criuErrorLines, runCriu, spawnCriu } from "../../criu/run.ts";
 import { readRestoreStats } from "../../criu/stats.ts";
-import { type CedanaError, failedPrecondition, notFound } from "../../errors.ts";
+import { type CedanaError, failedPrecondition, invalidArgument, notFound } from "../../errors.ts";
 import { type IoKeep, keptPipes, keptPty, releaseIo } from "../../plugins/process/io.ts";
 import { type JobIo, plugin } from "../../plugins/mod.ts";
 import type { CudaDriver } from "../../gpu/mod.ts";
@@ -119,6 +119,12 @@ const steps: Step<RestoreCtx>[] = [
       verifySizes(c.imagesDir, m);
       if (c.isNew) {
         const j = m.job;
+        if (c.req.type && j.type !== c.req.type) {
+          const hint = j.type === "process" ? "" : " --id NEW_ID";
+          throw invalidArgument(
+            `${c.path} is a ${j.type} checkpoint: restore it with cedana restore ${j.type} --path ${c.path}${hint}`,
+          );
+        }
         c.row = {
           ...c.row,
           type: j.type as JobRow["type"],
@@ -486,7 +492,10 @@ export async function restore(
     try {
       const kept = join(host.config.checkpoint.dir, `restore-${target.row.jid}-${Date.now()}.log`);
       Deno.renameSync(logPath, kept);
-      if (e instanceof Error) e.message = e.message.replace(logPath, kept);
+      // (the message and CRIU's or runc's lines may name the log where it was)
+      if (e instanceof Error) e.message = e.message.replaceAll(logPath, kept);
+      const details = (e as { details?: string[] }).details;
+      details?.splice(0, details.length, ...details.map((l) => l.replaceAll(logPath, kept)));
     } catch { /* no log */ }
     Deno.removeSync(workDir, { recursive: true });
     host.db.removeTemp(workDir);

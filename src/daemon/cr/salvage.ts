@@ -184,15 +184,20 @@ export function salvageImages(
   return { kind: "recorded", id, path, jid };
 }
 
-/** PIDs of the processes whose command line names `path` (a runc checkpoint writing there). */
+/** The container runtimes' checkpoint commands, which do not die with the daemon. */
+const RUNTIMES = new Set(["runc", "crun", "ctr"]);
+
+/**
+ * PIDs of the runtimes (`runc checkpoint`, `ctr task checkpoint`) still writing a dump into
+ * `path`. (A compressor may still be writing the archive too: that one is simply dropped.)
+ */
 function writers(path: string): number[] {
   const out: number[] = [];
   for (const e of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(e.name)) continue;
     try {
-      if (Deno.readTextFileSync(`/proc/${e.name}/cmdline`).split("\0").includes(path)) {
-        out.push(Number(e.name));
-      }
+      const argv = Deno.readTextFileSync(`/proc/${e.name}/cmdline`).split("\0");
+      if (RUNTIMES.has(basename(argv[0])) && argv.includes(path)) out.push(Number(e.name));
     } catch { /* gone */ }
   }
   return out;

@@ -158,7 +158,15 @@ function signal(job: JobRow, sig: Deno.Signal): void {
     stdio: "ignore",
   });
   trackSpawn(child.pid, new Promise((r) => child.once("exit", r)));
-  child.once("error", () => Deno.kill(job.pid!, sig));
+  // containerd down (or ctr missing): the signal still reaches the container's init, here on this
+  // host; its shim records the exit
+  const direct = () => {
+    try {
+      Deno.kill(job.pid!, sig);
+    } catch { /* already gone */ }
+  };
+  child.once("error", direct);
+  child.once("exit", (code) => code !== 0 && direct());
 }
 
 async function removeTask(d: CtrDetails) {

@@ -125,8 +125,8 @@ async function run(req: RunRuncRequest, ctx: PluginContext): Promise<StartedJob>
   return {
     pid: st.pid,
     startTime: readStat(st.pid)?.startTime ?? 0,
-    cmdline: readProcessArgs(bundle) ?? [],
-    cwd: bundle,
+    cmdline: readProcess(bundle).args,
+    cwd: readProcess(bundle).cwd,
     log,
     io: io ?? undefined,
     details: d as unknown as Record<string, unknown>,
@@ -142,11 +142,13 @@ function probeLog(path: string): void {
   }
 }
 
-function readProcessArgs(bundle: string): string[] | null {
+/** The container's command and working directory (inside the container) from config.json. */
+function readProcess(bundle: string): { args: string[]; cwd: string } {
   try {
-    return JSON.parse(Deno.readTextFileSync(join(bundle, "config.json"))).process?.args ?? null;
+    const p = JSON.parse(Deno.readTextFileSync(join(bundle, "config.json"))).process ?? {};
+    return { args: p.args ?? [], cwd: p.cwd ?? "/" };
   } catch {
-    return null;
+    return { args: [], cwd: "/" };
   }
 }
 
@@ -159,8 +161,8 @@ async function manage(req: ManageRuncRequest, _ctx: PluginContext): Promise<Star
   return {
     pid: st.pid,
     startTime: readStat(st.pid)?.startTime ?? 0,
-    cmdline: readProcessArgs(bundle) ?? [],
-    cwd: bundle,
+    cmdline: readProcess(bundle).args,
+    cwd: readProcess(bundle).cwd,
     log: null,
     details: { id: req.id, root, bundle } as unknown as Record<string, unknown>,
   };
