@@ -253,8 +253,14 @@ export class JobService implements CrHost {
     const src = this.#sources.get(jid);
     const source = src?.pid === pid ? src : undefined;
     let cancelled = false;
-    const finish = (code: number | null, signal: string | null) => {
+    const finish = (code: number | null, signal: string | null, asked = false) => {
       if (cancelled) return;
+      const ask = plugin(row.type).exitStatus;
+      if (code === null && signal === null && ask && !asked) {
+        // not our child: its runtime may know how it ended
+        ask(row).catch(() => null).then((s) => finish(s?.code ?? null, s?.signal ?? null, true));
+        return;
+      }
       this.#watchers.delete(jid);
       if (this.#sources.get(jid)?.pid === pid) this.#sources.delete(jid);
       try {

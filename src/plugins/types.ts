@@ -103,6 +103,8 @@ export interface JobPlugin<RunReq = unknown, ManageReq = unknown> {
   reattach?(job: JobRow, ctx: PluginContext): JobIo | null;
   /** Release the I/O keepers/pumps of a job that ended. */
   released?(job: JobRow): void;
+  /** The exit status of a job whose process was not the daemon's child (a runtime knows it). */
+  exitStatus?(job: JobRow): Promise<ExitStatus | null>;
   /** Write the images of a checkpoint; default: CRIU dump of the job's process tree. */
   checkpoint?(c: CheckpointContext): Promise<void>;
   /** Restore from images; default: CRIU restore of a process tree. */

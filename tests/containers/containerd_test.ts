@@ -55,6 +55,25 @@ Deno.test(
       assertEquals((await c.taskPid("k1")).pid, pid);
       await d.ok("job", "kill", "cd");
       await waitFor(async () => (await job(d, "cd")).status === "halted", "killed");
+      // (the container's init is the shim's child: containerd tells how it ended)
+      await waitFor(async () => (await job(d, "cd")).exitSignal === "SIGKILL", "exit recorded as SIGKILL");
+      // a container that exits on its own: its exit code
+      const ex = await d.json<Job>(
+        "run",
+        "containerd",
+        IMAGE,
+        "--jid",
+        "ex",
+        "--id",
+        "ex1",
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+      );
+      await waitFor(async () => (await job(d, "ex")).exitCode === 3, "exit code 3 recorded");
+      assertEquals(ex.type, "containerd");
+      await d.ok("job", "delete", "ex");
       await d.ok("job", "delete", "cd");
       const left = await c.ctr("containers", "ls", "-q");
       assert(!left.stdout.includes("k1"), `container removed: ${left.stdout}`);

@@ -1,5 +1,6 @@
 // The few containerd gRPC calls `ctr` (1.6) cannot make: creating a task from CRIU images in a
-// directory (what the Go client's WithRestoreImagePath does), and reading a snapshot's mounts.
+// directory (what the Go client's WithRestoreImagePath does), reading a snapshot's mounts, and
+// deleting a task for its exit status.
 // Loaded on demand: only a containerd restore needs gRPC.
 
 import type { Buffer } from "node:buffer";
@@ -14,7 +15,9 @@ message StartRequest { string container_id = 1; string exec_id = 2; }
 message StartResponse { uint32 pid = 1; }
 message MountsRequest { string snapshotter = 1; string key = 2; }
 message MountsResponse { repeated Mount mounts = 1; }
-message RuncOptions { string criu_image_path = 10; string criu_work_path = 11; }`;
+message RuncOptions { string criu_image_path = 10; string criu_work_path = 11; }
+message DeleteTaskRequest { string container_id = 1; }
+message DeleteResponse { string id = 1; uint32 pid = 2; uint32 exit_status = 3; }`;
 
 export interface Mount {
   type: string;
@@ -98,6 +101,19 @@ export class ContainerdApi {
       },
     );
     return started.pid;
+  }
+
+  /** Deletes the container's stopped task; returns its exit status (128+N after signal N). */
+  async deleteTask(id: string): Promise<number> {
+    const r = await this.#call(
+      "/containerd.services.tasks.v1.Tasks/Delete",
+      "DeleteTaskRequest",
+      "DeleteResponse",
+      {
+        containerId: id,
+      },
+    );
+    return r.exitStatus;
   }
 
   close(): void {

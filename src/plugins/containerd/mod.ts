@@ -12,9 +12,11 @@ import { readStat } from "../../proc/mod.ts";
 import { criuLogFileErrors } from "../../criu/run.ts";
 import { runCommand, trackSpawn } from "../../sys/mod.ts";
 import { spawn } from "node:child_process";
+import { signalName } from "../../daemon/signals.ts";
 import { defaultLogPath } from "../process/mod.ts";
 import type {
   CheckpointContext,
+  ExitStatus,
   JobPlugin,
   PluginContext,
   RestoreContext,
@@ -169,6 +171,34 @@ function signal(job: JobRow, sig: Deno.Signal): void {
   child.once("exit", (code) => code !== 0 && direct());
 }
 
+/**
+ * The task's exit status, which only containerd knows (the container's init is its shim's child):
+ * deleting the stopped task returns it.
+ */
+async function exitStatus(job: JobRow): Promise<ExitStatus | null> {
+  if (job.adopted) return null; // someone else's container: its stopped task is theirs to delete
+  const d = details(job);
+  const { ContainerdApi } = await import("./grpc.ts");
+  const api = await ContainerdApi.connect(d.address, d.namespace);
+  try {
+    for (let i = 0;; i++) {
+      try {
+        const code = await api.deleteTask(d.id);
+        // (containerd reports the end by a signal as 128+N)
+        return code > 128 && code < 160
+          ? { code: null, signal: signalName(code - 128) }
+          : { code, signal: null };
+      } catch (e) {
+        // the shim may not have collected the exit yet: the task is still "running" for a moment
+        if (!/running|must be stopped/i.test(String(e)) || i >= 30) return null;
+        await new Promise((ok) => setTimeout(ok, 100));
+      }
+    }
+  } finally {
+    api.close();
+  }
+}
+
 async function removeTask(d: CtrDetails) {
   await runCommand("ctr", ["--address", d.address, "--namespace", d.namespace, "task", "rm", "-f", d.id]);
 }
@@ -273,4 +303,5 @@ export const containerdPlugin: JobPlugin<RunContainerdRequest, ManageContainerdR
   cleanup,
   checkpoint,
   restore,
+  exitStatus,
 };
