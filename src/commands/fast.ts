@@ -2,11 +2,11 @@
 // and benchmarks feel, next to CRIU's own time) are parsed here without loading the full command
 // framework, which costs ~20 ms of start-up. Anything else, any other flag, or a global option,
 // goes to the full CLI (mod.ts), so behaviour is the same either way.
+// Only what sending the request needs is loaded before it goes out; the rest (rendering, progress)
+// loads while the daemon works.
 import type { DumpResult, RestoreResult } from "../api/types.ts";
 import { DaemonClient } from "../client/mod.ts";
 import { loadConfig } from "../config/mod.ts";
-import { printDump, printRestore } from "./cr_render.ts";
-import { showProgress } from "./progress.ts";
 import { JID_PATTERN } from "../daemon/names.ts";
 
 interface Fast {
@@ -33,14 +33,19 @@ export async function fastPath(args: string[]): Promise<number | null> {
   const f = parse(args);
   if (!f) return null;
   const client = new DaemonClient(loadConfig().address);
-  const done = showProgress(client, f.jid, f.json);
   try {
-    if (f.op === "dump") {
-      const body = f.leaveRunning ? { jid: f.jid, leaveRunning: true } : { jid: f.jid };
-      printDump(await client.post<DumpResult>("/v1/dump", body).finally(done), `job ${f.jid}`, f.json);
-    } else {
-      printRestore(await client.post<RestoreResult>("/v1/restore", { jid: f.jid }).finally(done), f.json);
+    const body = f.op === "dump" && f.leaveRunning ? { jid: f.jid, leaveRunning: true } : { jid: f.jid };
+    const answer = client.post<DumpResult | RestoreResult>(`/v1/${f.op}`, body);
+    answer.catch(() => {}); // (awaited below, after the imports)
+    const render = import("./cr_render.ts");
+    let done = () => {};
+    if (!f.json && Deno.stderr.isTerminal()) {
+      done = (await import("./progress.ts")).showProgress(client, f.jid, f.json);
     }
+    const r = await answer.finally(done);
+    const { printDump, printRestore } = await render;
+    if (f.op === "dump") printDump(r as DumpResult, `job ${f.jid}`, f.json);
+    else printRestore(r as RestoreResult, f.json);
     return 0;
   } finally {
     client.close();
