@@ -132,3 +132,23 @@ Deno.test(
     await d.ok("restore", "job", "att"); // and the checkpoint is still good
   }),
 );
+
+Deno.test(
+  "config criu.leave_running: dumps keep the job running; --no-leave-running stops it",
+  crOpts,
+  async () => {
+    const d = new TestDaemon();
+    Deno.writeTextFileSync(`${d.dir}/config/config.json`, JSON.stringify({ "criu.leave_running": true }));
+    await d.start();
+    try {
+      await d.ok("run", "process", "--jid", "lr", "--", "sleep", "60");
+      const kept = await d.json<DumpResult>("dump", "job", "lr");
+      assertEquals(kept.leftRunning, true);
+      const stopped = await d.json<DumpResult>("dump", "job", "lr", "--no-leave-running");
+      assertEquals(stopped.leftRunning, false);
+      assertStringIncludes(await d.ok("ps"), "halted");
+    } finally {
+      await d.cleanup();
+    }
+  },
+);

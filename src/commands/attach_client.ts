@@ -78,9 +78,10 @@ export async function attachJob(
         if (m.type === "exit") {
           if (m.checkpointed) finish("checkpointed");
           else if (m.exitCode === null && m.exitSignal === null) {
-            // e.g. the job outlived an earlier daemon, so it is no longer our child
+            // e.g. the job outlived an earlier daemon, so it is no longer our child; not 0: a
+            // script must not take an ending nobody can vouch for as a success
             console.error(`job ${jid} exited; its exit code is unknown (it is not a child of this daemon)`);
-            finish(0);
+            finish(1);
           } else finish(m.exitCode ?? 128 + (SIGNALS[m.exitSignal ?? ""] ?? 0));
         } else if (m.type === "error") finish(unavailable(m.message));
         return;

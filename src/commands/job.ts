@@ -39,10 +39,7 @@ function inspectText(j: JobInspect): string {
       "Exit code",
       j.exitCode !== null ? String(j.exitCode) : j.exitSignal ?? (j.adopted ? "unknowable (adopted)" : ""),
     ],
-    [
-      "Command",
-      j.cmdline.map((a) => /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`).join(" "),
-    ],
+    ["Command", j.cmdline.map(shellQuote).join(" ")],
     ["Working dir", j.cwd],
     ["Started", j.startedAt ?? ""],
     ["Created", j.createdAt],
@@ -81,6 +78,20 @@ function inspectText(j: JobInspect): string {
     );
   }
   return out.join("\n");
+}
+
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\x00-\x1f\x7f]/;
+// deno-lint-ignore no-control-regex
+const TO_ESCAPE = /[\x00-\x1f\x7f\\']/g;
+const ESCAPES: Record<string, string> = { "\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\", "'": "\\'" };
+
+/** One argument as a shell would take it back, on one line ($'...' when it holds control characters). */
+export function shellQuote(a: string): string {
+  if (/^[\w@%+=:,./-]+$/.test(a)) return a;
+  if (!CONTROL.test(a)) return `'${a.replaceAll("'", `'\\''`)}'`;
+  const hex = (c: string) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`;
+  return `$'${a.replace(TO_ESCAPE, (c) => ESCAPES[c] ?? hex(c))}'`;
 }
 
 /** The daemon's own bookkeeping in a job's details: not for users. */

@@ -63,6 +63,20 @@ Deno.test("config.json takes keys as the docs write them (dotted) too; values ar
     'unknown key "checkpoint.compresion"',
   );
   assertThrows(
+    () => loadConfig({ configDir: dirWith({ "bogus.key": 1 }), env: {} }),
+    Error,
+    'unknown key "bogus.key"',
+  );
+  assertThrows(
+    () =>
+      loadConfig({
+        configDir: dirWith({ "checkpoint.compression": "zstd", checkpoint: { compression: "gzip" } }),
+        env: {},
+      }),
+    Error,
+    '"checkpoint.compression" is given twice',
+  );
+  assertThrows(
     () => loadConfig({ configDir: dirWith({ checkpoint: { compression: "bogus" } }), env: {} }),
     Error,
     'checkpoint.compression must be one of none, tar, gzip, lz4, zstd (got "bogus")',

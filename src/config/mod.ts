@@ -74,23 +74,32 @@ function parseValue(key: string, raw: string, like: unknown, source: string): un
   return raw;
 }
 
-/** Merge `over` into `base`, checking every key exists and has the default's type. */
-function merge(base: Obj, over: Obj, source: string, prefix = ""): void {
+/**
+ * Merge `over` into `base`, checking every key exists, has the default's type, and is given once
+ * (`seen`: "checkpoint.compression" and {"checkpoint": {"compression"}} are the same key).
+ */
+function merge(base: Obj, over: Obj, source: string, prefix = "", seen = new Set<string>()): void {
   for (const [k, v] of Object.entries(over)) {
     // "checkpoint.compression": "zstd" as the docs write it, same as {"checkpoint": {"compression": ...}}
     if (k.includes(".") && !(k in base)) {
       const [head, ...rest] = k.split(".");
-      merge(base, { [head]: { [rest.join(".")]: v } }, source, prefix);
+      if (!(head in base)) throw invalidArgument(`${source}: unknown key "${prefix}${k}"`);
+      merge(base, { [head]: { [rest.join(".")]: v } }, source, prefix, seen);
       continue;
     }
     const key = `${prefix}${k}`;
     if (!(k in base)) throw invalidArgument(`${source}: unknown key "${key}"`);
     if (isObj(base[k])) {
       if (!isObj(v)) throw invalidArgument(`${source}: "${key}" must be an object`);
-      merge(base[k] as Obj, v, source, `${key}.`);
+      merge(base[k] as Obj, v, source, `${key}.`, seen);
     } else if (typeof v !== typeof base[k]) {
       throw invalidArgument(`${source}: "${key}" must be a ${typeof base[k]}`);
-    } else base[k] = v;
+    } else if (seen.has(key)) {
+      throw invalidArgument(`${source}: "${key}" is given twice`);
+    } else {
+      seen.add(key);
+      base[k] = v;
+    }
   }
 }
 

@@ -69,7 +69,9 @@ async function pidsFree(c: RestoreCtx): Promise<boolean> {
   // Zombies of other parents go when PID 1 reaps them, which can take a while on some machines.
   // A process can take a new PID namespace instead of waiting; a GPU job cannot (the driver knows
   // it by its PID), so it waits longer for them.
-  const deadline = Date.now() + (c.manifest!.gpu ? 60_000 : 1500);
+  // (5 s: some machines' PID 1 reaps slowly, and a job restored in a new namespace cannot be
+  // checkpointed again)
+  const deadline = Date.now() + (c.manifest!.gpu ? 60_000 : 5000);
   for (;;) {
     const taken = pids.filter(pidTaken);
     if (!taken.length) return true;
