@@ -2,6 +2,7 @@
 import type { CheckpointInfo, DumpResult, RestoreResult } from "../src/api/types.ts";
 import { assert, assertEquals, assertStringIncludes } from "../src/testing/asserts.ts";
 import { crOpts, HAVE_CRIU, readLog, waitTicks } from "./cr_helpers.ts";
+import { buildFakeCuda, buildFakeNvml } from "./gpu/fake.ts";
 import { opts, pidAlive, sleep, TestDaemon, waitFor, withDaemon } from "./helpers.ts";
 
 Deno.test("check: CRIU, kernel and daemon; daemon check fails when the daemon is down", opts, async () => {
@@ -152,3 +153,19 @@ Deno.test(
     }
   },
 );
+
+Deno.test("check: a GPU line, from the CUDA driver and NVML (here the fake ones); optional", async () => {
+  const d = new TestDaemon();
+  try {
+    const env = { CEDANA_CUDA_LIB: await buildFakeCuda(), CEDANA_NVML_LIB: await buildFakeNvml() };
+    const withGpu = await d.cliWith({ env }, "check");
+    assertStringIncludes(
+      withGpu.stdout,
+      "ok    gpu         CUDA driver 13.0 with the checkpoint API; 1 GPU(s)",
+    );
+    const without = await d.cliWith({ env: { CEDANA_CUDA_LIB: "/nonexistent/libcuda.so.1" } }, "check");
+    assertStringIncludes(without.stdout, "warn  gpu         cannot load the CUDA driver");
+  } finally {
+    await d.cleanup();
+  }
+});

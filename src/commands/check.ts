@@ -85,6 +85,7 @@ async function runChecks(cmd: Command<any, any, any>, daemonRequired: boolean): 
         : "start containerd, or point containerd.address (CEDANA_CONTAINERD_ADDRESS) at its socket",
     });
   }
+  items.push(await gpuItem());
   const root = Deno.uid() === 0;
   items.push({
     name: "privileges",
@@ -144,4 +145,30 @@ export function checkCommand(): Command<[], { json?: boolean }> {
     .description("Check that CRIU, the kernel and the daemon are ready for checkpoint/restore")
     .option("--json", "machine-readable output")
     .action(checkAction(false));
+}
+
+/** The CUDA driver's checkpoint API and NVML's view of the GPUs: optional, only GPU jobs need them. */
+async function gpuItem() {
+  const { CudaDriver, GpuUnavailable, gpuMemory } = await import("../gpu/mod.ts");
+  let detail: string, ok = true;
+  try {
+    const d = CudaDriver.load();
+    const mem = gpuMemory();
+    const gib = (n: number) => `${(n / 2 ** 30).toFixed(1)} GiB`;
+    detail = `CUDA driver ${d.versionString} with the checkpoint API` +
+      (mem
+        ? `; ${mem.length} GPU(s), ${mem.map((m) => `${gib(m.free)} of ${gib(m.total)} free`).join(", ")}`
+        : "; NVML not available (no free-memory check before a GPU restore)");
+  } catch (e) {
+    if (!(e instanceof GpuUnavailable)) throw e;
+    ok = false;
+    detail = e.message.replace(/^GPU support unavailable: /, "");
+  }
+  return {
+    name: "gpu",
+    ok,
+    required: false,
+    detail,
+    fix: ok ? undefined : "needed only for GPU jobs (an NVIDIA driver >= 550 with the CUDA checkpoint API)",
+  };
 }
