@@ -40,6 +40,7 @@ Deno.test(
     await expectError(d, 2, "invalid job ID", "run", "process", "--jid", "", "--", "true");
     await expectError(d, 2, "cannot manage PID 1", "manage", "process", "1");
     await expectError(d, 2, "name jobs or use --all, not both", "job", "kill", "dup", "--all");
+    await expectError(d, 2, "--ignore-rootfs is for container jobs", "dump", "job", "dup", "--ignore-rootfs");
     await expectError(d, 2, 'invalid job ID "a\\nb"', "run", "process", "--jid", "a\nb", "--", "true");
     await expectError(d, 3, 'job "a\\nb" not found', "job", "inspect", "a\nb");
     // processes that are no one's to take: the kernel's, the daemon, PIDs the kernel never gives

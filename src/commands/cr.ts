@@ -67,7 +67,7 @@ export function dumpCommand() {
   const dump = new Command("dump").description("Checkpoint a job or a process with CRIU");
   dump.addCommand(
     dumpFlags(new Command("job").argument("<jid>").description("Checkpoint a managed job"))
-      .option("--ignore-rootfs", "runc jobs: do not save the container's filesystem")
+      .option("--ignore-rootfs", "container jobs: do not save the container's file changes")
       .action(async (jid: string, o: DumpCliOpts & { ignoreRootfs?: boolean }, cmd: Command) => {
         const client = clientOf(cmd);
         const done = showProgress(client, jid, o.json);
@@ -91,8 +91,7 @@ export function dumpCommand() {
     const sub = dumpFlags(
       new Command(type).argument("<cid>").description(`Checkpoint the ${type} container CID (a managed job)`),
     );
-    // (a containerd container's files stay in its snapshot: nothing to leave out)
-    if (type === "runc") sub.option("--ignore-rootfs", "do not save the container's filesystem");
+    sub.option("--ignore-rootfs", "do not save the container's file changes");
     dump.addCommand(
       sub.action(async (cid: string, o: DumpCliOpts & { ignoreRootfs?: boolean }, cmd: Command) => {
         const r = await clientOf(cmd).post<DumpResult>("/v1/dump", {

@@ -1,5 +1,6 @@
 // containerd jobs through the real CLI and daemon, against a private containerd started by the
 // test (own root, state and socket) with an image imported from a local OCI tarball.
+import { existsSync } from "node:fs";
 import type { DumpResult, Job, RestoreResult } from "../../src/api/types.ts";
 import { assert, assertEquals, assertStringIncludes } from "../../src/testing/asserts.ts";
 import { lastTick, readLog, waitTicks } from "../cr_helpers.ts";
@@ -85,7 +86,21 @@ Deno.test(
   opts,
   () =>
     withContainerd(async (d) => {
-      const j = await d.json<Job>("run", "containerd", IMAGE, "--jid", "o", "--id", "o1", "--", ...COUNTER);
+      // the container changes its files: one written, one of the image's deleted
+      const changes = "echo kept > /marker; rm /etc/group; ";
+      const j = await d.json<Job>(
+        "run",
+        "containerd",
+        IMAGE,
+        "--jid",
+        "o",
+        "--id",
+        "o1",
+        "--",
+        "sh",
+        "-c",
+        changes + COUNTER[2],
+      );
       await waitTicks(j.log!, 2);
       const r = await d.json<DumpResult>("dump", "containerd", "o1", "--leave-running");
       const copy = await d.json<RestoreResult>(
@@ -100,6 +115,10 @@ Deno.test(
       );
       assert(copy.job.log !== j.log);
       await waitTicks(copy.job.log!, 2);
+      // a new container from the image, with the dumped one's file changes
+      assertEquals(Deno.readTextFileSync(`/proc/${copy.job.pid}/root/marker`), "kept\n");
+      assert(!existsSync(`/proc/${copy.job.pid}/root/etc/group`), "the deleted file stays deleted");
+      assert(existsSync(`/proc/${copy.job.pid}/root/etc/passwd`), "the image's other files are there");
       await waitTicks(j.log!, lastTick(readLog(j.log!)) + 2);
       await d.ok("dump", "job", "o");
       await d.stop();

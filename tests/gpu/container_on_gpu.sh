@@ -110,11 +110,16 @@ wait_steps() { # log, at least
   done
   fail "workload stalled at step $(last_step "$1") (wanted $2)"
 }
-cuda_running() { # jid: `job inspect` shows the job's CUDA process running
-  local line
-  line=$("$CEDANA" job inspect "$1" | grep '^CUDA:') || fail "job inspect $1 shows no CUDA line"
-  echo "$line" | grep -Eq '[0-9]+: running' && ! echo "$line" | grep -Eq 'locked|checkpointed|failed' ||
-    fail "job inspect $1: $line"
+cuda_running() { # jid: `job inspect` shows the job's CUDA process running (within 5 s)
+  local out line
+  for _ in $(seq 50); do
+    out=$("$CEDANA" job inspect "$1")
+    line=$(echo "$out" | grep '^CUDA:')
+    echo "$line" | grep -Eq '[0-9]+: running' && ! echo "$line" | grep -Eq 'locked|checkpointed|failed' && return 0
+    sleep 0.1
+  done
+  "$CEDANA" ps >&2
+  fail "job inspect $1 does not show its CUDA process running: $out"
 }
 in_order() { # log, from step
   awk -v from="$2" '/^[0-9]+ / { if ($1 > from && prev && $1 != prev + 1) { print "step " prev " then " $1; bad = 1 }

@@ -130,10 +130,13 @@ export async function runGpuScript(
       stdout: "piped",
       stderr: "piped",
     }).output();
-    return {
-      code: out.code,
-      text: new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
-    };
+    let text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    if (out.code !== 0) { // (the work dir goes: keep what tells why)
+      try {
+        text += `\n--- daemon log ---\n${Deno.readTextFileSync(`${w}/daemon.log`).slice(-8000)}`;
+      } catch { /* none */ }
+    }
+    return { code: out.code, text };
   } finally {
     Deno.removeSync(w, { recursive: true });
   }

@@ -406,10 +406,8 @@ export async function dump(host: CrHost, request: DumpRequest, row: JobRow | nul
   // config criu.leave_running is the default of --leave-running
   const req = { ...request, leaveRunning: request.leaveRunning ?? host.config.criu.leave_running };
   parseCriuOpts(req.criuOpts); // a bad --criu-opts is refused before anything happens
-  if (req.ignoreRootfs && row?.type !== "runc") {
-    throw invalidArgument(
-      "--ignore-rootfs is for runc jobs (a containerd container's files stay in its snapshot)",
-    );
+  if (req.ignoreRootfs && (!row || row.type === "process")) {
+    throw invalidArgument("--ignore-rootfs is for container jobs (runc, containerd)");
   }
   let pid: number;
   if (row) {

@@ -232,6 +232,66 @@ async function checkpoint(c: CheckpointContext): Promise<void> {
   }
   // the task stays behind as STOPPED: remove it, so a restore can create it again
   if (!c.leaveRunning) await removeTask(d);
+  if (!c.ignoreRootfs) await saveRootfsChanges(d, c.imagesDir);
+}
+
+/** The container's file changes, kept with the images so that a copy (a new container) gets them. */
+const ROOTFS_DIFF = "rootfs-diff.tar";
+
+/**
+ * Where the container's own files are on the host: an overlay snapshot's upper dir (what changed
+ * from the image; whiteouts and opaque dirs included), or a bind-mounted snapshot's whole dir.
+ * Null when containerd cannot say (a snapshot not keyed by the container's ID, another kind).
+ */
+async function snapshotDir(t: { address: string; namespace: string }, id: string): Promise<string | null> {
+  const { ContainerdApi } = await import("./grpc.ts");
+  const api = await ContainerdApi.connect(t.address, t.namespace);
+  try {
+    const m = (await api.mounts(id))[0];
+    if (m?.type === "overlay") {
+      return m.options.find((o) => o.startsWith("upperdir="))?.slice("upperdir=".length) ?? null;
+    }
+    return m?.type === "bind" ? m.source : null;
+  } catch {
+    return null;
+  } finally {
+    api.close();
+  }
+}
+
+// trusted.overlay.* marks opaque directories: kept, so a deleted directory stays deleted
+const TAR_XATTRS = ["--xattrs", "--xattrs-include=trusted.*", "--numeric-owner"];
+
+async function saveRootfsChanges(d: CtrDetails, imagesDir: string): Promise<void> {
+  const dir = await snapshotDir(d, d.id);
+  if (!dir) return;
+  const r = await runCommand("tar", [...TAR_XATTRS, "-C", dir, "-cf", join(imagesDir, ROOTFS_DIFF), "."]);
+  // (1: a file changed while read, as in a container left running: the archive is still whole)
+  if (r.code > 1) {
+    throw failedPrecondition(
+      "saving the container's file changes failed",
+      r.stderr.trim().split("\n").slice(-3),
+    );
+  }
+}
+
+/** Into a new container's snapshot, before its task exists: the dumped container's changes. */
+async function applyRootfsChanges(t: { address: string; namespace: string }, id: string, imagesDir: string) {
+  const tar = join(imagesDir, ROOTFS_DIFF);
+  try {
+    Deno.statSync(tar);
+  } catch {
+    return; // dumped with --ignore-rootfs, or by an older cedana
+  }
+  const dir = await snapshotDir(t, id);
+  if (!dir) throw failedPrecondition(`cannot find container ${id}'s snapshot to put the dumped files into`);
+  const r = await runCommand("tar", [...TAR_XATTRS, "-C", dir, "-xpf", tar]);
+  if (!r.success) {
+    throw failedPrecondition(
+      "restoring the container's file changes failed",
+      r.stderr.trim().split("\n").slice(-3),
+    );
+  }
 }
 
 async function restore(c: RestoreContext): Promise<Restored> {
@@ -260,6 +320,8 @@ async function restore(c: RestoreContext): Promise<Restored> {
     ];
     if (dumped.args?.length) args.push("--", ...dumped.args);
     await ctr(t, args, `ctr containers create ${id}`);
+    // (the dumped container's own snapshot, if it still exists, has its changes already)
+    await applyRootfsChanges(t, id, c.imagesDir);
   } else {
     const running = await task(t, id).catch(() => null);
     if (running && running.status === "RUNNING") {
