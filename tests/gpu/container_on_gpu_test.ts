@@ -26,3 +26,33 @@ while True:
   assertStringIncludes(text, "gpu_checkpoint=");
   assertStringIncludes(text, "gpu_restore=");
 });
+
+/** `sleep infinity` processes: the keepers that hold jobs' pipes (see src/plugins/process/io.ts). */
+function keepers(): number[] {
+  return [...Deno.readDirSync("/proc")].filter((e) => /^\d+$/.test(e.name)).filter((e) => {
+    try {
+      return /(^|\/)sleep\0infinity\0$/.test(Deno.readTextFileSync(`/proc/${e.name}/cmdline`));
+    } catch {
+      return false;
+    }
+  }).map((e) => Number(e.name));
+}
+
+Deno.test("a GPU restore failing in a container kills the job and leaves no keeper behind", {
+  sanitizeOps: false,
+  sanitizeResources: false,
+  ignore: !hasContainerCRTools(),
+}, async () => {
+  const before = new Set(keepers());
+  // without FAKE_CUDA_TOKEN the fake driver takes the restored container for a new process: the
+  // GPU restore fails (401), as a real one can
+  const app = (w: string) =>
+    `exec env LD_PRELOAD=${w}/lib/libcuda.so.1 python3 -c 'import time
+i = 0
+while True:
+    i += 1; print(i, i, i, 7, flush=True); time.sleep(0.1)'`;
+  const { code, text } = await runGpuScript("./container_on_gpu.sh", app);
+  assertEquals(code, 1, text);
+  assertStringIncludes(text, "the restored job was killed (its checkpoint is intact: restore it again)");
+  assertEquals(keepers().filter((p) => !before.has(p)), [], "no keeper left");
+});

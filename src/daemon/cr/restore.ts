@@ -485,7 +485,9 @@ export async function restore(
     await runSteps(steps, c, timings, (step) => host.progress(target.row.jid, "restore", step));
     if (c.gpuDriver) await gpuRestore(c, timings);
   } catch (e) {
-    releaseIo(c.keep);
+    // (a plugin's restore holds its keepers in the details: a GPU restore failing after it must
+    // release them too, or a keeper outlives the killed job)
+    releaseIo(c.keep ?? c.row.details.ioKeepers as IoKeep | undefined);
     // keep CRIU's log for the user; drop the unpacked images
     try {
       Deno.removeSync(join(workDir, "images"), { recursive: true });
