@@ -274,7 +274,7 @@ export class JobService implements CrHost {
       } catch (e) {
         // (the DB locked by someone else, or a full disk: the exit is recorded once it can be)
         this.log.warn("cannot record a job's exit yet; retrying", { jid, error: String(e) });
-        setTimeout(() => finish(code, signal), 1000);
+        setTimeout(() => finish(code, signal, asked), 1000);
       }
     };
     if (source?.exited) {

@@ -6,21 +6,26 @@ import { assertEquals, assertStringIncludes } from "../../src/testing/asserts.ts
 import { hasContainerCRTools } from "../containers/fixture.ts";
 import { runGpuScript } from "./fake.ts";
 
+/**
+ * The workload, run in the container (the host's directories, read-only; the work directory `w`
+ * bound at the same path). FAKE_CUDA_TOKEN lets the fake driver tell a restored copy from a new
+ * process; without it a restored container's GPU restore fails (401), as a real one can.
+ */
+const app = (token: boolean) => (w: string) =>
+  `exec env LD_PRELOAD=${w}/lib/libcuda.so.1 ${
+    token ? "FAKE_CUDA_TOKEN=$(cat /proc/sys/kernel/random/uuid) " : ""
+  }` +
+  `python3 -c 'import time
+i = 0
+while True:
+    i += 1; print(i, i, i, 7, flush=True); time.sleep(0.1)'`;
+
 Deno.test("container_on_gpu.sh passes with the fake driver", {
   sanitizeOps: false,
   sanitizeResources: false,
   ignore: !hasContainerCRTools(),
 }, async () => {
-  // The workload runs in the container (the host's directories, read-only; the work directory
-  // bound at the same path). FAKE_CUDA_TOKEN tells the fake driver a restored copy from a new
-  // process.
-  const app = (w: string) =>
-    `exec env LD_PRELOAD=${w}/lib/libcuda.so.1 FAKE_CUDA_TOKEN=$(cat /proc/sys/kernel/random/uuid) ` +
-    `python3 -c 'import time
-i = 0
-while True:
-    i += 1; print(i, i, i, 7, flush=True); time.sleep(0.1)'`;
-  const { code, text } = await runGpuScript("./container_on_gpu.sh", app);
+  const { code, text } = await runGpuScript("./container_on_gpu.sh", app(true));
   assertEquals(code, 0, text);
   assertStringIncludes(text, "PASS");
   assertStringIncludes(text, "gpu_checkpoint=");
@@ -44,14 +49,7 @@ Deno.test("a GPU restore failing in a container kills the job and leaves no keep
   ignore: !hasContainerCRTools(),
 }, async () => {
   const before = new Set(keepers());
-  // without FAKE_CUDA_TOKEN the fake driver takes the restored container for a new process: the
-  // GPU restore fails (401), as a real one can
-  const app = (w: string) =>
-    `exec env LD_PRELOAD=${w}/lib/libcuda.so.1 python3 -c 'import time
-i = 0
-while True:
-    i += 1; print(i, i, i, 7, flush=True); time.sleep(0.1)'`;
-  const { code, text } = await runGpuScript("./container_on_gpu.sh", app);
+  const { code, text } = await runGpuScript("./container_on_gpu.sh", app(false)); // (no token)
   assertEquals(code, 1, text);
   assertStringIncludes(text, "the restored job was killed (its checkpoint is intact: restore it again)");
   assertEquals(keepers().filter((p) => !before.has(p)), [], "no keeper left");
