@@ -3,6 +3,8 @@
 import { fastPath } from "./src/commands/fast.ts";
 import { reportError } from "./src/errors.ts";
 
+const FULL_CLI: string = "./src/commands/mod.ts";
+
 async function run(args: string[]): Promise<number> {
   try {
     const fast = await fastPath(args);
@@ -10,7 +12,10 @@ async function run(args: string[]): Promise<number> {
   } catch (e) {
     return reportError(e);
   }
-  const { main } = await import("./src/commands/mod.ts");
+  // (a specifier in a variable: Deno loads the whole graph of every literal import(), npm packages
+  // included, before the program starts, which cost the fast path ~9 ms; this one loads on use.
+  // scripts/bundle.sh caches it and `deno compile` takes it with --include.)
+  const { main }: typeof import("./src/commands/mod.ts") = await import(FULL_CLI);
   return await main(args);
 }
 

@@ -128,7 +128,7 @@ main() {
   command -v npm >/dev/null 2>&1 || apt_install npm
   install_deno
   install_criu
-  (cd "$HERE" && deno install -q >/dev/null 2>&1 || deno cache main.ts)
+  (cd "$HERE" && deno install -q >/dev/null 2>&1 || deno cache main.ts src/commands/mod.ts)
   install_cedana
 }
 
