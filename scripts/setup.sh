@@ -66,7 +66,24 @@ criu_ok() { # $1: a criu binary; true when it is >= 4.2 and `criu check` passes
   "$1" check >/dev/null 2>&1
 }
 
+# $1: where. Runs criu.real with its own loader and libraries; spawns no helper process unless
+# started through a symlink (runc starts CRIU twice per checkpoint: the old wrapper's three helpers
+# cost ~3 ms each time). cedana's src/criu/run.ts recognises it by its "$P/bin/criu.real".
+write_criu_wrapper() {
+  cat >"$1" <<'WRAP'
+#!/bin/sh
+# CRIU from Debian sid, run with its own loader and libraries (this system's glibc is older)
+f=$0
+[ -L "$f" ] && f=$(readlink -f "$f")
+case $f in */*) P=${f%/*}/.. ;; *) P=.. ;; esac
+exec "$P/lib/ld-linux-x86-64.so.2" --library-path "$P/lib" "$P/bin/criu.real" "$@"
+WRAP
+  chmod +x "$1"
+}
+
 install_criu() {
+  # an install by an older setup.sh: same CRIU, faster wrapper
+  if grep -qs 'P=$(dirname "$(dirname' "$PREFIX/criu/bin/criu"; then write_criu_wrapper "$PREFIX/criu/bin/criu"; fi
   if command -v criu >/dev/null 2>&1 && criu_ok "$(command -v criu)"; then
     log "criu $(criu --version | awk '/^Version:/{print $2}') already on PATH and passes criu check"
     return 0
@@ -103,13 +120,7 @@ SRC
     -not -path '*/gconv/*' -exec cp -L {} "$dir.new/lib/" \;
   local real; real=$(find "$dir.new/root" -type f -name criu -path '*bin*' | head -n1)
   cp "$real" "$dir.new/bin/criu.real"
-  cat >"$dir.new/bin/criu" <<'WRAP'
-#!/bin/sh
-# CRIU from Debian sid, run with its own loader and libraries (this system's glibc is older)
-P=$(dirname "$(dirname "$(readlink -f "$0")")")
-exec "$P/lib/ld-linux-x86-64.so.2" --library-path "$P/lib" "$P/bin/criu.real" "$@"
-WRAP
-  chmod +x "$dir.new/bin/criu"
+  write_criu_wrapper "$dir.new/bin/criu"
   rm -rf "$dir.new/root" "$dir" && mv "$dir.new" "$dir"
   rm -rf "$work"
   ln -sf "$dir/bin/criu" "$BIN_DIR/criu"

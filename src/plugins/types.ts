@@ -62,6 +62,8 @@ export interface CheckpointContext extends PluginContext {
   };
   extra: string[];
   ignoreRootfs: boolean;
+  /** The CRIU cedana checked (>= 4.2): a runtime that starts CRIU itself is pointed at it. */
+  criu: string;
 }
 
 export interface RestoreContext extends PluginContext {
@@ -73,6 +75,8 @@ export interface RestoreContext extends PluginContext {
   options: { id?: string; bundle?: string; root?: string; attachable?: boolean };
   /** The plugin's details recorded at dump time. */
   dumped: Record<string, unknown>;
+  /** As in CheckpointContext. */
+  criu: string;
 }
 
 export interface Restored {

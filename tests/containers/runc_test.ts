@@ -139,6 +139,45 @@ Deno.test(
 );
 
 Deno.test(
+  "runc: checkpoint and restore use the CRIU cedana checked, not the first criu on runc's PATH",
+  opts,
+  async () => {
+    const criu = (await runOk("sh", ["-c", "command -v criu"])).trim();
+    const shadow = Deno.makeTempDirSync({ prefix: "cedana-shadow-criu-" });
+    Deno.writeTextFileSync(`${shadow}/criu`, "#!/bin/sh\necho 'the wrong criu' >&2\nexit 1\n", {
+      mode: 0o755,
+    });
+    const d = new TestDaemon({ PATH: `${shadow}:${Deno.env.get("PATH")}`, CEDANA_CRIU_BINARY_PATH: criu });
+    await d.start();
+    try {
+      const { bundle, root } = await setup(d);
+      const j = await d.json<Job>(
+        "run",
+        "runc",
+        "--bundle",
+        bundle,
+        "--root",
+        root,
+        "--jid",
+        "p",
+        "--id",
+        "p1",
+      );
+      await waitTicks(j.log!, 2);
+      await d.ok("dump", "job", "p");
+      await d.ok("restore", "job", "p");
+      await waitTicks(j.log!, lastTick(readLog(j.log!)) + 2);
+    } catch (e) {
+      console.error(`--- daemon log (${d.dir}) ---\n${d.daemonLog}`);
+      throw e;
+    } finally {
+      await d.cleanup();
+      Deno.removeSync(shadow, { recursive: true });
+    }
+  },
+);
+
+Deno.test(
   "runc: attachable container",
   opts,
   withDaemon(async (d) => {

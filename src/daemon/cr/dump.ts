@@ -227,6 +227,7 @@ const steps: Step<DumpCtx>[] = [
             flags: c.flags,
             extra: parseCriuOpts(c.req.criuOpts),
             ignoreRootfs: !!c.req.ignoreRootfs,
+            criu: c.criu,
           });
           c.imagesTaken = true;
           // runc/containerd make CRIU write its stats into the work dir: keep them with the images

@@ -194,6 +194,7 @@ const steps: Step<RestoreCtx>[] = [
           flags: c.manifest!.criu.flags,
           options: { id: c.req.id, bundle: c.req.bundle, root: c.req.root, attachable: c.req.attachable },
           dumped: c.manifest!.job.details,
+          criu: c.criu,
         });
       } finally {
         release();

@@ -55,13 +55,13 @@ async function withPipes(
   root: string,
   args: string[],
   what: string,
-  opts: { attachable: boolean; systemdCgroup?: boolean; workDir: string },
+  opts: { attachable: boolean; systemdCgroup?: boolean; workDir: string; criu?: string },
 ): Promise<{ stdin: number | null; stdout: number; stderr: number }> {
   const i = opts.attachable ? pipe() : null, o = pipe(), e = pipe();
   const runcLog = join(opts.workDir, `runc-${crypto.randomUUID().slice(0, 8)}.log`);
   let code: number | null;
   try {
-    const child = spawn("runc", runcArgs(root, args, { systemdCgroup: opts.systemdCgroup, log: runcLog }), {
+    const child = spawn("runc", runcArgs(root, args, { ...opts, log: runcLog }), {
       stdio: [i ? i.read : "ignore", o.write, e.write],
     });
     const exited = new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
@@ -213,7 +213,10 @@ async function checkpoint(c: CheckpointContext): Promise<void> {
   for (const [k, flag] of Object.entries(FLAG_ARGS)) {
     if ((c.flags as Record<string, boolean>)[k]) args.push(flag);
   }
-  const r = await runCommand("runc", runcArgs(d.root, [...args, d.id], { log: join(c.workDir, "runc.log") }));
+  const r = await runCommand(
+    "runc",
+    runcArgs(d.root, [...args, d.id], { log: join(c.workDir, "runc.log"), criu: c.criu }),
+  );
   if (!r.success) {
     const lines = [
       ...criuLogFileErrors(join(c.workDir, "dump.log")),
@@ -288,6 +291,7 @@ async function restore(c: RestoreContext): Promise<Restored> {
       attachable,
       systemdCgroup: dumped.systemdCgroup,
       workDir: c.workDir,
+      criu: c.criu,
     });
   } catch (e) {
     (e as { details: string[] }).details?.unshift(

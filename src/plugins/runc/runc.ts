@@ -5,6 +5,18 @@ import { runCommand } from "../../sys/mod.ts";
 
 export const DEFAULT_ROOT = "/run/runc";
 
+/**
+ * runc would start whatever `criu` is first on PATH, maybe an older one than cedana checked. Its
+ * real path, not a symlink: cedana's CRIU wrapper (scripts/setup.sh) then needs no helper process.
+ */
+function criuForRunc(bin: string): string {
+  try {
+    return Deno.realPathSync(bin);
+  } catch {
+    return bin;
+  }
+}
+
 export interface RuncState {
   id: string;
   pid: number;
@@ -13,9 +25,14 @@ export interface RuncState {
   rootfs: string;
 }
 
-export function runcArgs(root: string, args: string[], opts: { systemdCgroup?: boolean; log?: string } = {}) {
+export function runcArgs(
+  root: string,
+  args: string[],
+  opts: { systemdCgroup?: boolean; log?: string; criu?: string } = {},
+) {
   const g = ["--root", root];
   if (opts.systemdCgroup) g.push("--systemd-cgroup");
+  if (opts.criu) g.push("--criu", criuForRunc(opts.criu));
   if (opts.log) g.push("--log", opts.log, "--log-format", "json");
   return [...g, ...args];
 }
