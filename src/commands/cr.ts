@@ -41,7 +41,10 @@ function dumpFlags(c: AnyCmd): AnyCmd {
       "external resource (CRIU --external), repeatable",
       (v: string, p: string[] = []) => [...p, v],
     )
-    .option("--criu-opts <json>", 'extra CRIU options as JSON, e.g. {"ghost-limit":"10M"}')
+    .option(
+      "--criu-opts <json>",
+      'extra CRIU options as JSON, e.g. {"ghost-limit":"10M"} (runc jobs: through a CRIU config file; not for containerd jobs)',
+    )
     .option("--json", "print the full result (with CRIU's statistics) as JSON");
 }
 

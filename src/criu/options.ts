@@ -92,6 +92,28 @@ export function parseCriuOpts(json: string | undefined): string[] {
   return out;
 }
 
+/**
+ * --criu-opts (as parseCriuOpts returns them) as a CRIU configuration file: one option per line,
+ * without the dashes. For a CRIU that a runtime starts (runc): CRIU reads the file named by
+ * CRIU_CONFIG_FILE in RPC mode too.
+ */
+export function criuConfigFile(extra: string[]): string {
+  const lines: string[] = [];
+  for (const a of extra) {
+    if (a.startsWith("--")) {
+      lines.push(a.slice(2));
+      continue;
+    }
+    if (/["\n\\]/.test(a)) {
+      throw invalidArgument(
+        `--criu-opts: ${JSON.stringify(a)}: quotes, backslashes and newlines cannot be passed to CRIU here`,
+      );
+    }
+    lines[lines.length - 1] += /\s/.test(a) ? ` "${a}"` : ` ${a}`;
+  }
+  return lines.map((l) => `${l}\n`).join("");
+}
+
 /** CRIU options cedana sets itself: given twice, CRIU would write where cedana does not look. */
 const OWNED: Record<string, string> = {
   "images-dir": "use --dir and --name",

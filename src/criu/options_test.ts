@@ -1,5 +1,5 @@
 import { assertEquals, assertThrows } from "../testing/asserts.ts";
-import { dumpArgs, parseCriuOpts, restoreArgs } from "./options.ts";
+import { criuConfigFile, dumpArgs, parseCriuOpts, restoreArgs } from "./options.ts";
 import { criuErrorLines } from "./run.ts";
 import { versionAtLeast } from "./mod.ts";
 
@@ -71,6 +71,17 @@ Deno.test("--criu-opts JSON", () => {
   assertThrows(() => parseCriuOpts("[]"), Error, "must be a JSON object");
   assertThrows(() => parseCriuOpts('{"images-dir":"/tmp/x"}'), Error, '"images-dir" is cedana\'s to set');
   assertThrows(() => parseCriuOpts('{"ghost-limit":{"a":1}}'), Error, "must be a string, number or boolean");
+});
+
+Deno.test("--criu-opts as a CRIU config file (for the CRIU runc starts)", () => {
+  assertEquals(
+    criuConfigFile(parseCriuOpts('{"ghost-limit":"10M","skip-in-flight":true,"lsm-profile":"a b"}')),
+    'ghost-limit 10M\nskip-in-flight\nlsm-profile "a b"\n',
+  );
+  assertEquals(criuConfigFile([]), "");
+  // a newline would start another option
+  assertThrows(() => criuConfigFile(["--ghost-limit", "1M\nleave-running"]), Error, "newlines");
+  assertThrows(() => criuConfigFile(["--lsm-profile", 'a"b']), Error, "quotes");
 });
 
 Deno.test("CRIU log Error lines, without the harmless rlimit one", () => {

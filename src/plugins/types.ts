@@ -109,6 +109,8 @@ export interface JobPlugin<RunReq = unknown, ManageReq = unknown> {
   released?(job: JobRow): void;
   /** The exit status of a job whose process was not the daemon's child (a runtime knows it). */
   exitStatus?(job: JobRow): Promise<ExitStatus | null>;
+  /** Set when --criu-opts cannot reach the CRIU this runtime starts: why (refused up front). */
+  readonly noCriuOpts?: string;
   /** Write the images of a checkpoint; default: CRIU dump of the job's process tree. */
   checkpoint?(c: CheckpointContext): Promise<void>;
   /** Restore from images; default: CRIU restore of a process tree. */

@@ -147,5 +147,12 @@ Deno.test(
       );
       assertEquals(down.code, 6, down.stderr);
       assertStringIncludes(down.stderr, "containerd is not reachable");
+      // CRIU options cannot reach the CRIU of containerd's shim: refused, not ignored
+      const j = await d.json<Job>("run", "containerd", IMAGE, "--jid", "e", "--", ...COUNTER);
+      await waitTicks(j.log!, 1);
+      const opt = await d.cli("dump", "job", "e", "--criu-opts", '{"ghost-limit":"1M"}');
+      assertEquals(opt.code, 2, opt.stderr);
+      assertStringIncludes(opt.stderr, "--criu-opts cannot be used with containerd jobs");
+      assert((await job(d, "e")).status !== "halted", "the job still runs");
     }),
 );

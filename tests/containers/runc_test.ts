@@ -178,6 +178,24 @@ Deno.test(
 );
 
 Deno.test(
+  "runc: --criu-opts reach the CRIU runc starts; one CRIU does not know is refused with its words",
+  opts,
+  withDaemon(async (d) => {
+    const { bundle, root } = await setup(d);
+    const j = await d.json<Job>("run", "runc", "--bundle", bundle, "--root", root, "--jid", "o");
+    await waitTicks(j.log!, 2);
+    const bad = await d.cli("dump", "job", "o", "--criu-opts", '{"no-such-opt":true}');
+    assertEquals(bad.code, 2, bad.stderr);
+    assertStringIncludes(bad.stderr, "unrecognized option '--no-such-opt'");
+    const r = await d.json<DumpResult>("dump", "job", "o", "--criu-opts", '{"ghost-limit":"3M"}');
+    // CRIU's log is kept with the images, as for a process dump: it read cedana's file
+    assertStringIncludes(Deno.readTextFileSync(`${r.checkpoint.path}/dump.log`), "criu-opts.conf");
+    await d.ok("restore", "job", "o");
+    await waitTicks(j.log!, lastTick(readLog(j.log!)) + 2);
+  }),
+);
+
+Deno.test(
   "runc: attachable container",
   opts,
   withDaemon(async (d) => {

@@ -17,7 +17,7 @@ import {
 } from "../../checkpoint/manifest.ts";
 import { inspectTree, type TreeFacts, ttyExternalId } from "../../criu/detect.ts";
 import { criuVersion, findCriu, MIN_CRIU, versionAtLeast } from "../../criu/mod.ts";
-import { dumpArgs, parseCriuOpts } from "../../criu/options.ts";
+import { criuConfigFile, dumpArgs, parseCriuOpts } from "../../criu/options.ts";
 import { runCriu } from "../../criu/run.ts";
 import { readDumpStats } from "../../criu/stats.ts";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, osReason } from "../../errors.ts";
@@ -230,10 +230,13 @@ const steps: Step<DumpCtx>[] = [
             criu: c.criu,
           });
           c.imagesTaken = true;
-          // runc/containerd make CRIU write its stats into the work dir: keep them with the images
-          try {
-            Deno.copyFileSync(join(workDir, "stats-dump"), join(c.tmpDir, "stats-dump"));
-          } catch { /* none written */ }
+          // runc/containerd make CRIU write its stats and log into the work dir: keep them with the
+          // images, as a process dump does
+          for (const f of ["stats-dump", "dump.log"]) {
+            try {
+              Deno.copyFileSync(join(workDir, f), join(c.tmpDir, f));
+            } catch { /* none written */ }
+          }
         } catch (e) {
           criuFailed(c, e as Error, join(workDir, "dump.log"), workDir);
           throw e;
@@ -406,7 +409,13 @@ function criuFailed(c: DumpCtx, e: Error, log: string, workDir?: string): void {
 export async function dump(host: CrHost, request: DumpRequest, row: JobRow | null): Promise<DumpResult> {
   // config criu.leave_running is the default of --leave-running
   const req = { ...request, leaveRunning: request.leaveRunning ?? host.config.criu.leave_running };
-  parseCriuOpts(req.criuOpts); // a bad --criu-opts is refused before anything happens
+  // a bad --criu-opts is refused before anything happens
+  const extra = parseCriuOpts(req.criuOpts);
+  if (extra.length && row && plugin(row.type).checkpoint) {
+    const why = plugin(row.type).noCriuOpts;
+    if (why) throw invalidArgument(`--criu-opts cannot be used with ${row.type} jobs: ${why}`);
+    criuConfigFile(extra); // (a runtime's CRIU gets them in a config file: what it cannot hold is refused now)
+  }
   if (req.ignoreRootfs && (!row || row.type === "process")) {
     throw invalidArgument("--ignore-rootfs is for container jobs (runc, containerd)");
   }

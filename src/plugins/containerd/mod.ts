@@ -363,6 +363,7 @@ export const containerdPlugin: JobPlugin<RunContainerdRequest, ManageContainerdR
   manage,
   signal,
   cleanup,
+  noCriuOpts: "containerd's shim starts runc, which starts CRIU: put CRIU options into /etc/criu/runc.conf",
   checkpoint,
   restore,
   exitStatus,

@@ -5,12 +5,14 @@
 // takes care of the container's mounts, namespaces and cgroups around CRIU.
 
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { ManageRuncRequest, RunRuncRequest } from "../../api/types.ts";
 import { alreadyExists, failedPrecondition, invalidArgument } from "../../errors.ts";
 import type { JobRow } from "../../daemon/db.ts";
 import { readStat } from "../../proc/mod.ts";
 import { criuLogFileErrors } from "../../criu/run.ts";
+import { criuConfigFile } from "../../criu/options.ts";
 import { closeFd, openAppend, pipe, runCommand, trackSpawn } from "../../sys/mod.ts";
 import { type IoKeep, keptPipes, reclaimIo, releaseIo } from "../process/io.ts";
 import { logPump } from "./log_pump.ts";
@@ -213,18 +215,39 @@ async function checkpoint(c: CheckpointContext): Promise<void> {
   for (const [k, flag] of Object.entries(FLAG_ARGS)) {
     if ((c.flags as Record<string, boolean>)[k]) args.push(flag);
   }
+  const env = c.extra.length ? await criuOptsFile(c) : undefined;
   const r = await runCommand(
     "runc",
     runcArgs(d.root, [...args, d.id], { log: join(c.workDir, "runc.log"), criu: c.criu }),
+    env,
   );
   if (!r.success) {
     const lines = [
       ...criuLogFileErrors(join(c.workDir, "dump.log")),
       ...runcLogErrors(join(c.workDir, "runc.log")),
     ];
-    throw failedPrecondition(`runc checkpoint ${d.id} failed; logs in ${c.workDir}`, lines.slice(-15));
+    // (the work dir goes away: name CRIU's log only if there is one; the dump moves it next to the images)
+    const log = join(c.workDir, "dump.log");
+    const where = lines.length && existsSync(log) ? `; CRIU log: ${log}` : "";
+    throw failedPrecondition(`runc checkpoint ${d.id} failed${where}`, lines.slice(-15));
   }
   if (!c.ignoreRootfs) await saveRootfs(d.bundle, c.imagesDir);
+}
+
+/**
+ * --criu-opts for the CRIU that runc starts: runc has no flag for them, but CRIU reads the file
+ * named by CRIU_CONFIG_FILE. Checked first with `criu --version`, which parses it too: through runc
+ * a bad option only shows as "CRIU version check failed".
+ */
+async function criuOptsFile(c: CheckpointContext): Promise<Record<string, string>> {
+  const env = { CRIU_CONFIG_FILE: join(c.workDir, "criu-opts.conf") };
+  Deno.writeTextFileSync(env.CRIU_CONFIG_FILE, criuConfigFile(c.extra));
+  const check = await runCommand(c.criu, ["--version"], env);
+  if (!check.success) {
+    const why = check.stderr.split("\n").filter((l) => l.startsWith("criu:")).map((l) => l.slice(6));
+    throw invalidArgument(`--criu-opts: CRIU refused them: ${why.join("; ") || `criu exit ${check.code}`}`);
+  }
+  return env;
 }
 
 /** The container's filesystem as it was at the dump, so a restore elsewhere gets its changes. */
