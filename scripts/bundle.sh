@@ -88,15 +88,29 @@ cat >"$out" <<SH
 set -e
 key=$version-$sum
 base=\${CEDANA_CACHE_DIR:-\${XDG_CACHE_HOME:-\$HOME/.cache}/cedana}
+# (this file's path: \`cedana daemon install\` points the unit at it, not into the cache)
+case \$0 in /*) CEDANA_SFX=\$0 ;; *) CEDANA_SFX=\$PWD/\$0 ;; esac
+export CEDANA_SFX
 # already unpacked: go straight on (no subprocess on the way: every command's start pays for it)
 [ -x "\$base/\$key/cedana/cedana" ] && exec "\$base/\$key/cedana/cedana" "\$@"
-{ mkdir -p "\$base" && [ -w "\$base" ]; } 2>/dev/null || { base=/tmp/cedana-\$(id -u); mkdir -p "\$base"; }
+if ! { mkdir -p "\$base" && [ -w "\$base" ]; } 2>/dev/null; then
+  # no writable HOME: a per-user dir in /tmp, which must really be ours (anyone can create one)
+  base=/tmp/cedana-\$(id -u)
+  mkdir -p -m 700 "\$base" 2>/dev/null || true
+  if [ -L "\$base" ] || [ ! -O "\$base" ]; then
+    echo "cedana: \$base is not yours: remove it, or set CEDANA_CACHE_DIR" >&2
+    exit 1
+  fi
+fi
 dir=\$base/\$key
 if [ ! -x "\$dir/cedana/cedana" ]; then
   tmp=\$(mktemp -d "\$base/.unpack.XXXXXX")
   tail -c +PAYLOAD_OFFSET "\$0" | tar -xzf - -C "\$tmp"
-  rm -rf "\$dir" 2>/dev/null || true
-  mv "\$tmp" "\$dir" 2>/dev/null || rm -rf "\$tmp" # another run unpacked it first
+  # rename(2) is atomic and refuses a non-empty target: of runs racing here the first to finish
+  # wins and the others use its copy (no run deletes a tree another one already runs from)
+  if ! mv -T "\$tmp" "\$dir" 2>/dev/null; then
+    if [ -x "\$dir/cedana/cedana" ]; then rm -rf "\$tmp"; else rm -rf "\$dir" && mv -T "\$tmp" "\$dir"; fi
+  fi
   # Each version unpacks to ~150 MB: drop the other versions unless a process still runs from one
   # (a daemon of the old version execs its own CRIU and reads its own files until it stops).
   for old in "\$base"/*; do

@@ -1,4 +1,5 @@
 // C/R modes (leave-running, cycles, PID collisions, compression) and failure cases.
+import { existsSync } from "node:fs";
 import type { CheckpointInfo, CheckpointInspect, DumpResult, Job, RestoreResult } from "../src/api/types.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "../src/testing/asserts.ts";
 import {
@@ -172,6 +173,58 @@ Deno.test(
 );
 
 Deno.test(
+  "checkpoints are not mixed up: another job's, a deleted latest, a reused path, an unlisted image",
+  crOpts,
+  withDaemon(async (d) => {
+    const a = await startWorkload(d, "ja", "counter");
+    await startWorkload(d, "jb", "counter");
+    const older = await d.json<DumpResult>("dump", "job", "ja", "--leave-running");
+    const mine = await d.json<DumpResult>("dump", "job", "ja");
+    const other = await d.json<DumpResult>("dump", "job", "jb", "--leave-running", "--compression", "tar");
+    // another job's checkpoint is not restored into this job
+    const wrong = await d.cli("restore", "job", "ja", "--path", other.checkpoint.path);
+    assertEquals(wrong.code, 2, wrong.stderr);
+    assertStringIncludes(wrong.stderr, "is a checkpoint of job jb, not of job ja");
+    assertStringIncludes(wrong.stderr, `cedana restore process --path ${other.checkpoint.path}`);
+    // the dump that ended the job is deleted: no silent step back to the older one
+    await d.ok("job", "checkpoint", "delete", mine.checkpoint.id);
+    const back = await d.cli("restore", "job", "ja");
+    assertEquals(back.code, 5, back.stderr);
+    assertStringIncludes(back.stderr, `cedana restore job ja --path ${older.checkpoint.path}`);
+    await d.ok("restore", "job", "ja", "--path", older.checkpoint.path); // on purpose: fine
+    await waitTicks(a.log!, 1);
+    // no checkpoint inside another one; a delete removes the checkpoint's own files only
+    const nested = await d.cli("dump", "job", "ja", "--leave-running", "--dir", older.checkpoint.path);
+    assertEquals(nested.code, 2, nested.stderr);
+    assertStringIncludes(nested.stderr, `is inside checkpoint ${older.checkpoint.path}`);
+    Deno.writeTextFileSync(`${older.checkpoint.path}/notes.txt`, "mine");
+    await d.ok("job", "checkpoint", "delete", older.checkpoint.id);
+    assertEquals([...Deno.readDirSync(older.checkpoint.path)].map((e) => e.name), ["notes.txt"]);
+    // an image the manifest does not list is not restored unchecked (a copy with an edited list)
+    const cp = await d.json<DumpResult>("dump", "job", "ja", "--leave-running");
+    await d.json("job", "checkpoint", "inspect", cp.checkpoint.id); // (its checksums are complete)
+    const copy = `${d.dir}/copy`;
+    await new Deno.Command("cp", { args: ["-a", cp.checkpoint.path, copy] }).output();
+    const m = JSON.parse(Deno.readTextFileSync(`${copy}/manifest.json`));
+    m.files = m.files.filter((f: { name: string }) => !f.name.startsWith("pages-"));
+    Deno.writeTextFileSync(`${copy}/manifest.json`, JSON.stringify(m));
+    const unlisted = await d.cli("restore", "process", "--path", copy);
+    assertEquals(unlisted.code, 5, unlisted.stderr);
+    assertMatch(unlisted.stderr, /pages-\d+\.img is not in its manifest\.json/);
+    // a damaged archive is named as the user gave it, not by the scratch dir it was unpacked into
+    const bytes = Deno.readFileSync(other.checkpoint.path);
+    const at = Math.floor(bytes.length / 2); // (in the page images: by far the biggest file)
+    bytes[at] ^= 0xff;
+    const bad = `${d.dir}/flipped.tar`;
+    Deno.writeFileSync(bad, bytes);
+    const r = await d.cli("restore", "process", "--path", bad);
+    assert(r.code !== 0, r.stderr);
+    assertStringIncludes(r.stderr, bad);
+    assert(!r.stderr.includes(".cedana-work-"), r.stderr);
+  }),
+);
+
+Deno.test(
   "disk full during a dump: clear error, job keeps running, nothing recorded but the log",
   crOpts,
   async () => {
@@ -243,6 +296,36 @@ Deno.test("daemon SIGKILLed in the middle of a dump: no half checkpoint, job not
 });
 
 Deno.test(
+  "daemon SIGKILLed in the middle of a restore: nothing half-restored is left, the job restores again",
+  crOpts,
+  async () => {
+    const d = new TestDaemon();
+    await d.start();
+    try {
+      const job = await startWorkload(d, "rv", "memory", "384");
+      const pid = job.pid!;
+      await d.ok("dump", "job", "rv");
+      await waitFor(() => !existsSync(`/proc/${pid}`), "the dumped process reaped");
+      const restoring = d.cli("restore", "job", "rv");
+      // CRIU recreates the task first, then fills its memory: kill the daemon in between
+      for (const until = Date.now() + 20_000; !existsSync(`/proc/${pid}`) && Date.now() < until;) {
+        await sleep(2);
+      }
+      await d.stop("SIGKILL");
+      assert((await restoring).code !== 0, "the restore did not report success");
+      await d.start();
+      await waitFor(() => !pidAlive(pid), "the half-restored task killed by the next daemon", 10_000);
+      assertEquals((await jobOf(d, "rv")).status, "halted");
+      const back = await d.json<RestoreResult>("restore", "job", "rv");
+      assertEquals(back.pidNamespace, false, "its PIDs are free again");
+      await verify(d, "rv", job.log!);
+    } finally {
+      await d.cleanup();
+    }
+  },
+);
+
+Deno.test(
   "progress on a terminal during a long dump; none with --json",
   crOpts,
   withDaemon(async (d) => {
@@ -263,6 +346,23 @@ Deno.test(
     const json = await onTty("dump", "job", "big", "--leave-running", "--json");
     assert(!json.includes("CRIU writing images"), "no progress mixed into --json output");
     JSON.parse(json.slice(json.indexOf("{"), json.lastIndexOf("}") + 1));
+    // Ctrl-C: the dump is the daemon's and goes on; the CLI says so
+    const cli = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", MAIN, "dump", "job", "big", "--leave-running", "--compression", "lz4"],
+      env: d.env,
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    await sleep(700);
+    cli.kill("SIGINT");
+    const out = await cli.output();
+    assertEquals(out.code, 130);
+    assertStringIncludes(new TextDecoder().decode(out.stderr), "the dump of job big goes on in the daemon");
+    await waitFor(
+      async () => (await d.json<CheckpointInfo[]>("job", "checkpoint", "list", "big")).length === 3,
+      "the interrupted CLI's dump recorded",
+      30_000,
+    );
   }),
 );
 

@@ -1,7 +1,7 @@
 // `cedana run process` in log, attach, attachable and tty modes, and `cedana ps`.
 import type { Job, JobInspect } from "../src/api/types.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "../src/testing/asserts.ts";
-import { MAIN, opts, waitFor, withDaemon } from "./helpers.ts";
+import { MAIN, opts, sleep, waitFor, withDaemon } from "./helpers.ts";
 
 Deno.test(
   "run process: output goes to the log, exit code shows in ps",
@@ -168,6 +168,43 @@ Deno.test(
     );
     assertEquals(r.code, 4, r.stderr);
     assertMatch(r.stdout, /^\/dev\/pts\/\d+\r\nisatty\r\n\d+ \d+\r\n$/);
+  }),
+);
+
+Deno.test(
+  "an attached terminal that goes away detaches; the terminal job goes on",
+  opts,
+  withDaemon(async (d) => {
+    await d.ok(
+      "run",
+      "process",
+      "--tty",
+      "--jid",
+      "sh",
+      "--",
+      "sh",
+      "-c",
+      'while read l; do echo "t:$l"; done',
+    );
+    // the client on a terminal of its own (not its controlling one: no SIGHUP), which then closes
+    const script = [
+      "import os, pty, subprocess, sys, time",
+      "m, s = pty.openpty()",
+      "p = subprocess.Popen(sys.argv[1:], stdin=s, stdout=s, stderr=s)",
+      "os.close(s); time.sleep(2); os.close(m)",
+      "print(p.wait(timeout=20))",
+    ].join("\n");
+    const r = await new Deno.Command("python3", {
+      args: ["-c", script, Deno.execPath(), "run", "-A", "--quiet", MAIN, "job", "attach", "sh"],
+      env: d.env,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    // (the client ended: how it exits nobody sees, its terminal is gone)
+    assertMatch(new TextDecoder().decode(r.stdout).trim(), /^\d+$/, new TextDecoder().decode(r.stderr));
+    await sleep(300);
+    const j = await d.json<JobInspect>("job", "inspect", "sh");
+    assert(j.status !== "halted", `the job still runs (${j.status})`);
   }),
 );
 

@@ -87,6 +87,13 @@ export async function createArchive(dir: string, archive: string, c: Exclude<Com
 export async function extractArchive(archive: string, dir: string): Promise<void> {
   const c = detectCompression(archive);
   if (c === "none") throw invalidArgument(`${archive} is not a checkpoint archive`);
+  const need = program(c, true)?.split(" ")[0];
+  if (need && !hasBinary(need)) {
+    // (tar would only say that its child failed, as if the archive were damaged)
+    throw failedPrecondition(
+      `${archive} is compressed with ${c}: unpacking it needs ${need}, which is not installed`,
+    );
+  }
   const prog = program(c, true);
   await tar(
     [...(prog ? ["-I", prog] : []), "-C", dir, "-xf", archive],

@@ -110,6 +110,13 @@ export function readManifest(dir: string): Manifest {
 
 /** Cheap first pass: every file there with its size. */
 export function verifySizes(dir: string, m: Manifest): void {
+  // an image the manifest does not list would be restored unchecked (CRIU reads what it needs)
+  const listed = new Set(m.files.map((f) => f.name));
+  for (const e of Deno.readDirSync(dir)) {
+    if (e.isFile && e.name.endsWith(".img") && !listed.has(e.name)) {
+      throw failedPrecondition(`checkpoint ${dir} is damaged: ${e.name} is not in its ${MANIFEST}`);
+    }
+  }
   for (const f of m.files) {
     let size: number;
     try {

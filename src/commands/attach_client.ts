@@ -91,7 +91,8 @@ export async function attachJob(
         writeAll(frame[0] === STREAM_STDERR ? Deno.stderr : Deno.stdout, frame.subarray(1));
       } catch (err) {
         // our reader went away (`... | head`): detach quietly, the job goes on
-        if (err instanceof Deno.errors.BrokenPipe) finish(null);
+        // (or our terminal is gone: EIO)
+        if (err instanceof Deno.errors.BrokenPipe || rawMode) finish(null);
         else finish(err as Error);
       }
     };
@@ -131,10 +132,13 @@ export async function attachJob(
       try {
         n = await Deno.stdin.read(buf);
       } catch {
-        n = null;
+        return detach(); // our terminal is gone (hangup): that ends the attachment, not the job's input
       }
       if (ws.readyState !== WebSocket.OPEN) return;
       if (n === null) {
+        // Our terminal hung up (in raw mode Ctrl+D is a byte, not an end): detach, the job goes
+        // on. A pipe's end is the job's end of input, as with `docker run -i` (--no-stdin: none).
+        if (rawMode) return detach();
         ws.send(JSON.stringify({ type: "eof" }));
         return;
       }

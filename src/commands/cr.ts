@@ -13,6 +13,7 @@ import type {
 import { attachAndExit } from "./attach_client.ts";
 import { msText, printDump, printRestore } from "./cr_render.ts";
 import { showProgress } from "./progress.ts";
+import { noticeInterrupt } from "./fast.ts";
 import { clientOf } from "./context.ts";
 import { parsePid } from "./manage.ts";
 import { ago, humanSize, printJson, table } from "./render.ts";
@@ -73,20 +74,22 @@ export function dumpCommand() {
       .option("--ignore-rootfs", "container jobs: do not save the container's file changes")
       .action(async (jid: string, o: DumpCliOpts & { ignoreRootfs?: boolean }, cmd: Command) => {
         const client = clientOf(cmd);
-        const done = showProgress(client, jid, o.json);
+        const done = showProgress(client, jid, o.json), quiet = noticeInterrupt("dump", `job ${jid}`);
         const r = await client.post<DumpResult>("/v1/dump", {
           ...dumpRequest(o),
           jid,
           ignoreRootfs: o.ignoreRootfs,
         })
-          .finally(done);
+          .finally(() => (done(), quiet()));
         printDump(r, `job ${jid}`, o.json);
       }) as unknown as Command,
   );
   dump.addCommand(
     dumpFlags(new Command("process").argument("<pid>").description("Checkpoint any process by PID"))
       .action(async (pid: string, o: DumpCliOpts, cmd: Command) => {
-        const r = await clientOf(cmd).post<DumpResult>("/v1/dump", { ...dumpRequest(o), pid: parsePid(pid) });
+        const quiet = noticeInterrupt("dump", `process ${pid}`);
+        const r = await clientOf(cmd).post<DumpResult>("/v1/dump", { ...dumpRequest(o), pid: parsePid(pid) })
+          .finally(quiet);
         printDump(r, `process ${pid}`, o.json);
       }) as unknown as Command,
   );
@@ -97,11 +100,12 @@ export function dumpCommand() {
     sub.option("--ignore-rootfs", "do not save the container's file changes");
     dump.addCommand(
       sub.action(async (cid: string, o: DumpCliOpts & { ignoreRootfs?: boolean }, cmd: Command) => {
+        const quiet = noticeInterrupt("dump", `container ${cid}`);
         const r = await clientOf(cmd).post<DumpResult>("/v1/dump", {
           ...dumpRequest(o),
           container: { type, id: cid },
           ignoreRootfs: o.ignoreRootfs,
-        });
+        }).finally(quiet);
         printDump(r, `container ${cid}`, o.json);
       }) as unknown as Command,
     );
@@ -121,13 +125,14 @@ interface RestoreCliOpts {
 async function doRestore(req: RestoreRequest, o: RestoreCliOpts, cmd: Command) {
   const client = clientOf(cmd as never);
   const done = req.jid ? showProgress(client, req.jid, o.json) : () => {};
+  const quiet = noticeInterrupt("restore", req.jid ? `job ${req.jid}` : o.path ?? "the checkpoint");
   const r = await client.post<RestoreResult>("/v1/restore", {
     ...req,
     path: o.path ? resolve(o.path) : undefined,
     attachable: !!(o.attach || o.attachable) || undefined,
     waitForAttach: o.attach || undefined,
     log: o.out ? resolve(o.out) : undefined,
-  }).finally(done);
+  }).finally(() => (done(), quiet()));
   printRestore(r, o.json);
   if (o.attach) {
     await attachAndExit(client, r.job.jid, { since: 0 });

@@ -28,11 +28,22 @@ function parse(args: string[]): Fast | null {
   return { op, jid, json, leaveRunning };
 }
 
+/** Ctrl-C while the daemon dumps or restores: that work is the daemon's and goes on; say so (exit 130). */
+export function noticeInterrupt(op: "dump" | "restore", what: string): () => void {
+  const onInt = () => {
+    console.error(`\ninterrupted: the ${op} of ${what} goes on in the daemon (see cedana ps)`);
+    Deno.exit(130);
+  };
+  Deno.addSignalListener("SIGINT", onInt);
+  return () => Deno.removeSignalListener("SIGINT", onInt);
+}
+
 /** Runs the command and returns the exit status, or null when the full CLI must handle it. */
 export async function fastPath(args: string[]): Promise<number | null> {
   const f = parse(args);
   if (!f) return null;
   const client = new DaemonClient(loadConfig().address);
+  const quiet = noticeInterrupt(f.op, `job ${f.jid}`);
   try {
     const body = f.op === "dump" && f.leaveRunning ? { jid: f.jid, leaveRunning: true } : { jid: f.jid };
     const answer = client.post<DumpResult | RestoreResult>(`/v1/${f.op}`, body);
@@ -48,6 +59,7 @@ export async function fastPath(args: string[]): Promise<number | null> {
     else printRestore(r as RestoreResult, f.json);
     return 0;
   } finally {
+    quiet();
     client.close();
   }
 }

@@ -100,6 +100,7 @@ const DETAIL_LABELS: Record<string, string> = {
   restoredFrom: "Restored from",
   pidNamespace: "Own PID namespace",
   incompleteDump: "Unfinished dump",
+  haltedBy: "Halted by checkpoint",
   id: "Container",
   root: "Runc root",
   bundle: "Bundle",

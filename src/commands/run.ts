@@ -6,7 +6,25 @@ import { attachAndExit } from "./attach_client.ts";
 import { clientOf } from "./context.ts";
 import type { DaemonClient } from "../client/mod.ts";
 import { printJson } from "./render.ts";
-import { resolve } from "node:path";
+import { dirname, resolve } from "node:path";
+
+/**
+ * The environment a job gets: the user's, without what cedana's own launchers added to run cedana
+ * (its Deno cache, its CRIU first on PATH: a job's `deno` or `criu` are the user's).
+ */
+export function userEnv(env = Deno.env.toObject()): Record<string, string> {
+  const out = { ...env };
+  delete out.CEDANA_SFX;
+  const launcher = out.CEDANA_LAUNCHER;
+  delete out.CEDANA_LAUNCHER;
+  if (!launcher) return out;
+  const bundle = dirname(launcher);
+  if (out.DENO_DIR === `${bundle}/deno_dir`) {
+    for (const k of ["DENO_DIR", "DENO_NO_UPDATE_CHECK", "DENO_NO_PROMPT"]) delete out[k];
+  }
+  if (out.PATH) out.PATH = out.PATH.split(":").filter((p) => p !== `${bundle}/criu/bin`).join(":");
+  return out;
+}
 
 interface RunOpts {
   jid?: string;
@@ -59,7 +77,7 @@ function processCommand(name: string) {
         jid: opts.jid,
         args,
         cwd: Deno.cwd(),
-        env: Deno.env.toObject(),
+        env: userEnv(),
         attachable,
         tty: !!opts.tty,
         cols: size?.columns,

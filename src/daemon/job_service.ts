@@ -2,6 +2,8 @@
 // only writer of job records, and it watches every live job so an exit is recorded promptly.
 
 import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { MANIFEST, type Manifest, readManifest } from "../checkpoint/manifest.ts";
 import type {
   CheckpointInfo,
   CheckpointInspect,
@@ -487,9 +489,11 @@ export class JobService implements CrHost {
     this.#watch(row);
   }
 
-  dumped(jid: string): void {
-    releaseIo(this.db.getJob(jid)?.details.ioKeepers as IoKeep | undefined);
-    this.db.updateJob(jid, { state: "halted", exitCode: null, exitSignal: null });
+  dumped(jid: string, checkpoint?: string): void {
+    const row = this.db.getJob(jid);
+    releaseIo(row?.details.ioKeepers as IoKeep | undefined);
+    const details = { ...row?.details, haltedBy: checkpoint };
+    this.db.updateJob(jid, { state: "halted", exitCode: null, exitSignal: null, details });
     this.#sources.delete(jid);
     this.#hubs.get(jid)?.exited({ code: null, signal: null, checkpointed: true });
   }
@@ -650,6 +654,16 @@ export class JobService implements CrHost {
             `are in ${unfinished}; restore an older checkpoint with --path, or those images with criu restore -D`,
         );
       }
+      const haltedBy = row.details.haltedBy as string | undefined;
+      if (!req.path && haltedBy && latest?.id !== haltedBy) {
+        // the dump that ended the job is gone: an older state would silently turn the job back
+        throw failedPrecondition(
+          `the checkpoint that ended job ${row.jid} (${haltedBy}) was deleted` +
+            (latest
+              ? `; restore an older one on purpose with: cedana restore job ${row.jid} --path ${latest.path}`
+              : ""),
+        );
+      }
       path = req.path ?? latest?.path ?? "";
       if (!path) {
         throw notFound(`job ${row.jid} has no checkpoint (dump it first: cedana dump job ${row.jid})`);
@@ -726,12 +740,9 @@ export class JobService implements CrHost {
       throw failedPrecondition(`job ${c.jid} is busy: a ${this.#busy.get(c.jid)} is in progress`);
     }
     await this.checksums.settled(c.path); // the background hasher must not read deleted files
-    try {
-      Deno.removeSync(c.path, { recursive: true });
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
+    const kept = removeCheckpointFiles(c);
     this.db.deleteCheckpoint(id);
+    if (kept) this.log.warn("checkpoint deleted; files at its path kept", { id, path: c.path, why: kept });
     return checkpointInfo(c);
   }
 
@@ -740,5 +751,42 @@ export class JobService implements CrHost {
     this.#watchers.clear();
     this.#exits.close();
     this.#reaper.stop();
+  }
+}
+
+/**
+ * Removes a checkpoint's own files, and nothing else: the path may have been reused since the dump
+ * (another checkpoint nested in it, or a user's files). Returns why something was kept, or null.
+ */
+function removeCheckpointFiles(c: CheckpointRow): string | null {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.statSync(c.path);
+  } catch {
+    return null; // gone already
+  }
+  if (st.isFile) {
+    // an archive: the one recorded has this size
+    if (st.size !== c.size) return `${c.path} is not the archive recorded (${st.size} bytes, not ${c.size})`;
+    Deno.removeSync(c.path);
+    return null;
+  }
+  let m: Manifest;
+  try {
+    m = readManifest(c.path);
+  } catch {
+    return `${c.path} has no readable ${MANIFEST}`;
+  }
+  if (m.id !== c.id) return `${c.path} holds checkpoint ${m.id} now`;
+  for (const name of [...m.files.map((f) => f.name), MANIFEST]) {
+    try {
+      Deno.removeSync(join(c.path, name));
+    } catch { /* gone */ }
+  }
+  try {
+    Deno.removeSync(c.path); // only when empty: what else is in it stays
+    return null;
+  } catch {
+    return `${c.path} holds other files`;
   }
 }

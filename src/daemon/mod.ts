@@ -19,7 +19,12 @@ import { tryLockFile } from "../sys/mod.ts";
  * held until this process ends; the file says who holds it.
  */
 function claimDb(dbPath: string, address: string): void {
-  const lockPath = `${dbPath}.lock`;
+  // (keyed on the DB file itself: a symlink to it is the same DB)
+  let real = dbPath;
+  try {
+    real = Deno.realPathSync(dbPath);
+  } catch { /* a new DB */ }
+  const lockPath = `${real}.lock`;
   let fd: number | null;
   try {
     fd = tryLockFile(lockPath);
@@ -81,6 +86,15 @@ export async function startDaemon(config: Config): Promise<void> {
   // a bad metrics.address fails before anything is claimed or opened
   const metricsAt = config.metrics.address ? parseListenAddress(config.metrics.address) : null;
   Deno.mkdirSync(dirname(config.db.path), { recursive: true });
+  // where jobs' logs go by default: a missing one would fail every log-mode job
+  try {
+    Deno.mkdirSync(config.output_dir, { recursive: true });
+  } catch (e) {
+    log.warn("cannot create output_dir: log-mode jobs will fail to start", {
+      dir: config.output_dir,
+      error: String(e),
+    });
+  }
   claimDb(config.db.path, address);
   await claimSocket(address);
   let db: JobDb;

@@ -1,6 +1,7 @@
 // `cedana daemon install|uninstall`: a systemd unit that runs the daemon. The rendering is pure
 // (renderUnit, startArgv); install/uninstall do the file and systemctl work around it.
 
+import { existsSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Config } from "../config/mod.ts";
@@ -84,10 +85,13 @@ function which(name: string): string | null {
   return null;
 }
 
-/** How to run this cedana again: the offline bundle's launcher when this runs from one (it brings its
+/** How to run this cedana again: the self-extracting file when this runs from one (its unpacked copy
+ * in a cache goes away with the next version), else the offline bundle's launcher (it brings its
  * Deno, dependencies and CRIU), else `cedana` on PATH when there is one (it survives checkouts moving),
  * else this very executable (a `deno compile` binary), else `deno run -A <main.ts>`. */
 export function cedanaCommand(): string[] {
+  const sfx = Deno.env.get("CEDANA_SFX");
+  if (sfx && isAbsolute(sfx) && existsSync(sfx)) return [sfx];
   const launcher = Deno.env.get("CEDANA_LAUNCHER");
   if (launcher && isAbsolute(launcher)) return [launcher];
   const onPath = which("cedana");

@@ -2,7 +2,7 @@
 // a temporary directory next to the destination and renamed into place only once CRIU succeeded
 // and the manifest is written, so a checkpoint that is recorded is always complete.
 
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { CompressionName, DumpRequest, DumpResult } from "../../api/types.ts";
 import { archiveExt, createArchive, parseCompression, requireCompressor } from "../../checkpoint/archive.ts";
 import { DirHasher } from "../../checkpoint/hasher.ts";
@@ -114,7 +114,9 @@ const steps: Step<DumpCtx>[] = [
       // (A plugin with its own checkpoint, like runc, deals with its stdio itself.)
       const row = c.row;
       if (c.plugin?.checkpoint) return;
-      for (const [fd, target] of Object.entries(f.stdio)) {
+      for (const [fd, link] of Object.entries(f.stdio)) {
+        // a deleted log: the restored job writes to a new one at the same path
+        const target = link.endsWith(" (deleted)") ? link.slice(0, -" (deleted)".length) : link;
         const pipe = /^pipe:\[(\d+)\]$/.exec(target);
         if (row?.attachable && !row.tty && pipe) {
           c.stdio[fd] = { kind: "pipe", ino: Number(pipe[1]) };
@@ -136,6 +138,8 @@ const steps: Step<DumpCtx>[] = [
   {
     name: "prepare",
     run(c, undo) {
+      const inside = enclosingCheckpoint(c.baseDir);
+      if (inside) throw invalidArgument(`${c.baseDir} is inside checkpoint ${inside}: choose another --dir`);
       try {
         Deno.mkdirSync(c.baseDir, { recursive: true });
       } catch (e) {
@@ -350,7 +354,7 @@ const steps: Step<DumpCtx>[] = [
       }
       if (!c.row) return;
       if (c.req.leaveRunning) c.host.rewatch(c.row.jid);
-      else c.host.dumped(c.row.jid);
+      else c.host.dumped(c.row.jid, c.id);
     },
   },
 ];
@@ -389,6 +393,14 @@ function manifestFor(c: DumpCtx, files: Manifest["files"]): Manifest {
     gpu: c.gpu?.manifest,
     stats: c.stats ?? undefined,
   };
+}
+
+/** The checkpoint dir that `dir` is in (or is), if any: a checkpoint nested in one would be lost with it. */
+function enclosingCheckpoint(dir: string): string | null {
+  for (let d = resolve(dir); d !== "/"; d = dirname(d)) {
+    if (exists(join(d, MANIFEST))) return d;
+  }
+  return null;
 }
 
 function criuFailed(c: DumpCtx, e: Error, log: string, workDir?: string): void {

@@ -15,7 +15,8 @@ export interface CrHost {
   /** Watch the job's current process again (after a failed or leave-running dump). */
   rewatch(jid: string): void;
   /** The dump ended the job: tell attached clients, keep the record. */
-  dumped(jid: string): void;
+  /** `checkpoint`: the one that ended the job (a restore must not silently use an older one). */
+  dumped(jid: string, checkpoint?: string): void;
   /** Record a restored process for a job and start watching it. */
   restored(row: JobRow, io: JobIo | null, reap: boolean, holdOutput?: boolean): void;
   /** Reap zombie orphans now (their PIDs may be what a restore needs). */

@@ -119,6 +119,14 @@ const steps: Step<RestoreCtx>[] = [
     async run(c) {
       const m = c.manifest = readManifest(c.imagesDir);
       verifySizes(c.imagesDir, m);
+      if (!c.isNew && m.job.jid !== c.row.jid) {
+        // another job's state in this job's record: its command, log and exit would not be its own
+        const of = m.job.jid ? `job ${m.job.jid}` : `process ${m.job.pid} (not a job)`;
+        throw invalidArgument(
+          `${c.path} is a checkpoint of ${of}, not of job ${c.row.jid}: restore it as a new job with ` +
+            `cedana restore ${m.job.type} --path ${c.path}${m.job.type === "process" ? "" : " --id NEW_ID"}`,
+        );
+      }
       if (c.isNew) {
         const j = m.job;
         if (c.req.type && j.type !== c.req.type) {
@@ -152,6 +160,9 @@ const steps: Step<RestoreCtx>[] = [
       c.gated = check !== null;
       c.verified = check ? check() : Promise.resolve();
       c.verified.catch(() => {});
+      // A restore refused at the gate comes after CRIU rebuilt the TCP connections: killing the tree
+      // then resets them for good. With established connections, check first.
+      if (check && m.criu.flags.tcpEstablished) await c.verified;
     },
   },
   {
@@ -493,6 +504,10 @@ export async function restore(
     try {
       Deno.removeSync(join(workDir, "images"), { recursive: true });
     } catch { /* none */ }
+    // (an unpacked archive: name the user's file, not the scratch dir)
+    if (e instanceof Error && c.imagesDir !== target.path) {
+      e.message = e.message.replaceAll(c.imagesDir, target.path);
+    }
     const logPath = join(workDir, "restore.log");
     try {
       const kept = join(host.config.checkpoint.dir, `restore-${target.row.jid}-${Date.now()}.log`);
@@ -520,6 +535,7 @@ export async function restore(
       // (a plugin's restore put its own keepers into the details already)
       ioKeepers: c.keep ?? c.row.details.ioKeepers,
       restoredFrom: target.path,
+      haltedBy: undefined,
       pidNamespace: c.pidNamespace || undefined,
     },
     updatedAt: Date.now(),

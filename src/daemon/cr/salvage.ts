@@ -203,6 +203,34 @@ function writers(path: string): number[] {
   return out;
 }
 
+/**
+ * What a restore cut short by the daemon's death left in `path` (its work dir): CRIU (in a PID
+ * namespace it outlives the daemon), its action script waiting for a gate nobody opens, and tasks
+ * restored but never resumed (they still hold CRIU's log there). Not a runtime's restore.
+ */
+function restoreLeftovers(path: string): number[] {
+  const out: number[] = [];
+  const inside = (p: string) => p === path || p.startsWith(`${path}/`);
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name) || Number(e.name) === Deno.pid) continue;
+    try {
+      const argv = Deno.readTextFileSync(`/proc/${e.name}/cmdline`).split("\0");
+      if (RUNTIMES.has(basename(argv[0]))) continue;
+      let hit = argv.some((a) => a.includes(path));
+      for (const fd of hit ? [] : Deno.readDirSync(`/proc/${e.name}/fd`)) {
+        try {
+          if (inside(Deno.readLinkSync(`/proc/${e.name}/fd/${fd.name}`))) {
+            hit = true;
+            break;
+          }
+        } catch { /* closed meanwhile */ }
+      }
+      if (hit) out.push(Number(e.name));
+    } catch { /* gone, or a kernel thread */ }
+  }
+  return out;
+}
+
 type Temp = ReturnType<CrHost["db"]["temps"]>[number];
 
 /**
@@ -213,6 +241,21 @@ type Temp = ReturnType<CrHost["db"]["temps"]>[number];
  */
 export function clearTemps(host: CrHost): void {
   for (const t of host.db.temps()) {
+    if (t.kind === "work" && exists(t.path) && !writers(t.path).length) {
+      // a half-done restore: its tasks are stuck (and hold the job's PIDs); the checkpoint is intact
+      const pids = restoreLeftovers(t.path);
+      for (const pid of pids) {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+      if (pids.length) {
+        host.log.warn("killed what a restore the previous daemon did not finish left behind", {
+          path: t.path,
+          pids,
+        });
+      }
+    }
     const pids = t.kind === "dump" && exists(t.path) ? writers(t.path) : [];
     if (!pids.length) {
       clearTemp(host, t);
