@@ -38,6 +38,31 @@ Deno.test(
     await expectError(d, 4, "job dup already exists", "run", "process", "--jid", "dup", "--", "true");
     await expectError(d, 3, "no job with PID 1", "attach", "1");
     await expectError(d, 2, "invalid job ID", "run", "process", "--jid", "", "--", "true");
+    await expectError(d, 2, "IDs, names and paths cannot be empty", "job", "inspect", "");
+    await expectError(d, 2, "IDs, names and paths cannot be empty", "job", "checkpoint", "delete", "");
+    await expectError(
+      d,
+      2,
+      "up to 200 letters",
+      "dump",
+      "job",
+      "dup",
+      "--leave-running",
+      "--name",
+      "a".repeat(300),
+    );
+    Deno.writeTextFileSync(`${d.dir}/afile`, "");
+    await expectError(
+      d,
+      2,
+      "is not a directory",
+      "dump",
+      "job",
+      "dup",
+      "--leave-running",
+      "--dir",
+      `${d.dir}/afile`,
+    );
     await expectError(d, 2, "cannot manage PID 1", "manage", "process", "1");
     await expectError(d, 2, "name jobs or use --all, not both", "job", "kill", "dup", "--all");
     await expectError(d, 2, "--ignore-rootfs is for container jobs", "dump", "job", "dup", "--ignore-rootfs");

@@ -1,6 +1,6 @@
 // The command tree and the one place where errors become a line on stderr and an exit code.
 import { Command, CommanderError } from "@commander-js/extra-typings";
-import { EXIT_CODE, reportError } from "../errors.ts";
+import { EXIT_CODE, invalidArgument, reportError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { checkCommand } from "./check.ts";
 import { completeCommand, completionCommand } from "./completion.ts";
@@ -73,6 +73,12 @@ export async function main(args: string[]): Promise<number> {
   }
   const program = buildProgram();
   try {
+    // an empty ID, name or path (`job inspect ""`) is never meant
+    // (`run` checks its own: a job's arguments may be empty)
+    const own = args[0] === "run" ? 0 : args.indexOf("--");
+    if ((own < 0 ? args : args.slice(0, own)).includes("")) {
+      throw invalidArgument("an empty argument: IDs, names and paths cannot be empty");
+    }
     await program.parseAsync(args, { from: "user" });
     return 0;
   } catch (e) {

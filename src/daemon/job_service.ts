@@ -669,7 +669,10 @@ export class JobService implements CrHost {
         throw notFound(`job ${row.jid} has no checkpoint (dump it first: cedana dump job ${row.jid})`);
       }
       isNew = false;
-      if (req.log && (row.attachable || row.tty || req.attachable)) {
+      if (req.log && req.attachable) {
+        throw invalidArgument("-o and --attach/--attachable do not go together: a log, or attached clients");
+      }
+      if (req.log && (row.attachable || row.tty)) {
         throw invalidArgument(
           `job ${row.jid} is attachable: its output goes to attached clients, not to a log (-o is for log-mode jobs)`,
         );

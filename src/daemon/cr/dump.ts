@@ -143,6 +143,7 @@ const steps: Step<DumpCtx>[] = [
       try {
         Deno.mkdirSync(c.baseDir, { recursive: true });
       } catch (e) {
+        if (e instanceof Deno.errors.AlreadyExists) throw invalidArgument(`${c.baseDir} is not a directory`);
         throw failedPrecondition(`cannot create checkpoint dir ${c.baseDir}: ${osReason(e)}`);
       }
       for (const p of [c.finalPath, join(c.baseDir, c.name)]) {
@@ -157,6 +158,10 @@ const steps: Step<DumpCtx>[] = [
       try {
         Deno.mkdirSync(c.tmpDir, { mode: 0o700 });
       } catch (e) {
+        // (another dump with this --name, right now)
+        if (e instanceof Deno.errors.AlreadyExists) {
+          throw alreadyExists(`checkpoint ${c.finalPath} is being written`);
+        }
         throw failedPrecondition(`cannot write a checkpoint into ${c.baseDir}: ${osReason(e)}`);
       }
       c.host.db.addTemp(c.tmpDir, "dump", c.finalPath, c.row?.jid ?? null);
@@ -463,8 +468,10 @@ export async function dump(host: CrHost, request: DumpRequest, row: JobRow | nul
   const { bin, version } = await requireCriu(host);
   const time = Date.now();
   const type = row?.type ?? "process";
-  if (req.name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(req.name)) {
-    throw invalidArgument(`invalid checkpoint name "${req.name}"`);
+  if (req.name !== undefined && (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(req.name) || req.name.length > 200)) {
+    throw invalidArgument(
+      `invalid checkpoint name ${JSON.stringify(req.name)}: up to 200 letters, digits, _ . - (not first)`,
+    );
   }
   const baseDir = req.dir ?? host.config.checkpoint.dir;
   const ext = compression === "none" ? "" : archiveExt(compression);
