@@ -225,6 +225,35 @@ Deno.test(
 );
 
 Deno.test(
+  "a process of the job outside its tree (its parent exited) is named at the dump and stopped with the job",
+  crOpts,
+  withDaemon(async (d) => {
+    const j = await d.json<Job>(
+      "run",
+      "process",
+      "--jid",
+      "st",
+      "--",
+      "sh",
+      "-c",
+      '( sh -c "while true; do echo g; sleep 0.1; done" & ); while true; do echo p; sleep 0.1; done',
+    );
+    await waitFor(() => readLog(j.log!).includes("g"), "the stray writes");
+    const r = await d.json<DumpResult>("dump", "job", "st");
+    assert(
+      r.detected.some((l) => /\d+ process\(es\) of the job outside its process tree/.test(l)),
+      r.detected.join(),
+    );
+    await sleep(300);
+    const n = readLog(j.log!).length;
+    await sleep(500);
+    assertEquals(readLog(j.log!).length, n, "nothing writes to the halted job's log");
+    await d.ok("restore", "job", "st");
+    await waitFor(() => readLog(j.log!).length > n + 2, "the restored job writes again");
+  }),
+);
+
+Deno.test(
   "disk full during a dump: clear error, job keeps running, nothing recorded but the log",
   crOpts,
   async () => {

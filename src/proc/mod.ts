@@ -227,6 +227,17 @@ export function children(pid: number): number[] {
   return pids;
 }
 
+/** Live processes (not zombies) of process group `pgid`. */
+export function groupMembers(pgid: number): number[] {
+  const out: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    const st = readStat(Number(e.name));
+    if (st && st.pgrp === pgid && st.state !== "Z" && st.state !== "X") out.push(st.pid);
+  }
+  return out;
+}
+
 /** All descendants of `pid` (children, grandchildren, ...), excluding `pid` itself. */
 export function descendants(pid: number): number[] {
   const seen = new Set<number>([pid]); // guards against PID reuse creating a cycle mid-walk

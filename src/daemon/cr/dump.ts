@@ -22,6 +22,7 @@ import { runCriu } from "../../criu/run.ts";
 import { readDumpStats } from "../../criu/stats.ts";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, osReason } from "../../errors.ts";
 import {
+  groupMembers,
   isRunning,
   isValidPid,
   jobProcess,
@@ -52,6 +53,8 @@ interface DumpCtx {
   criuVersion: string;
   compression: CompressionName;
   facts?: TreeFacts;
+  /** Processes of the job's process group outside its tree (reparented): CRIU cannot take them. */
+  strays?: number[];
   /** `dump process` of a process that is no job: its command line and cwd, for the manifest. */
   proc?: { cmdline: string[]; cwd: string };
   flags: CriuFlags;
@@ -110,6 +113,20 @@ const steps: Step<DumpCtx>[] = [
       auto("tcpEstablished", f.tcpEstablished, "--tcp-established (open TCP connections)");
       auto("extUnixSk", f.unixSockets, "--ext-unix-sk (unix sockets)");
       auto("fileLocks", f.fileLocks, "--file-locks (file locks held)");
+      // A process whose parent exited was adopted by the daemon (a subreaper): it is the job's (its
+      // process group), but no longer in the tree CRIU dumps. Say so; a dump that ends the job ends it too.
+      if (c.row?.type === "process" && readStat(c.pid)?.pgrp === c.pid) {
+        const tree = new Set(f.pids);
+        c.strays = groupMembers(c.pid).filter((p) => !tree.has(p));
+        if (c.strays.length) {
+          c.detected.push(
+            `${c.strays.length} process(es) of the job outside its process tree (their parent exited: ` +
+              `${c.strays.join(", ")}) are not in the checkpoint${
+                c.req.leaveRunning ? "" : "; stopped with the job"
+              }`,
+          );
+        }
+      }
       // stdio the daemon holds (pipes of attachable jobs, a pty) is outside the dumped tree.
       // (A plugin with its own checkpoint, like runc, deals with its stdio itself.)
       const row = c.row;
@@ -359,7 +376,14 @@ const steps: Step<DumpCtx>[] = [
       }
       if (!c.row) return;
       if (c.req.leaveRunning) c.host.rewatch(c.row.jid);
-      else c.host.dumped(c.row.jid, c.id);
+      else {
+        c.host.dumped(c.row.jid, c.id);
+        for (const p of c.strays ?? []) {
+          try {
+            Deno.kill(p, "SIGKILL");
+          } catch { /* gone */ }
+        }
+      }
     },
   },
 ];
