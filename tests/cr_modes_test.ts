@@ -7,6 +7,7 @@ import {
   crOpts,
   jobOf,
   lastTick,
+  PYTHON,
   readLog,
   startWorkload,
   verify,
@@ -250,6 +251,49 @@ Deno.test(
     assertEquals(readLog(j.log!).length, n, "nothing writes to the halted job's log");
     await d.ok("restore", "job", "st");
     await waitFor(() => readLog(j.log!).length > n + 2, "the restored job writes again");
+  }),
+);
+
+Deno.test(
+  "a TCP job's damaged checkpoint is refused before CRIU runs: its connection survives for the good restore",
+  crOpts,
+  withDaemon(async (d) => {
+    // the peer lives outside the job (here, in the test): a connection reset would reach it
+    const server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    (async () => {
+      for await (const conn of server) conn.readable.pipeTo(conn.writable).catch(() => {});
+    })();
+    const client = [
+      "import socket, sys, time",
+      `s = socket.create_connection(("127.0.0.1", ${server.addr.port}))`,
+      "i = 0",
+      "while True:",
+      "    s.sendall(b'%d\\n' % i); got = s.recv(64).decode().strip()",
+      "    print('ok' if got == str(i) else 'FAIL %r' % got, i, flush=True); i += 1; time.sleep(0.1)",
+    ].join("\n");
+    const j = await d.json<Job>("run", "process", "--jid", "tcp", "--", PYTHON, "-u", "-c", client);
+    await waitFor(() => readLog(j.log!).length > 2, "the client talks");
+    const r = await d.json<DumpResult>("dump", "job", "tcp");
+    assert(r.detected.some((l) => l.includes("--tcp-established")), r.detected.join());
+    await d.json("job", "checkpoint", "inspect", r.checkpoint.id); // (its checksums are complete)
+    const pages = [...Deno.readDirSync(r.checkpoint.path)].find((e) => /^pages-\d+\.img$/.test(e.name))!.name;
+    const file = `${r.checkpoint.path}/${pages}`;
+    const good = Deno.readFileSync(file);
+    const bad = good.slice();
+    bad[100] ^= 0xff;
+    Deno.writeFileSync(file, bad);
+    const refused = await d.cli("restore", "job", "tcp");
+    assertEquals(refused.code, 5, refused.stderr);
+    assertStringIncludes(refused.stderr, "does not match its checksum");
+    Deno.writeFileSync(file, good);
+    const n = readLog(j.log!).length;
+    await d.ok("restore", "job", "tcp");
+    await waitFor(() => readLog(j.log!).length > n + 3, "the restored client talks on its old connection");
+    const lines = readLog(j.log!).filter(Boolean);
+    assert(lines.every((l) => l.startsWith("ok ")), lines.slice(-5).join(" | "));
+    assert((await jobOf(d, "tcp")).status !== "halted");
+    await d.ok("job", "kill", "tcp");
+    server.close();
   }),
 );
 

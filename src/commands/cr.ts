@@ -243,7 +243,9 @@ export function checkpointCommand() {
         stats?: Record<string, number>;
       };
       console.log(
-        `ID:          ${c.id}\nJob:         ${c.jid ?? ""}\nPath:        ${c.path}\nTime:        ${c.time}`,
+        `ID:          ${c.id}\nJob:         ${c.jid ?? ""}\nPath:        ${c.path}${
+          c.missing ? " (missing)" : ""
+        }\nTime:        ${c.time}`,
       );
       console.log(`Size:        ${humanSize(c.size)}\nCompression: ${c.compression}`);
       if (m.criu) {

@@ -510,7 +510,8 @@ export async function restore(
     }
     const logPath = join(workDir, "restore.log");
     try {
-      const kept = join(host.config.checkpoint.dir, `restore-${target.row.jid}-${Date.now()}.log`);
+      // (one per job, the latest failure: they piled up next to the checkpoints)
+      const kept = join(host.config.checkpoint.dir, `restore-${target.row.jid}.log`);
       Deno.renameSync(logPath, kept);
       // (the message and CRIU's or runc's lines may name the log where it was)
       if (e instanceof Error) e.message = e.message.replaceAll(logPath, kept);
