@@ -209,6 +209,31 @@ Deno.test(
 );
 
 Deno.test(
+  "job kill reaches what is left of an ended job (processes of its group whose parent exited)",
+  opts,
+  withDaemon(async (d) => {
+    const j = await d.json<Job>(
+      "run",
+      "process",
+      "--jid",
+      "left",
+      "--",
+      "sh",
+      "-c",
+      '( sh -c "while true; do echo g; sleep 0.1; done" & ); exit 3',
+    );
+    await waitFor(async () => (await d.json<JobInspect>("job", "inspect", "left")).exitCode === 3, "ended");
+    await d.ok("job", "kill", "left");
+    await sleep(300);
+    const n = Deno.readTextFileSync(j.log!).length;
+    await sleep(400);
+    assertEquals(Deno.readTextFileSync(j.log!).length, n, "nothing of the job writes any more");
+    const again = await d.cli("job", "kill", "left");
+    assertEquals(again.code, 5, "now nothing is left to kill");
+  }),
+);
+
+Deno.test(
   "a non-attachable job refuses attach",
   opts,
   withDaemon(async (d) => {

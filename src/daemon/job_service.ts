@@ -35,7 +35,15 @@ import {
   osReason,
 } from "../errors.ts";
 import { type ExitStatus, type JobIo, plugin, type PluginContext, type StartedJob } from "../plugins/mod.ts";
-import { descendants, isRunning, jobProcess, readFds, startTimeToDate, statusWord } from "../proc/mod.ts";
+import {
+  descendants,
+  groupMembers,
+  isRunning,
+  jobProcess,
+  readFds,
+  startTimeToDate,
+  statusWord,
+} from "../proc/mod.ts";
 import { ExitWatcher, OrphanReaper } from "../sys/mod.ts";
 import type { CheckpointRow, JobDb, JobRow } from "./db.ts";
 import { detectCompression } from "../checkpoint/archive.ts";
@@ -427,6 +435,17 @@ export class JobService implements CrHost {
     for (const row of rows) {
       // Re-checked right before signalling: a reused PID must never be signalled.
       if (this.#status(row) === "halted") {
+        // its main process is gone, but processes of its group may live on (their parent exited):
+        // they are the job's (no new process gets a PID that is still a group's ID)
+        const rest = row.type === "process" && !row.adopted && row.pid ? groupMembers(row.pid) : [];
+        if (rest.length && !this.#busy.has(row.jid)) {
+          try {
+            Deno.kill(-row.pid!, sig);
+            out.killed.push(row.jid);
+            this.log.info("job's remaining processes signalled", { jid: row.jid, signal: sig, pids: rest });
+            continue;
+          } catch { /* gone meanwhile */ }
+        }
         if (req.all) out.skipped.push(row.jid);
         else throw failedPrecondition(`job ${row.jid} is not running`);
         continue;
