@@ -41,6 +41,7 @@ import {
   isRunning,
   jobProcess,
   readFds,
+  readStat,
   startTimeToDate,
   statusWord,
 } from "../proc/mod.ts";
@@ -435,16 +436,20 @@ export class JobService implements CrHost {
     for (const row of rows) {
       // Re-checked right before signalling: a reused PID must never be signalled.
       if (this.#status(row) === "halted") {
-        // its main process is gone, but processes of its group may live on (their parent exited):
-        // they are the job's (no new process gets a PID that is still a group's ID)
-        const rest = row.type === "process" && !row.adopted && row.pid ? groupMembers(row.pid) : [];
-        if (rest.length && !this.#busy.has(row.jid)) {
+        // Its main process is gone, but processes of its group may live on: their parent exited and
+        // this daemon (a subreaper) adopted them. Only those: the job's PID may be another's by now.
+        const rest = row.type === "process" && !row.adopted && row.pid && !this.#busy.has(row.jid)
+          ? groupMembers(row.pid).filter((p) => p !== row.pid && readStat(p)?.ppid === Deno.pid)
+          : [];
+        for (const p of rest) {
           try {
-            Deno.kill(-row.pid!, sig);
-            out.killed.push(row.jid);
-            this.log.info("job's remaining processes signalled", { jid: row.jid, signal: sig, pids: rest });
-            continue;
+            Deno.kill(p, sig);
           } catch { /* gone meanwhile */ }
+        }
+        if (rest.length) {
+          out.killed.push(row.jid);
+          this.log.info("what was left of a job signalled", { jid: row.jid, signal: sig, pids: rest });
+          continue;
         }
         if (req.all) out.skipped.push(row.jid);
         else throw failedPrecondition(`job ${row.jid} is not running`);
