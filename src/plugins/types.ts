@@ -77,6 +77,8 @@ export interface RestoreContext extends PluginContext {
   dumped: Record<string, unknown>;
   /** As in CheckpointContext. */
   criu: string;
+  /** A new job (`restore TYPE --path`), not the restore of a job's own checkpoint. */
+  isNew: boolean;
 }
 
 export interface Restored {

@@ -196,6 +196,42 @@ Deno.test(
 );
 
 Deno.test(
+  "runc: another container under a job's old ID is never deleted or taken over",
+  opts,
+  withDaemon(async (d) => {
+    const { bundle, root } = await setup(d);
+    const a = await d.json<Job>(
+      "run",
+      "runc",
+      "--bundle",
+      bundle,
+      "--root",
+      root,
+      "--jid",
+      "a",
+      "--id",
+      "same",
+    );
+    await waitTicks(a.log!, 1);
+    const cp = await d.json<DumpResult>("dump", "job", "a", "--leave-running");
+    await d.ok("job", "kill", "a");
+    await waitFor(async () => (await job(d, "a")).status === "halted", "a killed");
+    // a new job's restore under the ID of a's stopped container is refused (it used to delete it)
+    const args = ["--path", cp.checkpoint.path, "--bundle", bundle, "--root", root, "--id", "same"];
+    const taken = await d.cli("restore", "runc", ...args, "--jid", "b");
+    assertEquals(taken.code, 4, taken.stderr);
+    assertStringIncludes(taken.stderr, "container same already exists");
+    // the user clears it and runs a container of their own under that ID
+    await runOk("runc", ["--root", root, "delete", "same"]);
+    const user = spawnCapture("runc", ["--root", root, "run", "-d", "--bundle", bundle, "same"]);
+    assertEquals(await user.exited, 0, user.stderr);
+    await d.ok("job", "delete", "a");
+    assertEquals(await runcList(root), ["same"], "deleting job a left the user's container alone");
+    await runOk("runc", ["--root", root, "delete", "--force", "same"]);
+  }),
+);
+
+Deno.test(
   "runc: attachable container",
   opts,
   withDaemon(async (d) => {

@@ -206,6 +206,7 @@ const steps: Step<RestoreCtx>[] = [
           options: { id: c.req.id, bundle: c.req.bundle, root: c.req.root, attachable: c.req.attachable },
           dumped: c.manifest!.job.details,
           criu: c.criu,
+          isNew: c.isNew,
         });
       } finally {
         release();

@@ -6,7 +6,14 @@
 
 import { join, resolve } from "node:path";
 import type { ManageContainerdRequest, RunContainerdRequest } from "../../api/types.ts";
-import { alreadyExists, failedPrecondition, invalidArgument, notFound, unavailable } from "../../errors.ts";
+import {
+  alreadyExists,
+  CedanaError,
+  failedPrecondition,
+  invalidArgument,
+  notFound,
+  unavailable,
+} from "../../errors.ts";
 import type { JobRow } from "../../daemon/db.ts";
 import { readStat } from "../../proc/mod.ts";
 import { criuLogFileErrors } from "../../criu/run.ts";
@@ -89,6 +96,8 @@ async function run(req: RunContainerdRequest, ctx: PluginContext): Promise<Start
   const args = [
     "run",
     "-d",
+    "--label",
+    `${JOB_LABEL}=${ctx.jid}`,
     "--log-uri",
     `file://${log}`,
     ...env.flatMap((e) => ["--env", e]),
@@ -105,6 +114,8 @@ async function run(req: RunContainerdRequest, ctx: PluginContext): Promise<Start
     ) {
       throw alreadyExists(`container ${id} already exists in containerd`);
     }
+    // ctr makes the container before its task: a task that failed to start leaves it behind
+    await ctr(t, ["containers", "rm", id], `ctr containers rm ${id}`).catch(() => {});
     throw e;
   }
   const { pid } = await task(t, id);
@@ -203,8 +214,38 @@ async function removeTask(d: CtrDetails) {
   await runCommand("ctr", ["--address", d.address, "--namespace", d.namespace, "task", "rm", "-f", d.id]);
 }
 
-async function cleanup(job: JobRow): Promise<void> {
+/** Containers cedana creates carry the job's ID: a container is a job's if so, or if its task is the job's process. */
+const JOB_LABEL = "io.cedana.jid";
+
+async function ownedBy(
+  t: { address: string; namespace: string },
+  id: string,
+  job: JobRow,
+): Promise<boolean | null> {
+  let info: { Labels?: Record<string, string> };
+  try {
+    info = JSON.parse(await ctr(t, ["containers", "info", id], `ctr containers info ${id}`));
+  } catch (e) {
+    if (e instanceof CedanaError && e.code === "not_found") return null;
+    throw e;
+  }
+  if (info.Labels?.[JOB_LABEL] !== undefined) return info.Labels[JOB_LABEL] === job.jid;
+  const tk = await task(t, id).catch(() => null);
+  return tk !== null && tk.pid === job.pid;
+}
+
+async function cleanup(job: JobRow, ctx: PluginContext): Promise<void> {
   const d = details(job);
+  const own = await ownedBy(d, d.id, job);
+  if (own === null) return;
+  if (!own) {
+    // the ID names another container now (another job's, a user's): not ours to delete
+    ctx.log.info("job deleted; its container ID now names another container, left alone", {
+      jid: job.jid,
+      id: d.id,
+    });
+    return;
+  }
   await removeTask(d);
   const r = await runCommand("ctr", [
     "--address",
@@ -295,6 +336,11 @@ async function applyRootfsChanges(t: { address: string; namespace: string }, id:
 }
 
 async function restore(c: RestoreContext): Promise<Restored> {
+  if (c.options.attachable) {
+    throw invalidArgument(
+      "containerd jobs are not attachable: their output goes to the log through containerd's shim",
+    );
+  }
   const dumped = c.dumped as unknown as Partial<CtrDetails>;
   const t = target(c.config, (c.options as { address?: string }).address ?? dumped.address, dumped.namespace);
   const id = c.options.id ?? dumped.id ?? c.jid;
@@ -314,6 +360,8 @@ async function restore(c: RestoreContext): Promise<Restored> {
     const args = [
       "containers",
       "create",
+      "--label",
+      `${JOB_LABEL}=${c.jid}`,
       ...(dumped.env ?? []).flatMap((e) => ["--env", e]),
       dumped.image,
       id,
@@ -323,11 +371,18 @@ async function restore(c: RestoreContext): Promise<Restored> {
     // (the dumped container's own snapshot, if it still exists, has its changes already)
     await applyRootfsChanges(t, id, c.imagesDir);
   } else {
-    const running = await task(t, id).catch(() => null);
-    if (running && running.status === "RUNNING") {
-      throw alreadyExists(`container ${id} is running: restore under another ID (--id)`);
+    // the job's own container (its dump ended the task) or one made for this job; anyone else's is
+    // refused, never taken over
+    const label = (JSON.parse(exists.stdout) as { Labels?: Record<string, string> }).Labels?.[JOB_LABEL];
+    const own = label !== undefined ? label === c.jid : !c.isNew && id === dumped.id;
+    const tk = await task(t, id).catch(() => null);
+    if (tk && (tk.status === "RUNNING" || tk.status === "PAUSED")) {
+      throw alreadyExists(`container ${id} is ${tk.status.toLowerCase()}: restore under another ID (--id)`);
     }
-    if (running) await removeTask({ ...(dumped as CtrDetails), ...t, id });
+    if (!own) {
+      throw alreadyExists(`container ${id} already exists in containerd: restore under another ID (--id)`);
+    }
+    if (tk) await removeTask({ ...(dumped as CtrDetails), ...t, id });
   }
   const { ContainerdApi } = await import("./grpc.ts");
   let api;

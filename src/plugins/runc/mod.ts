@@ -25,7 +25,7 @@ import type {
   Restored,
   StartedJob,
 } from "../types.ts";
-import { DEFAULT_ROOT, runc, runcArgs, runcLogErrors, runcState } from "./runc.ts";
+import { DEFAULT_ROOT, isJobsContainer, runc, runcArgs, runcLogErrors, runcState } from "./runc.ts";
 import { defaultLogPath } from "../process/mod.ts";
 
 interface RuncDetails {
@@ -178,8 +178,18 @@ function signal(job: JobRow, sig: Deno.Signal): void {
   child.once("error", () => Deno.kill(job.pid!, sig));
 }
 
-async function cleanup(job: JobRow): Promise<void> {
+async function cleanup(job: JobRow, ctx: PluginContext): Promise<void> {
   const d = details(job);
+  const own = isJobsContainer(d.root, d.id, job.pid, job.startTime);
+  if (own === null) return;
+  if (!own) {
+    // the ID was taken again since (a new run, a restore under it): that container is not ours to delete
+    ctx.log.info("job deleted; its container ID now names another container, left alone", {
+      jid: job.jid,
+      id: d.id,
+    });
+    return;
+  }
   const r = await runCommand("runc", runcArgs(d.root, ["delete", "--force", d.id]));
   if (!r.success && !/does not exist|not found/i.test(r.stderr)) {
     throw failedPrecondition(`runc delete ${d.id} failed: ${r.stderr.trim()}`);
@@ -262,7 +272,8 @@ async function saveRootfs(bundle: string, imagesDir: string): Promise<void> {
     join(imagesDir, "rootfs.tar"),
     ".",
   ]);
-  if (!r.success) {
+  // (exit 1: a file changed while it was read, as a --leave-running container writes on: kept as read)
+  if (!r.success && r.code !== 1) {
     throw failedPrecondition(`saving the container's rootfs failed`, r.stderr.trim().split("\n").slice(-3));
   }
 }
@@ -290,7 +301,7 @@ async function restore(c: RestoreContext): Promise<Restored> {
   const root = c.options.root ?? dumped.root ?? DEFAULT_ROOT;
   const id = c.options.id ?? dumped.id ?? c.jid;
   checkContainerId(id);
-  await freeContainerId(root, id);
+  await freeContainerId(root, id, c.row);
   await restoreRootfs(bundle, c.imagesDir);
   // --pid-file: the restored init's PID without another `runc state` call
   const pidFile = join(c.workDir, "init.pid");
@@ -342,13 +353,20 @@ function checkContainerId(id: string): void {
   }
 }
 
-/** A stopped container keeps its ID in runc's state; a running one is refused. */
-async function freeContainerId(root: string, id: string): Promise<void> {
-  // runc keeps a container's state in <root>/<id>: no directory, no container (and no runc call)
-  try {
-    Deno.statSync(join(root, id));
-  } catch {
-    return;
+/**
+ * The job's own stopped container keeps its ID in runc's state: removed. Any other container with
+ * that ID (running or not: a user's, another job's) is refused, never deleted.
+ */
+async function freeContainerId(root: string, id: string, job: JobRow): Promise<void> {
+  // runc keeps a container's state in <root>/<id>: none, no container (and no runc call)
+  const own = isJobsContainer(root, id, job.pid, job.startTime);
+  if (own === null) return;
+  if (!own) {
+    const status = (await runcState(root, id).catch(() => null))?.status;
+    const what = status === "running" || status === "paused"
+      ? `is ${status}`
+      : `already exists (runc root ${root})`;
+    throw alreadyExists(`container ${id} ${what}: restore under another ID (--id)`);
   }
   let st;
   try {

@@ -1,5 +1,6 @@
 // Calling the runc binary. Its own errors go to a --log file (its stderr may be the container's).
 
+import { join } from "node:path";
 import { failedPrecondition, notFound } from "../../errors.ts";
 import { runCommand } from "../../sys/mod.ts";
 
@@ -51,6 +52,26 @@ export function runcLogErrors(path: string): string[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * Whether container `id` under `root` is the one whose init was `pid` started at `startTime` (a
+ * job's): runc's state file keeps its init's PID and start time, also once it stopped. null: no
+ * such container. Another with the same ID (a new run, a restore under that ID) is not the job's.
+ */
+export function isJobsContainer(
+  root: string,
+  id: string,
+  pid: number | null,
+  startTime: number | null,
+): boolean | null {
+  let st: { init_process_pid?: number; init_process_start?: number | string };
+  try {
+    st = JSON.parse(Deno.readTextFileSync(join(root, id, "state.json")));
+  } catch (e) {
+    return e instanceof Deno.errors.NotFound ? null : false;
+  }
+  return st.init_process_pid === pid && String(st.init_process_start) === String(startTime);
 }
 
 export async function runcState(root: string, id: string): Promise<RuncState> {
