@@ -129,6 +129,47 @@ Deno.test(
 );
 
 Deno.test(
+  "containerd: another container under a job's old ID is never deleted or taken over",
+  opts,
+  () =>
+    withContainerd(async (d, c) => {
+      const a = await d.json<Job>(
+        "run",
+        "containerd",
+        IMAGE,
+        "--jid",
+        "ca",
+        "--id",
+        "cdup",
+        "--",
+        ...COUNTER,
+      );
+      await waitTicks(a.log!, 1);
+      const cp = await d.json<DumpResult>("dump", "job", "ca", "--leave-running");
+      await d.ok("job", "kill", "ca");
+      await waitFor(async () => (await job(d, "ca")).status === "halted", "ca killed");
+      const taken = await d.cli(
+        "restore",
+        "containerd",
+        "--path",
+        cp.checkpoint.path,
+        "--id",
+        "cdup",
+        "--jid",
+        "cb",
+      );
+      assertEquals(taken.code, 4, taken.stderr);
+      assertStringIncludes(taken.stderr, "container cdup already exists");
+      // cleared by hand, the ID is free: a new container for job cb
+      await c.ctrOk("containers", "rm", "cdup");
+      await d.ok("restore", "containerd", "--path", cp.checkpoint.path, "--id", "cdup", "--jid", "cb");
+      await d.ok("job", "delete", "ca");
+      assert((await job(d, "cb")).status !== "halted", "deleting job ca left job cb's container alone");
+      await d.ok("job", "kill", "cb");
+    }),
+);
+
+Deno.test(
   "containerd: errors (unknown container, containerd down)",
   opts,
   () =>
