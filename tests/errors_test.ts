@@ -1,5 +1,5 @@
 // Bad input: one clear line on stderr, a non-zero exit code, and a daemon that keeps serving.
-import { assertEquals, assertStringIncludes } from "../src/testing/asserts.ts";
+import { assert, assertEquals, assertStringIncludes } from "../src/testing/asserts.ts";
 import { opts, TestDaemon, waitFor, withDaemon } from "./helpers.ts";
 
 async function expectError(d: TestDaemon, code: number, includes: string, ...args: string[]) {
@@ -34,6 +34,18 @@ Deno.test(
     await expectError(d, 2, "unknown signal", "job", "kill", "--all", "--signal", "SIGFOO");
     await expectError(d, 2, "unknown command", "frobnicate");
     await expectError(d, 2, "name one or more jobs", "job", "kill");
+    // all or nothing: a job that is not running among them, and nothing is signalled
+    await d.ok("run", "process", "--jid", "k1", "--", "sleep", "30");
+    await d.ok("run", "process", "--jid", "k2", "--", "true");
+    await waitFor(
+      async () => (await d.json<{ status: string }>("job", "inspect", "k2")).status === "halted",
+      "k2 ended",
+    );
+    await expectError(d, 5, "job k2 is not running (nothing was signalled)", "job", "kill", "k1", "k2");
+    assert(
+      (await d.json<{ status: string }>("job", "inspect", "k1")).status !== "halted",
+      "k1 not signalled",
+    );
     await d.ok("run", "process", "--jid", "dup", "--", "sleep", "30");
     await expectError(d, 4, "job dup already exists", "run", "process", "--jid", "dup", "--", "true");
     await expectError(d, 3, "no job with PID 1", "attach", "1");
@@ -121,7 +133,7 @@ Deno.test(
     await res.body?.cancel();
     client.close();
     // still alive and serving
-    assertEquals((await d.json<unknown[]>("ps")).length, 2);
+    assertEquals((await d.json<unknown[]>("ps")).length, 4);
   }),
 );
 

@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { DatabaseSync } from "node:sqlite";
 import type { Job, JobInspect } from "../src/api/types.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "../src/testing/asserts.ts";
-import { opts, pidAlive, sleep, TestDaemon, waitFor, withDaemon } from "./helpers.ts";
+import { MAIN, opts, pidAlive, sleep, TestDaemon, waitFor, withDaemon } from "./helpers.ts";
 
 async function spawnSleeper(seconds = 60): Promise<Deno.ChildProcess> {
   const c = new Deno.Command("sleep", { args: [String(seconds)], stdout: "null", stderr: "null" }).spawn();
@@ -260,3 +260,40 @@ Deno.test("attachable and tty jobs survive a daemon restart and can be attached 
     await d.cleanup();
   }
 });
+
+Deno.test(
+  "daemon start: another program's socket is never taken; the global --address counts; SIGHUP is survived",
+  opts,
+  async () => {
+    const d = new TestDaemon();
+    try {
+      // a foreign server on the path: refused, its socket left alone
+      const foreign = `${d.dir}/foreign.sock`;
+      const server = Deno.listen({ transport: "unix", path: foreign });
+      const r = await d.cli("daemon", "start", "--address", foreign);
+      assertEquals(r.code, 5, r.stderr);
+      assertStringIncludes(r.stderr, "another program listens on");
+      assert(existsSync(foreign), "the foreign socket is still there");
+      server.close();
+      // `cedana --address X daemon start` listens on X (the subcommand's unset flag hid it)
+      const flag = `${d.dir}/flag.sock`;
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "--quiet", MAIN, "--address", flag, "daemon", "start"],
+        env: d.env,
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      try {
+        await waitFor(() => existsSync(flag), "the daemon listens on the global --address");
+        child.kill("SIGHUP"); // (its terminal closed)
+        await sleep(500);
+        assertEquals((await d.cliWith({ env: { CEDANA_ADDRESS: flag } }, "ps")).code, 0, "still serving");
+      } finally {
+        child.kill("SIGTERM");
+        await child.status;
+      }
+    } finally {
+      await d.cleanup();
+    }
+  },
+);

@@ -21,7 +21,9 @@ function globals(cmd: AnyCommand): GlobalOptions {
 
 export function configOf(cmd: AnyCommand, flags: Record<string, unknown> = {}): Config {
   const g = globals(cmd);
-  return loadConfig({ configDir: g.configDir, flags: { address: g.address, ...flags } });
+  // (a subcommand's own flag left unset must not hide the global one)
+  const set = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined));
+  return loadConfig({ configDir: g.configDir, flags: { address: g.address, ...set } });
 }
 
 export function clientOf(cmd: AnyCommand): DaemonClient {

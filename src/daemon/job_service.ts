@@ -432,32 +432,43 @@ export class JobService implements CrHost {
   kill(req: KillRequest): KillResult {
     const sig = parseSignal(req.signal ?? "SIGKILL");
     const rows = this.#select(req.jids, req.all);
-    const out: KillResult = { signal: sig, killed: [], skipped: [] };
-    for (const row of rows) {
-      // Re-checked right before signalling: a reused PID must never be signalled.
-      if (this.#status(row) === "halted") {
-        // Its main process is gone, but processes of its group may live on: their parent exited and
-        // this daemon (a subreaper) adopted them. Only those: the job's PID may be another's by now.
-        const rest = row.type === "process" && !row.adopted && row.pid && !this.#busy.has(row.jid)
-          ? groupMembers(row.pid).filter((p) => p !== row.pid && readStat(p)?.ppid === Deno.pid)
-          : [];
+    // Every job is looked at before any is signalled: `job kill a b c` does all or, when one cannot
+    // be, none (it stopped halfway, at the first job that was not running).
+    const plan = rows.map((row) => {
+      if (this.#status(row) !== "halted") return { row, rest: null };
+      // Its main process is gone, but processes of its group may live on: their parent exited and
+      // this daemon (a subreaper) adopted them. Only those: the job's PID may be another's by now.
+      const rest = row.type === "process" && !row.adopted && row.pid && !this.#busy.has(row.jid)
+        ? groupMembers(row.pid).filter((p) => p !== row.pid && readStat(p)?.ppid === Deno.pid)
+        : [];
+      return { row, rest };
+    });
+    const idle = plan.filter((p) => p.rest !== null && !p.rest.length).map((p) => p.row.jid);
+    if (idle.length && !req.all) {
+      throw failedPrecondition(
+        `job ${idle.join(", ")} ${idle.length > 1 ? "are" : "is"} not running (nothing was signalled)`,
+      );
+    }
+    const out: KillResult = { signal: sig, killed: [], skipped: idle };
+    for (const { row, rest } of plan) {
+      if (rest === null) {
+        // re-checked right before signalling: a reused PID must never be signalled
+        if (this.#status(row) === "halted") {
+          out.skipped.push(row.jid);
+          continue;
+        }
+        plugin(row.type).signal(row, sig);
+        out.killed.push(row.jid);
+        this.log.info("job signalled", { jid: row.jid, signal: sig });
+      } else if (rest.length) {
         for (const p of rest) {
           try {
             Deno.kill(p, sig);
           } catch { /* gone meanwhile */ }
         }
-        if (rest.length) {
-          out.killed.push(row.jid);
-          this.log.info("what was left of a job signalled", { jid: row.jid, signal: sig, pids: rest });
-          continue;
-        }
-        if (req.all) out.skipped.push(row.jid);
-        else throw failedPrecondition(`job ${row.jid} is not running`);
-        continue;
+        out.killed.push(row.jid);
+        this.log.info("what was left of a job signalled", { jid: row.jid, signal: sig, pids: rest });
       }
-      plugin(row.type).signal(row, sig);
-      out.killed.push(row.jid);
-      this.log.info("job signalled", { jid: row.jid, signal: sig });
     }
     return out;
   }

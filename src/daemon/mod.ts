@@ -58,13 +58,26 @@ async function claimSocket(path: string): Promise<void> {
     return;
   }
   if (!st.isSocket) throw failedPrecondition(`${path} exists and is not a socket; refusing to replace it`);
+  // Stale only when nobody listens (connection refused): a socket someone serves is never removed,
+  // cedana's or another program's (a mistyped --address must not take containerd's).
+  try {
+    (await Deno.connect({ transport: "unix", path })).close();
+  } catch (e) {
+    if (e instanceof Deno.errors.ConnectionRefused) {
+      Deno.removeSync(path);
+      return;
+    }
+    throw failedPrecondition(`cannot check the socket ${path}: ${(e as Error).message}`);
+  }
   const client = new DaemonClient(path);
   try {
     const h = await client.health(1000);
     throw alreadyExists(`a cedana daemon is already running on ${path} (pid ${h.pid})`);
   } catch (e) {
     if ((e as { code?: string }).code === "already_exists") throw e;
-    Deno.removeSync(path); // stale: nobody answers on it
+    throw failedPrecondition(
+      `another program listens on ${path} (not a cedana daemon); refusing to replace it`,
+    );
   } finally {
     client.close();
   }
@@ -146,5 +159,7 @@ export async function startDaemon(config: Config): Promise<void> {
     Deno.exit(0);
   };
   for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, () => void stop(sig));
+  // `cedana daemon start &` in a terminal: closing the terminal must not take the daemon down
+  Deno.addSignalListener("SIGHUP", () => log.info("SIGHUP ignored (stop the daemon with SIGTERM)"));
   await server.finished;
 }
