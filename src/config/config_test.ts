@@ -92,3 +92,15 @@ Deno.test("config.json takes keys as the docs write them (dotted) too; values ar
     "criu.log_level",
   );
 });
+
+Deno.test("paths are never empty, and relative ones are made absolute once", () => {
+  const dir = dirWith();
+  assertThrows(
+    () => loadConfig({ configDir: dir, env: { CEDANA_DB_PATH: "" } }),
+    Error,
+    "db.path must not be empty",
+  );
+  assertThrows(() => loadConfig({ configDir: dir, env: { CEDANA_OUTPUT_DIR: " " } }), Error, "output_dir");
+  const cfg = loadConfig({ configDir: dir, env: { CEDANA_CHECKPOINT_DIR: "./ck" } });
+  assertEquals(cfg.checkpoint.dir, `${Deno.cwd()}/ck`);
+});

@@ -165,5 +165,19 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (!Number.isInteger(out.criu.log_level) || out.criu.log_level < 0 || out.criu.log_level > 4) {
     throw invalidArgument(`criu.log_level must be 0 to 4 (got ${out.criu.log_level})`);
   }
+  // Paths: never empty (an empty DB path is a throw-away SQLite DB; an empty output_dir puts logs
+  // in /); a relative one is taken from where cedana runs, once, so later uses agree.
+  const cwd = () => Deno.cwd();
+  const paths: [string, () => string, (v: string) => void][] = [
+    ["address", () => out.address, (v) => out.address = v],
+    ["db.path", () => out.db.path, (v) => out.db.path = v],
+    ["output_dir", () => out.output_dir, (v) => out.output_dir = v],
+    ["checkpoint.dir", () => out.checkpoint.dir, (v) => out.checkpoint.dir = v],
+  ];
+  for (const [key, get, set] of paths) {
+    const v = get();
+    if (v.trim() === "") throw invalidArgument(`${key} must not be empty`);
+    if (!v.startsWith("/")) set(`${cwd().replace(/\/+$/, "")}/${v.replace(/^\.\//, "")}`);
+  }
   return out;
 }
