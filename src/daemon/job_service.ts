@@ -36,12 +36,11 @@ import {
 } from "../errors.ts";
 import { type ExitStatus, type JobIo, plugin, type PluginContext, type StartedJob } from "../plugins/mod.ts";
 import {
+  adoptedOf,
   descendants,
-  groupMembers,
   isRunning,
   jobProcess,
   readFds,
-  readStat,
   startTimeToDate,
   statusWord,
 } from "../proc/mod.ts";
@@ -439,7 +438,7 @@ export class JobService implements CrHost {
       // Its main process is gone, but processes of its group may live on: their parent exited and
       // this daemon (a subreaper) adopted them. Only those: the job's PID may be another's by now.
       const rest = row.type === "process" && !row.adopted && row.pid && !this.#busy.has(row.jid)
-        ? groupMembers(row.pid).filter((p) => p !== row.pid && readStat(p)?.ppid === Deno.pid)
+        ? adoptedOf(row.pid)
         : [];
       return { row, rest };
     });

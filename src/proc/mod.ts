@@ -227,13 +227,16 @@ export function children(pid: number): number[] {
   return pids;
 }
 
-/** Live processes (not zombies) of process group `pgid`. */
-export function groupMembers(pgid: number): number[] {
+/**
+ * Processes of group `pgid` (a job's) that this process adopted as a subreaper (their parent
+ * exited), not zombies, with their descendants: the job's processes outside its tree. (Only the
+ * adopted: a scan of /proc for the group would cost every dump a walk of all processes.)
+ */
+export function adoptedOf(pgid: number): number[] {
   const out: number[] = [];
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    const st = readStat(Number(e.name));
-    if (st && st.pgrp === pgid && st.state !== "Z" && st.state !== "X") out.push(st.pid);
+  for (const c of children(Deno.pid)) {
+    const st = readStat(c);
+    if (c !== pgid && st?.pgrp === pgid && st.state !== "Z") out.push(c, ...descendants(c));
   }
   return out;
 }

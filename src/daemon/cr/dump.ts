@@ -22,7 +22,7 @@ import { runCriu } from "../../criu/run.ts";
 import { readDumpStats } from "../../criu/stats.ts";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, osReason } from "../../errors.ts";
 import {
-  groupMembers,
+  adoptedOf,
   isRunning,
   isValidPid,
   jobProcess,
@@ -117,7 +117,7 @@ const steps: Step<DumpCtx>[] = [
       // process group), but no longer in the tree CRIU dumps. Say so; a dump that ends the job ends it too.
       if (c.row?.type === "process" && readStat(c.pid)?.pgrp === c.pid) {
         const tree = new Set(f.pids);
-        c.strays = groupMembers(c.pid).filter((p) => !tree.has(p));
+        c.strays = adoptedOf(c.pid).filter((p) => !tree.has(p));
         if (c.strays.length) {
           c.detected.push(
             `${c.strays.length} process(es) of the job outside its process tree (their parent exited: ` +
