@@ -9,7 +9,7 @@ Deno.test("check: CRIU, kernel and daemon; daemon check fails when the daemon is
   const d = new TestDaemon();
   try {
     const down = await d.cli("daemon", "check");
-    assertEquals(down.code, 1);
+    assertEquals(down.code, 6);
     assertStringIncludes(down.stdout, "FAIL  daemon");
     assertStringIncludes(down.stdout, "fix: start it: cedana daemon start");
     const plain = await d.cli("check", "--json");

@@ -196,6 +196,9 @@ export interface RestoreRequest {
   id?: string;
   bundle?: string;
   root?: string;
+  /** containerd: which one, and its namespace (default: the dumped container's). */
+  address?: string;
+  namespace?: string;
 }
 
 export interface RestoreResult {

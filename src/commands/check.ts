@@ -6,6 +6,7 @@ import { closeFd, pidfdOpen, runCommand } from "../sys/mod.ts";
 import { configOf } from "./context.ts";
 import { DaemonClient } from "../client/mod.ts";
 import { printJson } from "./render.ts";
+import { EXIT_CODE } from "../errors.ts";
 
 interface Item {
   name: string;
@@ -136,7 +137,8 @@ export function checkAction(daemonRequired: boolean) {
         failed.length ? `\n${failed.length} required check(s) failed` : "\nall required checks passed",
       );
     }
-    if (failed.length) Deno.exit(1);
+    // (an unreachable daemon is "unavailable", as for every other command)
+    if (failed.length) Deno.exit(failed.some((i) => i.name === "daemon") ? EXIT_CODE.unavailable : 1);
   };
 }
 

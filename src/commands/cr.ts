@@ -193,9 +193,18 @@ export function restoreCommand() {
       new Command("containerd").description("Restore a containerd checkpoint as a new job")
         .requiredOption("-p, --path <path>", "checkpoint directory or archive")
         .option("-i, --id <cid>", "new container ID (default: the dumped one)")
-        .option("-j, --jid <jid>", "ID of the new job (default: a random name)"),
-    ).action(async (o: RestoreCliOpts & { id?: string }, cmd: Command) =>
-      await doRestore({ newJid: o.jid, type: "containerd", id: o.id }, o, cmd as never)
+        .option("-j, --jid <jid>", "ID of the new job (default: a random name)")
+        .option("--address <socket>", "containerd's socket (default: the dumped container's)")
+        .option("--namespace <ns>", "containerd namespace (default: the dumped container's)"),
+    ).action(async (
+      o: RestoreCliOpts & { id?: string; address?: string; namespace?: string },
+      cmd: Command,
+    ) =>
+      await doRestore(
+        { newJid: o.jid, type: "containerd", id: o.id, address: o.address, namespace: o.namespace },
+        o,
+        cmd as never,
+      )
     ) as unknown as Command,
   );
   return restore;

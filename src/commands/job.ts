@@ -105,6 +105,7 @@ const DETAIL_LABELS: Record<string, string> = {
   root: "Runc root",
   bundle: "Bundle",
   systemdCgroup: "Systemd cgroup",
+  noPivot: "No pivot_root",
   address: "containerd",
   namespace: "Namespace",
   image: "Image",

@@ -104,3 +104,9 @@ Deno.test("paths are never empty, and relative ones are made absolute once", () 
   const cfg = loadConfig({ configDir: dir, env: { CEDANA_CHECKPOINT_DIR: "./ck" } });
   assertEquals(cfg.checkpoint.dir, `${Deno.cwd()}/ck`);
 });
+
+Deno.test("inherited names are unknown keys, not config", () => {
+  for (const bad of [{ toString: "a" }, JSON.parse('{"__proto__": {"x": 1}}')]) {
+    assertThrows(() => loadConfig({ configDir: dirWith(bad), env: {} }), Error, "unknown key");
+  }
+});

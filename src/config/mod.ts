@@ -81,14 +81,15 @@ function parseValue(key: string, raw: string, like: unknown, source: string): un
 function merge(base: Obj, over: Obj, source: string, prefix = "", seen = new Set<string>()): void {
   for (const [k, v] of Object.entries(over)) {
     // "checkpoint.compression": "zstd" as the docs write it, same as {"checkpoint": {"compression": ...}}
-    if (k.includes(".") && !(k in base)) {
+    if (k.includes(".") && !Object.hasOwn(base, k)) {
       const [head, ...rest] = k.split(".");
-      if (!(head in base)) throw invalidArgument(`${source}: unknown key "${prefix}${k}"`);
+      if (!Object.hasOwn(base, head)) throw invalidArgument(`${source}: unknown key "${prefix}${k}"`);
       merge(base, { [head]: { [rest.join(".")]: v } }, source, prefix, seen);
       continue;
     }
     const key = `${prefix}${k}`;
-    if (!(k in base)) throw invalidArgument(`${source}: unknown key "${key}"`);
+    // (own keys only: "toString" or "__proto__" are unknown keys, not inherited ones)
+    if (!Object.hasOwn(base, k)) throw invalidArgument(`${source}: unknown key "${key}"`);
     if (isObj(base[k])) {
       if (!isObj(v)) throw invalidArgument(`${source}: "${key}" must be an object`);
       merge(base[k] as Obj, v, source, `${key}.`, seen);

@@ -199,7 +199,7 @@ export function createApp(
   });
   app.post("/v1/restore", async (c) => {
     const req = await body<RestoreRequest>(c, (b) => {
-      for (const k of ["jid", "path", "newJid", "log"]) {
+      for (const k of ["jid", "path", "newJid", "log", "id", "bundle", "root", "address", "namespace"]) {
         expect(optional(b[k], "string"), `${k} must be a string`);
       }
       expect(optional(b.attachable, "boolean"), "attachable must be a boolean");

@@ -44,12 +44,22 @@ export function startArgv(
   return argv;
 }
 
+/**
+ * One Environment= assignment, quoted: systemd expands % specifiers there but, unlike in ExecStart,
+ * no $ variables, so `$` stays as it is (quoteExecArg would double it).
+ */
+function quoteEnvironment(assignment: string): string {
+  const t = assignment.replaceAll("%", "%%");
+  if (/^[A-Za-z0-9_@%+=:,./$-]+$/.test(t)) return t;
+  return `"${t.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n")}"`;
+}
+
 /** The unit file. `exec[0]` must be an absolute path: systemd-analyze verify and older systemd want it. */
 export function renderUnit(exec: readonly string[], env: Record<string, string> = {}): string {
   if (!exec.length || !isAbsolute(exec[0])) {
     throw invalidArgument(`ExecStart needs an absolute executable path (got ${JSON.stringify(exec[0])})`);
   }
-  const environment = Object.entries(env).map(([k, v]) => `Environment=${quoteExecArg(`${k}=${v}`)}`);
+  const environment = Object.entries(env).map(([k, v]) => `Environment=${quoteEnvironment(`${k}=${v}`)}`);
   return [
     "# Written by `cedana daemon install`; `cedana daemon uninstall` removes it.",
     "[Unit]",

@@ -72,7 +72,14 @@ export interface RestoreContext extends PluginContext {
   workDir: string;
   flags: Record<string, boolean>;
   /** What the restore request asks for (container id, bundle, root, attachable). */
-  options: { id?: string; bundle?: string; root?: string; attachable?: boolean };
+  options: {
+    id?: string;
+    bundle?: string;
+    root?: string;
+    attachable?: boolean;
+    address?: string;
+    namespace?: string;
+  };
   /** The plugin's details recorded at dump time. */
   dumped: Record<string, unknown>;
   /** As in CheckpointContext. */

@@ -10,10 +10,14 @@ export interface CommandResult {
   stderr: string;
 }
 
+/** The exit code runCommand reports for a program it killed after `timeoutMs`. */
+export const TIMED_OUT = 124;
+
 export async function runCommand(
   cmd: string,
   args: string[],
   env?: Record<string, string>,
+  timeoutMs?: number,
 ): Promise<CommandResult> {
   let child: Deno.ChildProcess;
   try {
@@ -22,7 +26,17 @@ export async function runCommand(
     return { success: false, code: 127, stdout: "", stderr: `${cmd}: ${(e as Error).message}` };
   }
   trackSpawn(child.pid, child.status);
-  const out = await child.output();
+  let timedOut = false;
+  const timer = timeoutMs === undefined ? undefined : setTimeout(() => {
+    timedOut = true;
+    try {
+      child.kill("SIGKILL");
+    } catch { /* ended meanwhile */ }
+  }, timeoutMs);
+  const out = await child.output().finally(() => clearTimeout(timer));
+  if (timedOut) {
+    return { success: false, code: TIMED_OUT, stdout: "", stderr: `${cmd}: killed after ${timeoutMs} ms` };
+  }
   const dec = new TextDecoder();
   return {
     success: out.success,

@@ -195,5 +195,19 @@ Deno.test(
       assertEquals(opt.code, 2, opt.stderr);
       assertStringIncludes(opt.stderr, "--criu-opts cannot be used with containerd jobs");
       assert((await job(d, "e")).status !== "halted", "the job still runs");
+      // a restore names the containerd to use (here: one that is not there)
+      const cp = await d.json<DumpResult>("dump", "job", "e", "--leave-running");
+      const away = await d.cli(
+        "restore",
+        "containerd",
+        "--path",
+        cp.checkpoint.path,
+        "--id",
+        "e2",
+        "--address",
+        `${c.dir}/nope.sock`,
+      );
+      assertEquals(away.code, 6, away.stderr);
+      assertStringIncludes(away.stderr, `${c.dir}/nope.sock`);
     }),
 );

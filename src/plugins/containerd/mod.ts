@@ -17,7 +17,7 @@ import {
 import type { JobRow } from "../../daemon/db.ts";
 import { readStat } from "../../proc/mod.ts";
 import { criuLogFileErrors } from "../../criu/run.ts";
-import { runCommand, trackSpawn } from "../../sys/mod.ts";
+import { runCommand, TIMED_OUT, trackSpawn } from "../../sys/mod.ts";
 import { spawn } from "node:child_process";
 import { signalName } from "../../daemon/signals.ts";
 import { defaultLogPath } from "../process/mod.ts";
@@ -158,6 +158,8 @@ async function manage(req: ManageContainerdRequest, ctx: PluginContext): Promise
 function signal(job: JobRow, sig: Deno.Signal): void {
   const d = details(job);
   const child = spawn("ctr", [
+    "--connect-timeout",
+    "3s",
     "--address",
     d.address,
     "--namespace",
@@ -211,7 +213,16 @@ async function exitStatus(job: JobRow): Promise<ExitStatus | null> {
 }
 
 async function removeTask(d: CtrDetails) {
-  await runCommand("ctr", ["--address", d.address, "--namespace", d.namespace, "task", "rm", "-f", d.id]);
+  // (a forced rm of a task that never started can hang in containerd: bounded, not forever)
+  const r = await runCommand(
+    "ctr",
+    ["--connect-timeout", "3s", "--address", d.address, "--namespace", d.namespace, "task", "rm", "-f", d.id],
+    undefined,
+    30_000,
+  );
+  if (r.code === TIMED_OUT) {
+    throw unavailable(`ctr task rm ${d.id} did not return in 30 s (containerd busy?)`);
+  }
 }
 
 /** Containers cedana creates carry the job's ID: a container is a job's if so, or if its task is the job's process. */
@@ -248,6 +259,8 @@ async function cleanup(job: JobRow, ctx: PluginContext): Promise<void> {
   }
   await removeTask(d);
   const r = await runCommand("ctr", [
+    "--connect-timeout",
+    "3s",
     "--address",
     d.address,
     "--namespace",
@@ -342,11 +355,13 @@ async function restore(c: RestoreContext): Promise<Restored> {
     );
   }
   const dumped = c.dumped as unknown as Partial<CtrDetails>;
-  const t = target(c.config, (c.options as { address?: string }).address ?? dumped.address, dumped.namespace);
+  const t = target(c.config, c.options.address ?? dumped.address, c.options.namespace ?? dumped.namespace);
   const id = c.options.id ?? dumped.id ?? c.jid;
   const log = c.row.log ?? defaultLogPath(c.config.output_dir, c.jid);
   // the container (and its snapshot) must exist; a new ID gets a new container from the image
   const exists = await runCommand("ctr", [
+    "--connect-timeout",
+    "3s",
     "--address",
     t.address,
     "--namespace",

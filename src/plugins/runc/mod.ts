@@ -33,6 +33,8 @@ interface RuncDetails {
   root: string;
   bundle: string;
   systemdCgroup?: boolean;
+  /** run with --no-pivot (a ramdisk root): its restore needs it too */
+  noPivot?: boolean;
   ioKeepers?: IoKeep;
 }
 
@@ -123,7 +125,14 @@ async function run(req: RunRuncRequest, ctx: PluginContext): Promise<StartedJob>
   });
   const st = await runcState(root, id);
   const { io, keep } = wire(fds, log);
-  const d: RuncDetails = { id, root, bundle, systemdCgroup: req.systemdCgroup, ioKeepers: keep };
+  const d: RuncDetails = {
+    id,
+    root,
+    bundle,
+    systemdCgroup: req.systemdCgroup,
+    noPivot: req.noPivot || undefined,
+    ioKeepers: keep,
+  };
   return {
     pid: st.pid,
     startTime: readStat(st.pid)?.startTime ?? 0,
@@ -156,6 +165,7 @@ function readProcess(bundle: string): { args: string[]; cwd: string } {
 
 async function manage(req: ManageRuncRequest, _ctx: PluginContext): Promise<StartedJob> {
   if (!req.id) throw invalidArgument("a container ID is required");
+  checkContainerId(req.id);
   const root = req.root ?? DEFAULT_ROOT;
   const st = await runcState(root, req.id);
   if (st.status !== "running") throw failedPrecondition(`container ${req.id} is ${st.status}, not running`);
@@ -316,6 +326,7 @@ async function restore(c: RestoreContext): Promise<Restored> {
     bundle,
     "--pid-file",
     pidFile,
+    ...(dumped.noPivot ? ["--no-pivot"] : []),
   ];
   for (const [k, flag] of Object.entries(FLAG_ARGS)) if (c.flags[k]) args.push(flag);
   const attachable = c.options.attachable ?? c.row.attachable;
@@ -340,7 +351,14 @@ async function restore(c: RestoreContext): Promise<Restored> {
     pid,
     io,
     reap: true,
-    details: { id, root, bundle, systemdCgroup: dumped.systemdCgroup, ioKeepers: keep },
+    details: {
+      id,
+      root,
+      bundle,
+      systemdCgroup: dumped.systemdCgroup,
+      noPivot: dumped.noPivot,
+      ioKeepers: keep,
+    },
     attachable,
     log,
   };
