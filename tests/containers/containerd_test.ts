@@ -166,6 +166,26 @@ Deno.test(
       await d.ok("job", "delete", "ca");
       assert((await job(d, "cb")).status !== "halted", "deleting job ca left job cb's container alone");
       await d.ok("job", "kill", "cb");
+      // a restore that fails (the file the process holds is not in a new container without its
+      // changes) takes the container it made with it: a retry does not find it in the way
+      const w = await d.json<Job>(
+        "run",
+        "containerd",
+        IMAGE,
+        "--jid",
+        "cw",
+        "--id",
+        "cw",
+        "--",
+        "sh",
+        "-c",
+        'exec 3>>/root/data.log; while true; do echo x >&3; echo "tick 1"; sleep 0.1; done',
+      );
+      await waitTicks(w.log!, 1);
+      const bare = await d.json<DumpResult>("dump", "job", "cw", "--leave-running", "--ignore-rootfs");
+      const failed = await d.cli("restore", "containerd", "--path", bare.checkpoint.path, "--id", "cw2");
+      assertEquals(failed.code, 5, failed.stderr);
+      assert(!(await c.ctrOk("containers", "ls", "-q")).split("\n").includes("cw2"), "no container left");
     }),
 );
 

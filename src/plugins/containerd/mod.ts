@@ -370,6 +370,14 @@ async function restore(c: RestoreContext): Promise<Restored> {
     "info",
     id,
   ]);
+  // a container this restore makes goes again if the restore fails (a retry would find it in the way)
+  let created = false;
+  const undoCreate = async () => {
+    if (!created) return;
+    // (a task that never started: a plain rm removes it, a forced one can hang in containerd)
+    await ctr(t, ["task", "rm", id], `ctr task rm ${id}`).catch(() => {});
+    await ctr(t, ["containers", "rm", id], `ctr containers rm ${id}`).catch(() => {});
+  };
   if (!exists.success) {
     if (!dumped.image) throw invalidArgument("the checkpoint does not say which image its container used");
     const args = [
@@ -383,8 +391,12 @@ async function restore(c: RestoreContext): Promise<Restored> {
     ];
     if (dumped.args?.length) args.push("--", ...dumped.args);
     await ctr(t, args, `ctr containers create ${id}`);
+    created = true;
     // (the dumped container's own snapshot, if it still exists, has its changes already)
-    await applyRootfsChanges(t, id, c.imagesDir);
+    await applyRootfsChanges(t, id, c.imagesDir).catch(async (e) => {
+      await undoCreate();
+      throw e;
+    });
   } else {
     // the job's own container (its dump ended the task) or one made for this job; anyone else's is
     // refused, never taken over
@@ -404,12 +416,14 @@ async function restore(c: RestoreContext): Promise<Restored> {
   try {
     api = await ContainerdApi.connect(t.address, t.namespace);
   } catch (e) {
+    await undoCreate();
     throw unavailable(`cannot talk to containerd at ${t.address}: ${(e as Error).message}`);
   }
   let pid: number;
   try {
     pid = await api.restoreTask({ id, imagesDir: c.imagesDir, workDir: c.workDir, log });
   } catch (e) {
+    await undoCreate();
     throw failedPrecondition(
       `containerd restore of ${id} failed: ${(e as Error).message.split("\n")[0]}`,
       criuLogFileErrors(join(c.workDir, "restore.log")),
