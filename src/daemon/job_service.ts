@@ -487,7 +487,13 @@ export class JobService implements CrHost {
         if (req.all) continue;
         throw failedPrecondition(`job ${row.jid} is busy: a ${this.#busy.get(row.jid)} is in progress`);
       }
-      await plugin(row.type).cleanup?.(row, this.#ctx(row.jid));
+      const p = plugin(row.type);
+      const own = p.owns ? await p.owns(row) : true;
+      if (own === false) {
+        this.log.info("job deleted; its container ID now names another container, left alone", {
+          jid: row.jid,
+        });
+      } else if (own) await p.cleanup?.(row, this.#ctx(row.jid));
       this.#watchers.get(row.jid)?.();
       this.#watchers.delete(row.jid);
       this.#hubs.delete(row.jid);

@@ -110,6 +110,11 @@ export interface JobPlugin<RunReq = unknown, ManageReq = unknown> {
   manage?(req: ManageReq, ctx: PluginContext): StartedJob | Promise<StartedJob>;
   /** Send a signal to a live job (the caller has checked it is the same process). */
   signal(job: JobRow, signal: Deno.Signal): void;
+  /**
+   * Whether the runtime's object named in the job (a container ID) is still the job's: null when it
+   * is gone, false when the name now means another's (cleanup is then skipped, never forced).
+   */
+  owns?(job: JobRow): boolean | null | Promise<boolean | null>;
   /** Release what the plugin holds for a job that is being deleted (container state, ...). */
   cleanup?(job: JobRow, ctx: PluginContext): Promise<void>;
   /** Rebuild the daemon's side of a live job's I/O after a daemon restart. */

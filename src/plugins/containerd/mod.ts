@@ -228,50 +228,26 @@ async function removeTask(d: CtrDetails) {
 /** Containers cedana creates carry the job's ID: a container is a job's if so, or if its task is the job's process. */
 const JOB_LABEL = "io.cedana.jid";
 
-async function ownedBy(
-  t: { address: string; namespace: string },
-  id: string,
-  job: JobRow,
-): Promise<boolean | null> {
+async function owns(job: JobRow): Promise<boolean | null> {
+  const d = details(job);
   let info: { Labels?: Record<string, string> };
   try {
-    info = JSON.parse(await ctr(t, ["containers", "info", id], `ctr containers info ${id}`));
+    info = JSON.parse(await ctr(d, ["containers", "info", d.id], `ctr containers info ${d.id}`));
   } catch (e) {
     if (e instanceof CedanaError && e.code === "not_found") return null;
     throw e;
   }
   if (info.Labels?.[JOB_LABEL] !== undefined) return info.Labels[JOB_LABEL] === job.jid;
-  const tk = await task(t, id).catch(() => null);
+  const tk = await task(d, d.id).catch(() => null);
   return tk !== null && tk.pid === job.pid;
 }
 
-async function cleanup(job: JobRow, ctx: PluginContext): Promise<void> {
+async function cleanup(job: JobRow): Promise<void> {
   const d = details(job);
-  const own = await ownedBy(d, d.id, job);
-  if (own === null) return;
-  if (!own) {
-    // the ID names another container now (another job's, a user's): not ours to delete
-    ctx.log.info("job deleted; its container ID now names another container, left alone", {
-      jid: job.jid,
-      id: d.id,
-    });
-    return;
-  }
   await removeTask(d);
-  const r = await runCommand("ctr", [
-    "--connect-timeout",
-    "3s",
-    "--address",
-    d.address,
-    "--namespace",
-    d.namespace,
-    "containers",
-    "rm",
-    d.id,
-  ]);
-  if (!r.success && !/not found/i.test(r.stderr)) {
-    throw failedPrecondition(`removing container ${d.id} failed: ${r.stderr.trim()}`);
-  }
+  await ctr(d, ["containers", "rm", d.id], `removing container ${d.id}`).catch((e) => {
+    if (!(e instanceof CedanaError && e.code === "not_found")) throw e;
+  });
 }
 
 async function checkpoint(c: CheckpointContext): Promise<void> {
@@ -446,6 +422,7 @@ export const containerdPlugin: JobPlugin<RunContainerdRequest, ManageContainerdR
   run,
   manage,
   signal,
+  owns,
   cleanup,
   noCriuOpts: "containerd's shim starts runc, which starts CRIU: put CRIU options into /etc/criu/runc.conf",
   checkpoint,

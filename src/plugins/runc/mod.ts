@@ -188,18 +188,14 @@ function signal(job: JobRow, sig: Deno.Signal): void {
   child.once("error", () => Deno.kill(job.pid!, sig));
 }
 
-async function cleanup(job: JobRow, ctx: PluginContext): Promise<void> {
+/** (the ID may have been taken again since: a new run, a restore under it) */
+function owns(job: JobRow): boolean | null {
   const d = details(job);
-  const own = isJobsContainer(d.root, d.id, job.pid, job.startTime);
-  if (own === null) return;
-  if (!own) {
-    // the ID was taken again since (a new run, a restore under it): that container is not ours to delete
-    ctx.log.info("job deleted; its container ID now names another container, left alone", {
-      jid: job.jid,
-      id: d.id,
-    });
-    return;
-  }
+  return isJobsContainer(d.root, d.id, job.pid, job.startTime);
+}
+
+async function cleanup(job: JobRow): Promise<void> {
+  const d = details(job);
   const r = await runCommand("runc", runcArgs(d.root, ["delete", "--force", d.id]));
   if (!r.success && !/does not exist|not found/i.test(r.stderr)) {
     throw failedPrecondition(`runc delete ${d.id} failed: ${r.stderr.trim()}`);
@@ -431,6 +427,7 @@ export const runcPlugin: JobPlugin<RunRuncRequest, ManageRuncRequest> = {
   run,
   manage,
   signal,
+  owns,
   cleanup,
   reattach,
   released,
