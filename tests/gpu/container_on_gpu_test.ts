@@ -11,12 +11,12 @@ import { runGpuScript } from "./fake.ts";
  * bound at the same path). FAKE_CUDA_TOKEN lets the fake driver tell a restored copy from a new
  * process; without it a restored container's GPU restore fails (401), as a real one can.
  */
-const app = (token: boolean) => (w: string) =>
+const app = (token: boolean, abstractSocket = false) => (w: string) =>
   `exec env LD_PRELOAD=${w}/lib/libcuda.so.1 ${
     token ? "FAKE_CUDA_TOKEN=$(cat /proc/sys/kernel/random/uuid) " : ""
   }` +
-  `python3 -c 'import time
-i = 0
+  `python3 -c 'import socket, time
+${abstractSocket ? 's = socket.socket(socket.AF_UNIX); s.bind("\\0cedana-fake-cuda")\n' : ""}i = 0
 while True:
     i += 1; print(i, i, i, 7, flush=True); time.sleep(0.1)'`;
 
@@ -30,6 +30,20 @@ Deno.test("container_on_gpu.sh passes with the fake driver", {
   assertStringIncludes(text, "PASS");
   assertStringIncludes(text, "gpu_checkpoint=");
   assertStringIncludes(text, "gpu_restore=");
+});
+
+// A real CUDA job in the host's network namespace held an abstract unix socket (H100, session 5):
+// its copy cannot run beside the original there, so the script restores it in the original's place.
+Deno.test("container_on_gpu.sh: a job with an abstract unix socket gets its copy in the original's place", {
+  sanitizeOps: false,
+  sanitizeResources: false,
+  ignore: !hasContainerCRTools(),
+}, async () => {
+  const { code, text } = await runGpuScript("./container_on_gpu.sh", app(true, true));
+  assertEquals(code, 0, text);
+  assertStringIncludes(text, "Address already in use");
+  assertStringIncludes(text, "@cedana-fake-cuda");
+  assertStringIncludes(text, "PASS");
 });
 
 /** `sleep infinity` processes: the keepers that hold jobs' pipes (see src/plugins/process/io.ts). */

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Paired GPU bench: cedana's dump/restore and the raw sequence (driver API calls through src/gpu
+# + criu, tests/gpu/probe.ts) taking turns on two live copies of the same workload, so that the
+# machine's drift (page cache, GPU clocks, disk) falls on both sides alike. gpu_bench.sh runs all
+# raw cycles first and cedana's after; at 1 GiB the raw sequence itself moved by 25% between
+# runs there, more than the 10% being judged.
+#
+# Per round: a raw cycle (lock, GPU checkpoint, criu dump, criu restore, GPU restore, unlock) on
+# workload R, and a cedana cycle (`cedana dump job` + `cedana restore job`, CLI wall time as a
+# user sees it) on job C; the order flips every round. Both workloads check themselves after each
+# restore (counter in order, GPU data intact). Prints each round's pair and the medians
+# (bench/gpu_compare.ts's table) and exits 1 if a check failed.
+#   DENO=deno CRIU=criu CEDANA=cedana PYTHON=python3 GIB=1 ROUNDS=6 WORK=dir   (run as root)
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+APP=$HERE/../tests/gpu/app.py
+DENO=${DENO:-deno}
+CRIU=${CRIU:-criu}
+CEDANA=${CEDANA:-cedana}
+PYTHON=${PYTHON:-python3}
+GIB=${GIB:-1}
+ROUNDS=${ROUNDS:-6}
+WORK=${WORK:-$(mktemp -d /tmp/cedana-gpu-alt.XXXXXX)}
+mkdir -p "$WORK/ck"
+export DENO_NO_UPDATE_CHECK=1
+export CEDANA_ADDRESS=$WORK/cedana.sock CEDANA_DB_PATH=$WORK/cedana.db CEDANA_CONFIG_DIR=$WORK \
+  CEDANA_OUTPUT_DIR=$WORK CEDANA_CHECKPOINT_DIR=$WORK/ck
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+DAEMON= RAW_PID=
+cleanup() {
+  "$CEDANA" job kill --all >/dev/null 2>&1 || true
+  [ -n "$RAW_PID" ] && kill -9 "$RAW_PID" 2>/dev/null
+  [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; echo "logs in $WORK" >&2; exit 1; }
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+last_step() { grep -sE '^[0-9]+ ' "$1" | tail -1 | cut -d' ' -f1; }
+wait_steps() { # log, at least
+  for _ in $(seq 1200); do
+    grep -qs MISMATCH "$1" && fail "$1: $(grep MISMATCH "$1" | head -1)"
+    s=$(last_step "$1"); [ -n "$s" ] && [ "$s" -ge "$2" ] && return 0
+    sleep 0.1
+  done
+  fail "$1: stalled at step $(last_step "$1") (wanted $2)"
+}
+in_order() { # log: every step follows the one before (no replay, no gap)
+  awk '/^[0-9]+ / { if (prev && $1 != prev + 1) { print "step " prev " then " $1; bad = 1 } prev = $1 }
+    END { exit bad }' "$1" || fail "$1: steps out of order"
+}
+
+[ "$(id -u)" = 0 ] || fail "run as root"
+"$CEDANA" daemon start >"$WORK/daemon.log" 2>&1 &
+DAEMON=$!
+for _ in $(seq 100); do "$CEDANA" ps >/dev/null 2>&1 && break; sleep 0.1; done
+
+# Raw workload: as in run_on_gpu.sh, a bash session leader waits on it (so criu dump's kill reaps
+# it and its PID is free for the restore); dumped and restored with -j.
+app=("$PYTHON" "$APP")
+[ -n "${APP_CMD:-}" ] && app=(bash -c "$APP_CMD") # test hook (gpu_alternate_test.ts): no torch
+RAW_LOG=$WORK/raw-app.log
+GIB=$GIB setsid -f bash -c '"$@" </dev/null >"$0" 2>&1 & echo $! >"$0.pid"; wait' \
+  "$RAW_LOG" "${app[@]}" </dev/null >/dev/null 2>&1
+GIB=$GIB "$CEDANA" run process --gpu-enabled --jid alt -- env GIB="$GIB" "${app[@]}" >/dev/null ||
+  fail "cannot start the cedana job"
+CED_LOG=$WORK/cedana-output-alt.log
+wait_steps "$RAW_LOG" 3
+RAW_PID=$(cat "$RAW_LOG.pid")
+wait_steps "$CED_LOG" 3
+echo "GIB=$GIB, $ROUNDS rounds; raw pid $RAW_PID, cedana job alt"
+
+raw_cycle() { # round
+  local before log=$WORK/probe-criu-$GIB-$1.log
+  before=$(last_step "$RAW_LOG")
+  rm -rf "$WORK/img"
+  "$DENO" run -A --no-config --no-lock --no-npm --no-remote "$HERE/../tests/gpu/probe.ts" \
+    --pid "$RAW_PID" --images "$WORK/img" --criu "$CRIU" >"$log" 2>&1 || fail "raw cycle $1 (log $log)"
+  wait_steps "$RAW_LOG" $((before + 3))
+  sed -n 's/^RESULT //p' "$log" | json '"raw    dump %.0f ms, restore %.0f ms" % (sum(d["timings"][k] for k in ("lock","gpu checkpoint","criu dump")), sum(d["timings"][k] for k in ("criu restore","gpu restore","unlock")))'
+}
+cedana_cycle() {
+  local before t0 out dump restore id
+  before=$(last_step "$CED_LOG")
+  t0=$(now_ms); out=$("$CEDANA" dump job alt --json) || fail "cedana dump failed"
+  dump=$(($(now_ms) - t0))
+  echo -e "$GIB\tdump\t$dump\t$(echo "$out" | json 'json.dumps(d.get("timings", {}))')\t$(echo "$out" | json 'd["checkpoint"]["size"]')" >>"$RESULTS"
+  t0=$(now_ms); out=$("$CEDANA" restore job alt --json) || fail "cedana restore failed"
+  restore=$(($(now_ms) - t0))
+  echo -e "$GIB\trestore\t$restore\t$(echo "$out" | json 'json.dumps(d.get("timings", {}))')\t" >>"$RESULTS"
+  wait_steps "$CED_LOG" $((before + 3))
+  for id in $("$CEDANA" checkpoints alt --json | json '" ".join(c["id"] for c in d[1:])'); do
+    "$CEDANA" job checkpoint delete "$id" >/dev/null || fail "cannot delete checkpoint $id"
+  done
+  echo "cedana dump $dump ms, restore $restore ms (CLI wall time)"
+}
+
+for r in $(seq "$ROUNDS"); do
+  echo "== round $r"
+  if [ $((r % 2)) = 1 ]; then raw_cycle "$r"; cedana_cycle; else cedana_cycle; raw_cycle "$r"; fi
+done
+in_order "$RAW_LOG"
+in_order "$CED_LOG"
+echo "both workloads counted in order through $ROUNDS cycles each, GPU data checked every step"
+"$DENO" run -A --no-config --no-lock "$HERE/gpu_compare.ts" "$WORK"

@@ -1,0 +1,26 @@
+// Runs gpu_alternate.sh (the paired raw/cedana GPU bench for real GPU machines) here with the fake
+// driver and a torch-less workload, so that the script is known to work before it meets a GPU.
+import { assertEquals, assertMatch, assertStringIncludes } from "../../src/testing/asserts.ts";
+import { HAVE_CRIU } from "../cr_helpers.ts";
+import { runGpuScript } from "./fake.ts";
+
+Deno.test("gpu_alternate.sh pairs raw and cedana cycles with the fake driver", {
+  sanitizeOps: false,
+  sanitizeResources: false,
+  ignore: !HAVE_CRIU,
+}, async () => {
+  // One process, no children (see run_on_gpu_test.ts), preloading the fake libcuda.
+  const app = (w: string) =>
+    `exec env LD_PRELOAD=${w}/lib/libcuda.so.1 python3 -u -c 'import time
+i = 0
+while True:
+    i += 1; print(i, i, i, 7, flush=True); time.sleep(0.1)'`;
+  const { code, text } = await runGpuScript("../../bench/gpu_alternate.sh", app, {
+    DENO: Deno.execPath(),
+    ROUNDS: "2",
+  });
+  assertEquals(code, 0, text);
+  assertMatch(text, /== round 2\ncedana dump \d+ ms, restore \d+ ms \(CLI wall time\)\nraw    dump \d+ ms/);
+  assertStringIncludes(text, "both workloads counted in order through 2 cycles each");
+  assertMatch(text, /\| 1 GiB \| [\d.]+ s \|.*\| 2\/2 \|/);
+});
