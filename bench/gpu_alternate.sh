@@ -10,7 +10,10 @@
 # user sees it) on job C; the order flips every round. Both workloads check themselves after each
 # restore (counter in order, GPU data intact). Prints each round's pair and the medians
 # (bench/gpu_compare.ts's table) and exits 1 if a check failed.
-#   DENO=deno CRIU=criu CEDANA=cedana PYTHON=python3 GIB=1 ROUNDS=6 WORK=dir   (run as root)
+# WARMUP (1) rounds come first and are not counted: on a fresh machine the first ~20 GB of page
+# cache cost more to touch (H100, session 5: the first raw 8 GiB dump took 10.5-13.9 s, later ones
+# 7.4-8.4 s), and the round order raw, cedana, cedana, raw... would lay that on one side.
+#   DENO=deno CRIU=criu CEDANA=cedana PYTHON=python3 GIB=1 ROUNDS=6 WARMUP=1 WORK=dir   (run as root)
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 APP=$HERE/../tests/gpu/app.py
@@ -20,6 +23,7 @@ CEDANA=${CEDANA:-cedana}
 PYTHON=${PYTHON:-python3}
 GIB=${GIB:-1}
 ROUNDS=${ROUNDS:-6}
+WARMUP=${WARMUP:-1}
 WORK=${WORK:-$(mktemp -d /tmp/cedana-gpu-alt.XXXXXX)}
 mkdir -p "$WORK/ck"
 export DENO_NO_UPDATE_CHECK=1
@@ -71,8 +75,9 @@ RAW_PID=$(cat "$RAW_LOG.pid")
 wait_steps "$CED_LOG" 3
 echo "GIB=$GIB, $ROUNDS rounds; raw pid $RAW_PID, cedana job alt"
 
-raw_cycle() { # round
+raw_cycle() { # round (w1, w2...: warm-up, not counted)
   local before log=$WORK/probe-criu-$GIB-$1.log
+  [ "${1#w}" = "$1" ] || log=$WORK/warmup-$1.log
   before=$(last_step "$RAW_LOG")
   rm -rf "$WORK/img"
   "$DENO" run -A --no-config --no-lock --no-npm --no-remote "$HERE/../tests/gpu/probe.ts" \
@@ -80,15 +85,16 @@ raw_cycle() { # round
   wait_steps "$RAW_LOG" $((before + 3))
   sed -n 's/^RESULT //p' "$log" | json '"raw    dump %.0f ms, restore %.0f ms" % (sum(d["timings"][k] for k in ("lock","gpu checkpoint","criu dump")), sum(d["timings"][k] for k in ("criu restore","gpu restore","unlock")))'
 }
-cedana_cycle() {
-  local before t0 out dump restore id
+cedana_cycle() { # round (w...: warm-up, not counted)
+  local before t0 out dump restore id results=$RESULTS
+  [ "${1#w}" = "$1" ] || results=/dev/null
   before=$(last_step "$CED_LOG")
   t0=$(now_ms); out=$("$CEDANA" dump job alt --json) || fail "cedana dump failed"
   dump=$(($(now_ms) - t0))
-  echo -e "$GIB\tdump\t$dump\t$(echo "$out" | json 'json.dumps(d.get("timings", {}))')\t$(echo "$out" | json 'd["checkpoint"]["size"]')" >>"$RESULTS"
+  echo -e "$GIB\tdump\t$dump\t$(echo "$out" | json 'json.dumps(d.get("timings", {}))')\t$(echo "$out" | json 'd["checkpoint"]["size"]')" >>"$results"
   t0=$(now_ms); out=$("$CEDANA" restore job alt --json) || fail "cedana restore failed"
   restore=$(($(now_ms) - t0))
-  echo -e "$GIB\trestore\t$restore\t$(echo "$out" | json 'json.dumps(d.get("timings", {}))')\t" >>"$RESULTS"
+  echo -e "$GIB\trestore\t$restore\t$(echo "$out" | json 'json.dumps(d.get("timings", {}))')\t" >>"$results"
   wait_steps "$CED_LOG" $((before + 3))
   for id in $("$CEDANA" checkpoints alt --json | json '" ".join(c["id"] for c in d[1:])'); do
     "$CEDANA" job checkpoint delete "$id" >/dev/null || fail "cannot delete checkpoint $id"
@@ -96,11 +102,15 @@ cedana_cycle() {
   echo "cedana dump $dump ms, restore $restore ms (CLI wall time)"
 }
 
+for w in $(seq "$WARMUP"); do
+  echo "== warm-up round $w (not counted)"
+  raw_cycle "w$w"; cedana_cycle "w$w"
+done
 for r in $(seq "$ROUNDS"); do
   echo "== round $r"
-  if [ $((r % 2)) = 1 ]; then raw_cycle "$r"; cedana_cycle; else cedana_cycle; raw_cycle "$r"; fi
+  if [ $((r % 2)) = 1 ]; then raw_cycle "$r"; cedana_cycle "$r"; else cedana_cycle "$r"; raw_cycle "$r"; fi
 done
 in_order "$RAW_LOG"
 in_order "$CED_LOG"
-echo "both workloads counted in order through $ROUNDS cycles each, GPU data checked every step"
+echo "both workloads counted in order through $((ROUNDS + WARMUP)) cycles each, GPU data checked every step"
 "$DENO" run -A --no-config --no-lock "$HERE/gpu_compare.ts" "$WORK"

@@ -6,11 +6,32 @@ import { spawn } from "node:child_process";
 import { failedPrecondition } from "../errors.ts";
 import { trackSpawn } from "../sys/reaper.ts";
 
-/** The `Error (...)` lines of a CRIU log, minus the harmless RLIMIT_NOFILE one. */
+/**
+ * What to do about CRIU errors that users meet and CRIU's words do not explain (each seen here or
+ * on a GPU machine), as `hint:` lines after the errors.
+ */
+const HINTS: [RegExp, string][] = [
+  [
+    /sk-unix\.c.*Can't bind .*Address already in use/,
+    "hint: a unix socket of the checkpoint is bound by a running process, often the original still running " +
+    "(abstract names, such as CUDA's @cuda-uvmfd-..., are one set per network namespace): stop it, or give " +
+    "the restored job its own network namespace",
+  ],
+  [
+    /mnt: .*unsupported id/,
+    "hint: the container has a mount of a file system CRIU cannot dump (often under a recursive bind): " +
+    "bind that directory by itself in the container's config (runc hands config bind mounts to CRIU as " +
+    "external mounts)",
+  ],
+];
+
+/** The `Error (...)` lines of a CRIU log, minus the harmless RLIMIT_NOFILE one, then any hints. */
 export function criuErrorLines(log: string): string[] {
-  return log.split("\n")
+  const errors = log.split("\n")
     .filter((l) => /\bError \(/.test(l) && !l.includes("RLIMIT_NOFILE"))
     .map((l) => l.replace(/^\(\s*[\d.]+\)\s*/, "").trim());
+  const hints = HINTS.filter(([re]) => errors.some((l) => re.test(l))).map(([, hint]) => hint);
+  return [...errors, ...hints];
 }
 
 /**
@@ -28,7 +49,9 @@ export function outputErrorLines(output: string): string[] {
 /** criuErrorLines of a log file; [] when there is none. */
 export function criuLogFileErrors(path: string, last = 10): string[] {
   try {
-    return criuErrorLines(Deno.readTextFileSync(path)).slice(-last);
+    const lines = criuErrorLines(Deno.readTextFileSync(path));
+    const hints = lines.filter((l) => l.startsWith("hint: "));
+    return [...lines.filter((l) => !l.startsWith("hint: ")).slice(-last), ...hints];
   } catch {
     return [];
   }

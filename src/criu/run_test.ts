@@ -1,5 +1,5 @@
 import { assertEquals } from "../testing/asserts.ts";
-import { criuLauncher, outputErrorLines } from "./run.ts";
+import { criuErrorLines, criuLauncher, outputErrorLines } from "./run.ts";
 
 // The layout scripts/setup.sh installs: PREFIX/bin/criu (sh wrapper), PREFIX/bin/criu.real,
 // PREFIX/lib/ld-linux-x86-64.so.2; reached through a symlink on PATH.
@@ -50,4 +50,28 @@ Deno.test("outputErrorLines: CRIU's complaint about its command line, not its us
     "  dedup          remove duplicates in memory dump\n  Try -h|--help for more info\n";
   assertEquals(outputErrorLines(out), ["/opt/criu/bin/criu.real: unrecognized option '--no-such-opt'"]);
   assertEquals(outputErrorLines("one\ntwo\n"), ["one", "two"]);
+});
+
+// Both lines as CRIU 4.2.1 wrote them on an H100 (a CUDA job in a runc container, session 5).
+Deno.test("criuErrorLines: errors users meet get a hint after them, others none", () => {
+  const bind =
+    "(00.412) 1: Error (criu/sk-unix.c:1651): unix: Can't bind id 0x54 ino 15059 addr : Address already in use";
+  const mnt =
+    "(00.020) Error (criu/mount.c:724): mnt: FS mnt ./b/rootfs/usr/local/nvidia dev 0xfe00010 root / unsupported id 117";
+  const other = "(00.500) Error (criu/cr-restore.c:2331): Restoring FAILED.";
+  const got = criuErrorLines([bind, other, "(00.1) Warn (x): y"].join("\n"));
+  assertEquals(got.slice(0, 2), [
+    bind.replace(/^\([\d.]+\) /, ""),
+    "Error (criu/cr-restore.c:2331): Restoring FAILED.",
+  ]);
+  assertEquals(got.length, 3);
+  assertEquals(
+    got[2].startsWith("hint: a unix socket of the checkpoint is bound by a running process"),
+    true,
+  );
+  assertEquals(
+    criuErrorLines(mnt)[1].startsWith("hint: the container has a mount of a file system CRIU cannot dump"),
+    true,
+  );
+  assertEquals(criuErrorLines(other).length, 1);
 });

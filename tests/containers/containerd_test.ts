@@ -4,31 +4,12 @@ import { existsSync } from "node:fs";
 import type { DumpResult, Job, RestoreResult } from "../../src/api/types.ts";
 import { assert, assertEquals, assertStringIncludes } from "../../src/testing/asserts.ts";
 import { lastTick, readLog, waitTicks } from "../cr_helpers.ts";
-import { TestDaemon, waitFor } from "../helpers.ts";
-import { hasContainerCRTools, makeImageTar, PrivateContainerd } from "./fixture.ts";
+import { type TestDaemon, waitFor } from "../helpers.ts";
+import { hasContainerCRTools } from "./fixture.ts";
+import { IMAGE, withContainerd } from "./with_containerd.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false, ignore: !hasContainerCRTools() } as const;
-const IMAGE = "docker.io/cedana/busybox-test:latest";
 const COUNTER = ["sh", "-c", 'i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.1; done'];
-
-async function withContainerd(fn: (d: TestDaemon, c: PrivateContainerd) => Promise<void>) {
-  const c = new PrivateContainerd();
-  await c.start();
-  const d = new TestDaemon({});
-  Object.assign(d.env, { CEDANA_CONTAINERD_ADDRESS: c.address, CEDANA_CONTAINERD_NAMESPACE: c.namespace });
-  try {
-    const tar = await makeImageTar(`${d.dir}/image`, IMAGE);
-    await c.ctrOk("images", "import", "--index-name", IMAGE, tar);
-    await d.start();
-    await fn(d, c);
-  } catch (e) {
-    console.error(`--- daemon log ---\n${d.daemonLog}\n--- containerd log ---\n${c.log.slice(-3000)}`);
-    throw e;
-  } finally {
-    await d.cleanup().catch(() => {});
-    await c.stop();
-  }
-}
 
 async function job(d: TestDaemon, jid: string): Promise<Job> {
   return (await d.json<Job[]>("ps")).find((j) => j.jid === jid)!;
