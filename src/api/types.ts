@@ -148,8 +148,11 @@ export interface DumpRequest {
   external?: string[];
   /** JSON object of extra CRIU long options. */
   criuOpts?: string;
-  /** Containers: dump the job running this container (`cedana dump runc CID`). */
-  container?: { type: JobType; id: string };
+  /**
+   * Containers: dump the job running this container (`cedana dump runc CID`); root (runc) or
+   * address/namespace (containerd) pick one when jobs in several share the ID.
+   */
+  container?: { type: JobType; id: string; root?: string; address?: string; namespace?: string };
   /** Containers: do not save the rootfs. */
   ignoreRootfs?: boolean;
 }

@@ -98,19 +98,39 @@ export function dumpCommand() {
       new Command(type).argument("<cid>").description(`Checkpoint the ${type} container CID (a managed job)`),
     );
     sub.option("--ignore-rootfs", "do not save the container's file changes");
+    if (type === "runc") {
+      sub.option("-r, --root <dir>", "runc state root (when jobs in several have a container CID)");
+    } else {
+      sub.option("--address <socket>", "containerd's socket (when jobs in several have a container CID)")
+        .option("--namespace <ns>", "containerd namespace (likewise)");
+    }
     dump.addCommand(
-      sub.action(async (cid: string, o: DumpCliOpts & { ignoreRootfs?: boolean }, cmd: Command) => {
-        const quiet = noticeInterrupt("dump", `container ${cid}`);
-        const r = await clientOf(cmd).post<DumpResult>("/v1/dump", {
-          ...dumpRequest(o),
-          container: { type, id: cid },
-          ignoreRootfs: o.ignoreRootfs,
-        }).finally(quiet);
-        printDump(r, `container ${cid}`, o.json);
-      }) as unknown as Command,
+      sub.action(
+        async (cid: string, o: DumpCliOpts & ContainerPick & { ignoreRootfs?: boolean }, cmd: Command) => {
+          const quiet = noticeInterrupt("dump", `container ${cid}`);
+          const r = await clientOf(cmd).post<DumpResult>("/v1/dump", {
+            ...dumpRequest(o),
+            container: {
+              type,
+              id: cid,
+              root: o.root ? resolve(o.root) : undefined,
+              address: o.address ? resolve(o.address) : undefined,
+              namespace: o.namespace,
+            },
+            ignoreRootfs: o.ignoreRootfs,
+          }).finally(quiet);
+          printDump(r, `container ${cid}`, o.json);
+        },
+      ) as unknown as Command,
     );
   }
   return dump;
+}
+
+interface ContainerPick {
+  root?: string;
+  address?: string;
+  namespace?: string;
 }
 
 interface RestoreCliOpts {

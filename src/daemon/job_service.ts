@@ -163,6 +163,31 @@ export class JobService implements CrHost {
     return row;
   }
 
+  /**
+   * The running job of a container, by its ID and (when given) where it lives: a runc root, a
+   * containerd socket and namespace. Two jobs can have one container ID in different roots or
+   * namespaces; then the request must say which (never the first one found).
+   */
+  #containerJob(c: NonNullable<DumpRequest["container"]>): JobRow | null {
+    const where: [string, string | undefined][] = [["root", c.root], ["address", c.address], [
+      "namespace",
+      c.namespace,
+    ]];
+    const rows = this.db.listJobs().filter((r) =>
+      r.type === c.type && r.details.id === c.id && this.#status(r) !== "halted" &&
+      where.every(([k, v]) => v === undefined || r.details[k] === v)
+    );
+    if (rows.length <= 1) return rows[0] ?? null;
+    const flag = c.type === "runc" ? "--root" : "--address/--namespace";
+    const at = (r: JobRow) =>
+      c.type === "runc" ? String(r.details.root) : `${r.details.address} ${r.details.namespace}`;
+    throw invalidArgument(
+      `jobs ${
+        rows.map((r) => `${r.jid} (${at(r)})`).join(", ")
+      } each have a container ${c.id}: name one with ${flag}`,
+    );
+  }
+
   // ---- lifecycle ---------------------------------------------------------------------------
 
   async run(type: JobType, req: RunProcessRequest | RunRuncRequest): Promise<Job> {
@@ -607,18 +632,26 @@ export class JobService implements CrHost {
     if (req.jid !== undefined) row = this.#get(req.jid);
     else if (req.container) {
       const { type, id } = req.container;
-      row = this.db.listJobs().find((r) =>
-        r.type === type && r.details.id === id && this.#status(r) !== "halted"
-      ) ??
-        null;
+      row = this.#containerJob(req.container);
       if (!row) {
         // a JID where a container ID belongs: say which is which
         const job = this.db.getJob(id);
-        const cid = job?.type === type ? job.details.id as string | undefined : undefined;
+        const cid = job?.type === type && job.details.id !== id
+          ? job.details.id as string | undefined
+          : undefined;
+        const c = req.container;
+        const where = [
+          c.root && `root ${c.root}`,
+          c.address && `at ${c.address}`,
+          c.namespace && `namespace ${c.namespace}`,
+        ]
+          .filter(Boolean).join(", ");
         throw notFound(
           cid
             ? `${id} is a job, not a container ID: \`cedana dump job ${id}\`, or \`cedana dump ${type} ${cid}\``
-            : `no running ${type} job for container ${id} (manage it first: cedana manage ${type} ${id})`,
+            : `no running ${type} job for container ${id}${
+              where ? ` (${where})` : ""
+            } (manage it first: cedana manage ${type} ${id})`,
         );
       }
     } else if (req.pid !== undefined) {

@@ -194,6 +194,9 @@ export function createApp(
         ct === undefined || (typeof ct?.type === "string" && typeof ct?.id === "string"),
         "bad container",
       );
+      for (const k of ["root", "address", "namespace"]) {
+        expect(ct === undefined || optional(ct[k], "string"), `container.${k} must be a string`);
+      }
     });
     return c.json(await svc.dump(req), 201);
   });

@@ -196,6 +196,24 @@ Deno.test(
       assertEquals(opt.code, 2, opt.stderr);
       assertStringIncludes(opt.stderr, "--criu-opts cannot be used with containerd jobs");
       assert((await job(d, "e")).status !== "halted", "the job still runs");
+      // dump containerd CID in a namespace that has no such job; then in its own
+      const cid = (j.details as { id: string }).id;
+      const elsewhere = await d.cli("dump", "containerd", cid, "--namespace", "elsewhere", "--leave-running");
+      assertEquals(elsewhere.code, 3, elsewhere.stderr);
+      assertStringIncludes(
+        elsewhere.stderr,
+        `no running containerd job for container ${cid} (namespace elsewhere)`,
+      );
+      await d.ok(
+        "dump",
+        "containerd",
+        cid,
+        "--namespace",
+        c.namespace,
+        "--address",
+        c.address,
+        "--leave-running",
+      );
       // a restore names the containerd to use (here: one that is not there)
       const cp = await d.json<DumpResult>("dump", "job", "e", "--leave-running");
       const away = await d.cli(

@@ -243,6 +243,60 @@ Deno.test(
 );
 
 Deno.test(
+  "runc: dump runc CID when two runc roots have a container CID: refused until --root names one",
+  opts,
+  withDaemon(async (d) => {
+    const { bundle, root } = await setup(d);
+    const other = `${d.dir}/runc-other`;
+    const a = await d.json<Job>(
+      "run",
+      "runc",
+      "--bundle",
+      bundle,
+      "--root",
+      root,
+      "--id",
+      "same",
+      "--jid",
+      "a",
+    );
+    const b = await d.json<Job>(
+      "run",
+      "runc",
+      "--bundle",
+      bundle,
+      "--root",
+      other,
+      "--id",
+      "same",
+      "--jid",
+      "b",
+    );
+    await waitTicks(a.log!, 2);
+    await waitTicks(b.log!, 2);
+    const which = await d.cli("dump", "runc", "same");
+    assertEquals(which.code, 2, which.stderr);
+    assertStringIncludes(
+      which.stderr,
+      `jobs a (${root}), b (${other}) each have a container same: name one with --root`,
+    );
+    assert(
+      (await job(d, "a")).status !== "halted" && (await job(d, "b")).status !== "halted",
+      "nothing dumped",
+    );
+    const nowhere = await d.cli("dump", "runc", "same", "--root", `${d.dir}/runc-none`);
+    assertEquals(nowhere.code, 3, nowhere.stderr);
+    assertStringIncludes(nowhere.stderr, `no running runc job for container same (root ${d.dir}/runc-none)`);
+    // (relative to the caller's directory, as runc takes it)
+    const r = await d.cliWith({ cwd: d.dir }, "dump", "runc", "same", "--root", "runc-other", "--json");
+    assertEquals(r.code, 0, r.stderr);
+    assert((JSON.parse(r.stdout) as DumpResult).checkpoint.path.includes("dump-runc-b-"));
+    assertEquals([(await job(d, "a")).status !== "halted", (await job(d, "b")).status], [true, "halted"]);
+    await d.ok("job", "kill", "a");
+  }),
+);
+
+Deno.test(
   "runc: errors",
   opts,
   withDaemon(async (d) => {
