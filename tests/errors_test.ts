@@ -172,3 +172,25 @@ Deno.test(
     assertEquals((await d.json<unknown[]>("ps")).length, 1, "the daemon still answers");
   }),
 );
+
+Deno.test(
+  "a stopped daemon: a query gives up after client.timeout with a clear error, then works once it runs",
+  opts,
+  withDaemon(async (d) => {
+    Deno.kill(d.pid, "SIGSTOP");
+    try {
+      const t0 = performance.now();
+      const r = await d.cliWith({ env: { CEDANA_CLIENT_TIMEOUT: "1" } }, "ps");
+      assertEquals(r.code, 6, r.stderr);
+      assertStringIncludes(r.stderr, `the cedana daemon at ${d.socket} did not answer in 1 s`);
+      assertEquals(r.stderr.trim().split("\n").length, 1, r.stderr);
+      assert(performance.now() - t0 < 8000, "gave up in time");
+    } finally {
+      Deno.kill(d.pid, "SIGCONT");
+    }
+    await d.ok("ps");
+    const bad = await d.cliWith({ env: { CEDANA_CLIENT_TIMEOUT: "-1" } }, "ps");
+    assertEquals(bad.code, 2, bad.stderr);
+    assertStringIncludes(bad.stderr, "client.timeout must be a number of seconds");
+  }),
+);

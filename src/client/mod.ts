@@ -10,7 +10,8 @@ import { HttpProtocolError, type RawResponse, unixRequest } from "./http_unix.ts
 export class DaemonClient {
   #http: Deno.HttpClient | null = null;
 
-  constructor(readonly address: string) {}
+  /** queryTimeoutMs: how long a GET (a query) may wait for the answer; 0: no limit. */
+  constructor(readonly address: string, readonly queryTimeoutMs = 30_000) {}
 
   /** Deno's HTTP client on the socket: only for WebSockets (JSON calls use unixRequest). */
   get http(): Deno.HttpClient {
@@ -41,6 +42,13 @@ export class DaemonClient {
         timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined,
       );
     } catch (e) {
+      if ((e as Error)?.name === "TimeoutError") {
+        // (connecting works even when the daemon is stopped: the kernel queues the connection)
+        throw unavailable(
+          `the cedana daemon at ${this.address} did not answer in ${timeoutMs! / 1000} s ` +
+            `(stopped or overloaded? see its log; config client.timeout sets this wait)`,
+        );
+      }
       if (e instanceof HttpProtocolError) {
         throw new CedanaError("unavailable", `${e.message} (daemon at ${this.address}; see its log)`);
       }
@@ -65,7 +73,7 @@ export class DaemonClient {
   }
 
   get<T>(path: string): Promise<T> {
-    return this.call<T>("GET", path);
+    return this.call<T>("GET", path, undefined, this.queryTimeoutMs || undefined);
   }
 
   post<T>(path: string, body: unknown): Promise<T> {

@@ -27,5 +27,6 @@ export function configOf(cmd: AnyCommand, flags: Record<string, unknown> = {}): 
 }
 
 export function clientOf(cmd: AnyCommand): DaemonClient {
-  return new DaemonClient(configOf(cmd).address);
+  const cfg = configOf(cmd);
+  return new DaemonClient(cfg.address, cfg.client.timeout * 1000);
 }

@@ -19,6 +19,8 @@ export interface Config {
   containerd: { address: string; namespace: string };
   /** Prometheus /metrics on TCP too ("127.0.0.1:9464"); empty: only on the Unix socket. */
   metrics: { address: string };
+  /** How long the CLI waits for the daemon's answer to a query (ps, inspect...), s; 0: no limit. */
+  client: { timeout: number };
 }
 
 export const DEFAULT_CONFIG_DIR = "/etc/cedana";
@@ -35,6 +37,7 @@ export function defaults(): Config {
     containerd: { address: "/run/containerd/containerd.sock", namespace: "default" },
     // off by default: the socket is root-only, a TCP port is readable by anyone who can reach it
     metrics: { address: "" },
+    client: { timeout: 30 },
   };
 }
 
@@ -161,6 +164,11 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (!Number.isInteger(out.gpu.lock_timeout) || out.gpu.lock_timeout <= 0) {
     throw invalidArgument(
       `gpu.lock_timeout must be a positive number of milliseconds (got ${out.gpu.lock_timeout})`,
+    );
+  }
+  if (typeof out.client.timeout !== "number" || !(out.client.timeout >= 0)) {
+    throw invalidArgument(
+      `client.timeout must be a number of seconds, 0 for no limit (got ${out.client.timeout})`,
     );
   }
   if (!Number.isInteger(out.criu.log_level) || out.criu.log_level < 0 || out.criu.log_level > 4) {
