@@ -15,6 +15,11 @@ async function setup(d: TestDaemon, args = COUNTER) {
   return { bundle, root };
 }
 
+/** `cedana run runc ARGS... --json`: the new job. */
+function runRunc(d: TestDaemon, ...args: string[]): Promise<Job> {
+  return d.json<Job>("run", "runc", ...args);
+}
+
 async function runcList(root: string): Promise<string[]> {
   return (await runOk("runc", ["--root", root, "list", "-q"])).split("\n").filter(Boolean);
 }
@@ -28,18 +33,7 @@ Deno.test(
   opts,
   withDaemon(async (d) => {
     const { bundle, root } = await setup(d);
-    const started = await d.json<Job>(
-      "run",
-      "runc",
-      "--bundle",
-      bundle,
-      "--root",
-      root,
-      "--jid",
-      "ctr",
-      "--id",
-      "c1",
-    );
+    const started = await runRunc(d, "--bundle", bundle, "--root", root, "--jid", "ctr", "--id", "c1");
     assertEquals([started.type, (started.details as { id: string }).id], ["runc", "c1"]);
     const log = started.log!;
     await waitTicks(log, 3);
@@ -70,18 +64,7 @@ Deno.test(
   opts,
   withDaemon(async (d) => {
     const { bundle, root } = await setup(d);
-    const orig = await d.json<Job>(
-      "run",
-      "runc",
-      "--bundle",
-      bundle,
-      "--root",
-      root,
-      "--jid",
-      "orig",
-      "--id",
-      "o1",
-    );
+    const orig = await runRunc(d, "--bundle", bundle, "--root", root, "--jid", "orig", "--id", "o1");
     await waitTicks(orig.log!, 2);
     const r = await d.json<DumpResult>("dump", "runc", "o1", "--leave-running");
     assertEquals(r.leftRunning, true);
@@ -111,18 +94,7 @@ Deno.test(
   opts,
   withDaemon(async (d) => {
     const { bundle, root } = await setup(d);
-    const j = await d.json<Job>(
-      "run",
-      "runc",
-      "--bundle",
-      bundle,
-      "--root",
-      root,
-      "--jid",
-      "r",
-      "--id",
-      "r1",
-    );
+    const j = await runRunc(d, "--bundle", bundle, "--root", root, "--jid", "r", "--id", "r1");
     await waitTicks(j.log!, 2);
     await d.stop();
     await sleep(800); // the container writes into its pipe meanwhile (its keeper holds the other end)
@@ -151,18 +123,7 @@ Deno.test(
     await d.start();
     try {
       const { bundle, root } = await setup(d);
-      const j = await d.json<Job>(
-        "run",
-        "runc",
-        "--bundle",
-        bundle,
-        "--root",
-        root,
-        "--jid",
-        "p",
-        "--id",
-        "p1",
-      );
+      const j = await runRunc(d, "--bundle", bundle, "--root", root, "--jid", "p", "--id", "p1");
       await waitTicks(j.log!, 2);
       await d.ok("dump", "job", "p");
       await d.ok("restore", "job", "p");
@@ -200,18 +161,7 @@ Deno.test(
   opts,
   withDaemon(async (d) => {
     const { bundle, root } = await setup(d);
-    const a = await d.json<Job>(
-      "run",
-      "runc",
-      "--bundle",
-      bundle,
-      "--root",
-      root,
-      "--jid",
-      "a",
-      "--id",
-      "same",
-    );
+    const a = await runRunc(d, "--bundle", bundle, "--root", root, "--jid", "a", "--id", "same");
     await waitTicks(a.log!, 1);
     const cp = await d.json<DumpResult>("dump", "job", "a", "--leave-running");
     await d.ok("job", "kill", "a");
@@ -248,30 +198,8 @@ Deno.test(
   withDaemon(async (d) => {
     const { bundle, root } = await setup(d);
     const other = `${d.dir}/runc-other`;
-    const a = await d.json<Job>(
-      "run",
-      "runc",
-      "--bundle",
-      bundle,
-      "--root",
-      root,
-      "--id",
-      "same",
-      "--jid",
-      "a",
-    );
-    const b = await d.json<Job>(
-      "run",
-      "runc",
-      "--bundle",
-      bundle,
-      "--root",
-      other,
-      "--id",
-      "same",
-      "--jid",
-      "b",
-    );
+    const a = await runRunc(d, "--bundle", bundle, "--root", root, "--id", "same", "--jid", "a");
+    const b = await runRunc(d, "--bundle", bundle, "--root", other, "--id", "same", "--jid", "b");
     await waitTicks(a.log!, 2);
     await waitTicks(b.log!, 2);
     const which = await d.cli("dump", "runc", "same");
