@@ -18,6 +18,11 @@ const HINTS: [RegExp, string][] = [
     "the restored job its own network namespace",
   ],
   [
+    /Can't dump ghost file .* increase limit/,
+    "hint: a deleted file the job holds open is larger than CRIU's ghost-limit (1 MiB by default): raise it, " +
+    `e.g. --criu-opts '{"ghost-limit":"64M"}' (containerd jobs: ghost-limit in /etc/criu/runc.conf)`,
+  ],
+  [
     /mnt: .*unsupported id/,
     "hint: the container has a mount of a file system CRIU cannot dump (often under a recursive bind): " +
     "bind that directory by itself in the container's config (runc hands config bind mounts to CRIU as " +

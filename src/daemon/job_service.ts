@@ -120,7 +120,23 @@ export class JobService implements CrHost {
   readonly #sources = new Map<string, { pid: number; exited?: Promise<ExitStatus>; reap?: boolean }>();
   /** Jobs with a dump or restore in progress: a second operation is refused, never interleaved. */
   readonly #busy = new Map<string, string>();
-  readonly #reaper = new OrphanReaper((pid) => this.#exits.reaps(pid));
+  readonly #reaper = new OrphanReaper((pid) => this.#reapPauses > 0 || this.#exits.reaps(pid));
+  /**
+   * While a runtime starts or restores a container (runc run -d, runc restore -d), its init is
+   * our orphan before the job is recorded: one that ends at once must stay a zombie until the
+   * job's exit watcher reaps it (its exit code is the job's), not be reaped as a stray.
+   */
+  #reapPauses = 0;
+
+  pauseReaping(): () => void {
+    this.#reapPauses++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.#reapPauses--;
+    };
+  }
 
   readonly checksums: Checksums;
 
@@ -197,20 +213,27 @@ export class JobService implements CrHost {
     const pidFileMade = r.pidFile ? probePidFile(r.pidFile) : false; // before anything starts
     const jid = this.#newJid(req.jid);
     let started: StartedJob;
+    const resume = this.pauseReaping();
     try {
       started = await p.run(req, this.#ctx(jid));
     } catch (e) {
+      resume();
       if (pidFileMade) Deno.removeSync(r.pidFile!);
       throw e;
     } finally {
       this.#reserved.delete(jid); // recorded below, synchronously: no gap for another request
     }
-    const row = this.#record(jid, type, started, {
-      attachable: !!(r.attachable || r.tty),
-      tty: !!r.tty,
-      gpu: !!r.gpu,
-      adopted: false,
-    }, !!r.waitForAttach);
+    let row: JobRow;
+    try {
+      row = this.#record(jid, type, started, {
+        attachable: !!(r.attachable || r.tty),
+        tty: !!r.tty,
+        gpu: !!r.gpu,
+        adopted: false,
+      }, !!r.waitForAttach);
+    } finally {
+      resume(); // (the job's exit watcher has its process now)
+    }
     if (r.pidFile) {
       try {
         Deno.writeTextFileSync(r.pidFile, `${started.pid}\n`);

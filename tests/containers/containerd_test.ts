@@ -195,6 +195,9 @@ Deno.test(
       const opt = await d.cli("dump", "job", "e", "--criu-opts", '{"ghost-limit":"1M"}');
       assertEquals(opt.code, 2, opt.stderr);
       assertStringIncludes(opt.stderr, "--criu-opts cannot be used with containerd jobs");
+      const remap = await d.cli("dump", "job", "e", "--link-remap");
+      assertEquals(remap.code, 2, remap.stderr);
+      assertStringIncludes(remap.stderr, "--external and --link-remap cannot be used with containerd jobs");
       assert((await job(d, "e")).status !== "halted", "the job still runs");
       // dump containerd CID in a namespace that has no such job; then in its own
       const cid = (j.details as { id: string }).id;

@@ -157,6 +157,41 @@ Deno.test(
 );
 
 Deno.test(
+  "runc: a deleted file over CRIU's ghost limit: a hint, then --criu-opts raises it; --link-remap and --external reach CRIU",
+  opts,
+  withDaemon(async (d) => {
+    const bundle = await makeBundle(`${d.dir}/ghost`, [
+      "sh",
+      "-c",
+      'dd if=/dev/zero of=/big bs=1M count=3 2>/dev/null; exec 3</big; rm /big; i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.1; done',
+    ]);
+    const j = await runRunc(d, "--bundle", bundle, "--root", `${d.dir}/runc`, "--jid", "g");
+    await waitTicks(j.log!, 2);
+    const ghost = await d.cli("dump", "job", "g", "--leave-running");
+    assertEquals(ghost.code, 5, ghost.stderr);
+    assertStringIncludes(ghost.stderr, "Can't dump ghost file");
+    assertStringIncludes(
+      ghost.stderr,
+      "hint: a deleted file the job holds open is larger than CRIU's ghost-limit (1 MiB by default)",
+    );
+    const r = await d.json<DumpResult>(
+      "dump",
+      "job",
+      "g",
+      "--criu-opts",
+      '{"ghost-limit":"4M"}',
+      "--link-remap",
+      "--external",
+      "unix[1]",
+    );
+    // (they share the CRIU config file with --criu-opts: CRIU's log shows it read it)
+    assertStringIncludes(Deno.readTextFileSync(`${r.checkpoint.path}/dump.log`), "criu-opts.conf");
+    await d.ok("restore", "job", "g");
+    await waitTicks(j.log!, lastTick(readLog(j.log!)) + 2);
+  }),
+);
+
+Deno.test(
   "runc: another container under a job's old ID is never deleted or taken over",
   opts,
   withDaemon(async (d) => {
@@ -221,6 +256,25 @@ Deno.test(
     assert((JSON.parse(r.stdout) as DumpResult).checkpoint.path.includes("dump-runc-b-"));
     assertEquals([(await job(d, "a")).status !== "halted", (await job(d, "b")).status], [true, "halted"]);
     await d.ok("job", "kill", "a");
+  }),
+);
+
+Deno.test(
+  "runc: a container that ends at once: its exit code, its output, and delete removes it",
+  opts,
+  withDaemon(async (d) => {
+    const bundle = await makeBundle(`${d.dir}/quick`, ["sh", "-c", "echo bye; exit 7"]);
+    const root = `${d.dir}/runc`;
+    const attached = await d.cli("run", "runc", "--bundle", bundle, "--root", root, "--id", "q1", "--attach");
+    assertEquals(attached.code, 7, attached.stderr);
+    assertEquals(attached.stdout, "bye\n");
+    const j = await runRunc(d, "--bundle", bundle, "--root", root, "--id", "q2", "--jid", "q2");
+    assert(j.pid! > 0, `a real PID (${j.pid})`);
+    await waitFor(async () => (await job(d, "q2")).exitCode === 7, "exit code 7 recorded");
+    assertStringIncludes(readLog(j.log!).join("\n"), "bye");
+    assertEquals((await runcList(root)).sort(), ["q1", "q2"], "stopped, until deleted");
+    await d.ok("job", "delete", "--all");
+    assertEquals(await runcList(root), [], "job delete removed the jobs' containers");
   }),
 );
 

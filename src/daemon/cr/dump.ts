@@ -251,7 +251,7 @@ const steps: Step<DumpCtx>[] = [
             workDir,
             leaveRunning: !!c.req.leaveRunning,
             flags: c.flags,
-            extra: parseCriuOpts(c.req.criuOpts),
+            extra: [...parseCriuOpts(c.req.criuOpts), ...runtimeExtras(c.req)],
             ignoreRootfs: !!c.req.ignoreRootfs,
             criu: c.criu,
           });
@@ -447,15 +447,33 @@ function criuFailed(c: DumpCtx, e: Error, log: string, workDir?: string): void {
   }
 }
 
+/**
+ * --external and --link-remap for a runtime's CRIU (runc has no flags for them): they go into its
+ * CRIU config file with --criu-opts. Only what the user asked; runc marks the container's own
+ * externals (mounts, pipes) itself.
+ */
+function runtimeExtras(req: DumpRequest): string[] {
+  return [
+    ...(req.external ?? []).flatMap((e) => ["--external", e]),
+    ...(req.linkRemap ? ["--link-remap"] : []),
+  ];
+}
+
 export async function dump(host: CrHost, request: DumpRequest, row: JobRow | null): Promise<DumpResult> {
   // config criu.leave_running is the default of --leave-running
   const req = { ...request, leaveRunning: request.leaveRunning ?? host.config.criu.leave_running };
   // a bad --criu-opts is refused before anything happens
   const extra = parseCriuOpts(req.criuOpts);
-  if (extra.length && row && plugin(row.type).checkpoint) {
+  if (row && plugin(row.type).checkpoint) {
     const why = plugin(row.type).noCriuOpts;
-    if (why) throw invalidArgument(`--criu-opts cannot be used with ${row.type} jobs: ${why}`);
-    criuConfigFile(extra); // (a runtime's CRIU gets them in a config file: what it cannot hold is refused now)
+    if (why && extra.length) {
+      throw invalidArgument(`--criu-opts cannot be used with ${row.type} jobs: ${why}`);
+    }
+    if (why && runtimeExtras(req).length) {
+      throw invalidArgument(`--external and --link-remap cannot be used with ${row.type} jobs: ${why}`);
+    }
+    // (a runtime's CRIU gets them in a config file: what it cannot hold is refused now)
+    criuConfigFile([...extra, ...runtimeExtras(req)]);
   }
   if (req.ignoreRootfs && (!row || row.type === "process")) {
     throw invalidArgument("--ignore-rootfs is for container jobs (runc, containerd)");

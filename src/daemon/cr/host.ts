@@ -19,6 +19,8 @@ export interface CrHost {
   dumped(jid: string, checkpoint?: string): void;
   /** Record a restored process for a job and start watching it. */
   restored(row: JobRow, io: JobIo | null, reap: boolean, holdOutput?: boolean): void;
+  /** Leave zombie orphans alone until the returned function is called (see JobService). */
+  pauseReaping(): () => void;
   /** Reap zombie orphans now (their PIDs may be what a restore needs). */
   reapOrphans(): void;
   /** The job is busy (refuses dumps and restores) until `done` settles. */

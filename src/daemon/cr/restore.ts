@@ -501,9 +501,13 @@ export async function restore(
     stats: null,
   };
   const timings: Record<string, number> = {};
+  // a restored container's init is our orphan until recorded (see JobService.pauseReaping)
+  const resume = plugin(target.row.type).restore ? host.pauseReaping() : () => {};
+  let restored = false;
   try {
     await runSteps(steps, c, timings, (step) => host.progress(target.row.jid, "restore", step));
     if (c.gpuDriver) await gpuRestore(c, timings);
+    restored = true;
   } catch (e) {
     // (a plugin's restore holds its keepers in the details: a GPU restore failing after it must
     // release them too, or a keeper outlives the killed job)
@@ -529,6 +533,8 @@ export async function restore(
     Deno.removeSync(workDir, { recursive: true });
     host.db.removeTemp(workDir);
     throw e;
+  } finally {
+    if (!restored) resume(); // (failed: nothing of ours to keep)
   }
   const st = readStat(c.pid);
   const row: JobRow = {
@@ -549,7 +555,11 @@ export async function restore(
     },
     updatedAt: Date.now(),
   };
-  host.restored(row, c.io, c.reap && !c.pidNamespace, !!c.req.waitForAttach);
+  try {
+    host.restored(row, c.io, c.reap && !c.pidNamespace, !!c.req.waitForAttach);
+  } finally {
+    resume();
+  }
   Deno.removeSync(workDir, { recursive: true });
   host.db.removeTemp(workDir);
   if (c.stats) {

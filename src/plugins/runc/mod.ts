@@ -117,13 +117,32 @@ async function run(req: RunRuncRequest, ctx: PluginContext): Promise<StartedJob>
   }
   const log = req.attachable ? null : (req.log ?? defaultLogPath(ctx.config.output_dir, ctx.jid));
   if (log) probeLog(log); // fail early on an unwritable log, before a container exists
-  const args = ["run", "-d", "--bundle", bundle, ...(req.noPivot ? ["--no-pivot"] : []), id];
+  // --pid-file: the init's PID even when it has ended by the time runc returns (`runc state`
+  // then says "stopped", pid 0; the daemon keeps it as a zombie for its exit code)
+  const pidFile = join(ctx.config.checkpoint.dir, `runc-${crypto.randomUUID().slice(0, 8)}.pid`);
+  const args = [
+    "run",
+    "-d",
+    "--bundle",
+    bundle,
+    "--pid-file",
+    pidFile,
+    ...(req.noPivot ? ["--no-pivot"] : []),
+    id,
+  ];
+  let pid: number;
   const fds = await withPipes(root, args, `runc run ${id}`, {
     attachable: !!req.attachable,
     systemdCgroup: req.systemdCgroup,
     workDir: ctx.config.checkpoint.dir,
   });
-  const st = await runcState(root, id);
+  try {
+    pid = Number(Deno.readTextFileSync(pidFile).trim());
+  } finally {
+    try {
+      Deno.removeSync(pidFile);
+    } catch { /* not written */ }
+  }
   const { io, keep } = wire(fds, log);
   const d: RuncDetails = {
     id,
@@ -134,8 +153,8 @@ async function run(req: RunRuncRequest, ctx: PluginContext): Promise<StartedJob>
     ioKeepers: keep,
   };
   return {
-    pid: st.pid,
-    startTime: readStat(st.pid)?.startTime ?? 0,
+    pid,
+    startTime: readStat(pid)?.startTime ?? 0,
     cmdline: readProcess(bundle).args,
     cwd: readProcess(bundle).cwd,
     log,
