@@ -669,12 +669,22 @@ export class JobService implements CrHost {
           c.namespace && `namespace ${c.namespace}`,
         ]
           .filter(Boolean).join(", ");
+        // a running job with that container ID elsewhere (another root or namespace, another runtime)
+        const other = this.db.listJobs().find((r) =>
+          r.details.id === id && r.type !== "process" && this.#status(r) !== "halted"
+        );
+        const at = other?.type === "runc"
+          ? `--root ${other.details.root}`
+          : `--address ${other?.details.address} --namespace ${other?.details.namespace}`;
+        const next = !other
+          ? `manage it first: cedana manage ${type} ${id}`
+          : other.type !== type
+          ? `it is ${other.type} job ${other.jid}'s: cedana dump ${other.type} ${id}`
+          : `job ${other.jid} has one: cedana dump ${type} ${id} ${at}`;
         throw notFound(
           cid
             ? `${id} is a job, not a container ID: \`cedana dump job ${id}\`, or \`cedana dump ${type} ${cid}\``
-            : `no running ${type} job for container ${id}${
-              where ? ` (${where})` : ""
-            } (manage it first: cedana manage ${type} ${id})`,
+            : `no running ${type} job for container ${id}${where ? ` (${where})` : ""} (${next})`,
         );
       }
     } else if (req.pid !== undefined) {

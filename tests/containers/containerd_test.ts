@@ -167,6 +167,23 @@ Deno.test(
       const failed = await d.cli("restore", "containerd", "--path", bare.checkpoint.path, "--id", "cw2");
       assertEquals(failed.code, 5, failed.stderr);
       assert(!(await c.ctrOk("containers", "ls", "-q")).split("\n").includes("cw2"), "no container left");
+      // the job's container removed by hand and a user's made under its ID since the dump: not the job's
+      const x = await d.json<Job>("run", "containerd", IMAGE, "--jid", "cx", "--id", "cx", "--", ...COUNTER);
+      await waitTicks(x.log!, 1);
+      const xcp = await d.json<DumpResult>("dump", "job", "cx");
+      await c.ctrOk("containers", "rm", "cx");
+      await c.ctrOk("containers", "create", IMAGE, "cx", "sleep", "1000");
+      const theirs = await d.cli("restore", "job", "cx");
+      assertEquals(theirs.code, 4, theirs.stderr);
+      assertStringIncludes(
+        theirs.stderr,
+        `container cx already exists in containerd: restore it as a new job under another ID: cedana restore containerd --path ${xcp.checkpoint.path} --id NEW_ID`,
+      );
+      await d.ok("job", "delete", "cx");
+      assert(
+        (await c.ctrOk("containers", "ls", "-q")).split("\n").includes("cx"),
+        "the user's container stays",
+      );
     }),
 );
 
@@ -177,6 +194,9 @@ Deno.test(
     withContainerd(async (d, c) => {
       const unknown = await d.cli("manage", "containerd", "nope");
       assertEquals(unknown.code, 3, unknown.stderr);
+      const badId = await d.cli("run", "containerd", IMAGE, "--id", "bad/id", "--", "true");
+      assertEquals(badId.code, 2, badId.stderr);
+      assertStringIncludes(badId.stderr, 'invalid container ID "bad/id"');
       const down = await d.cliWith(
         {},
         "run",

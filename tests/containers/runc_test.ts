@@ -249,7 +249,10 @@ Deno.test(
     );
     const nowhere = await d.cli("dump", "runc", "same", "--root", `${d.dir}/runc-none`);
     assertEquals(nowhere.code, 3, nowhere.stderr);
-    assertStringIncludes(nowhere.stderr, `no running runc job for container same (root ${d.dir}/runc-none)`);
+    assertStringIncludes(
+      nowhere.stderr,
+      `no running runc job for container same (root ${d.dir}/runc-none) (job a has one: cedana dump runc same --root ${root})`,
+    );
     // (relative to the caller's directory, as runc takes it)
     const r = await d.cliWith({ cwd: d.dir }, "dump", "runc", "same", "--root", "runc-other", "--json");
     assertEquals(r.code, 0, r.stderr);

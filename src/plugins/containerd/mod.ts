@@ -17,6 +17,7 @@ import {
 import type { JobRow } from "../../daemon/db.ts";
 import { readStat } from "../../proc/mod.ts";
 import { criuLogFileErrors } from "../../criu/run.ts";
+import { MANIFEST, type Manifest } from "../../checkpoint/manifest.ts";
 import { runCommand, TIMED_OUT, trackSpawn } from "../../sys/mod.ts";
 import { spawn } from "node:child_process";
 import { signalName } from "../../daemon/signals.ts";
@@ -90,6 +91,7 @@ async function run(req: RunContainerdRequest, ctx: PluginContext): Promise<Start
   if (!req.image) throw invalidArgument("an image is required (cedana run containerd IMAGE [CMD...])");
   const t = target(ctx.config, req.address, req.namespace);
   const id = req.id ?? ctx.jid;
+  checkContainerId(id);
   const log = req.log ? resolve(req.log) : defaultLogPath(ctx.config.output_dir, ctx.jid);
   const env = req.env ?? [];
   for (const e of env) if (!e.includes("=")) throw invalidArgument(`--env wants KEY=VALUE, got "${e}"`);
@@ -132,6 +134,7 @@ async function run(req: RunContainerdRequest, ctx: PluginContext): Promise<Start
 
 async function manage(req: ManageContainerdRequest, ctx: PluginContext): Promise<StartedJob> {
   if (!req.id) throw invalidArgument("a container ID is required");
+  checkContainerId(req.id);
   const t = target(ctx.config, req.address, req.namespace);
   const { pid, status } = await task(t, req.id);
   if (status !== "RUNNING") {
@@ -324,6 +327,33 @@ async function applyRootfsChanges(t: { address: string; namespace: string }, id:
   }
 }
 
+/** containerd's rule for identifiers, checked before ctr is asked (its error is a regex). */
+function checkContainerId(id: string): void {
+  if (id.length > 76 || !/^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$/.test(id)) {
+    throw invalidArgument(
+      `invalid container ID ${
+        JSON.stringify(id)
+      }: letters and digits, joined by single . _ or - (at most 76)`,
+    );
+  }
+}
+
+/** When the checkpoint in `dir` was taken (its manifest), or null. */
+function checkpointTime(dir: string): number | null {
+  try {
+    const t = Date.parse((JSON.parse(Deno.readTextFileSync(join(dir, MANIFEST))) as Manifest).time);
+    return Number.isNaN(t) ? null : t;
+  } catch {
+    return null;
+  }
+}
+
+/** containerd's CreatedAt (RFC 3339, nanoseconds) is before `t`; unknown either way: false. */
+function createdBefore(createdAt: string | undefined, t: number | null): boolean {
+  const created = createdAt ? Date.parse(createdAt.replace(/(\.\d{3})\d+/, "$1")) : NaN;
+  return t !== null && !Number.isNaN(created) && created <= t;
+}
+
 async function restore(c: RestoreContext): Promise<Restored> {
   if (c.options.attachable) {
     throw invalidArgument(
@@ -333,7 +363,12 @@ async function restore(c: RestoreContext): Promise<Restored> {
   const dumped = c.dumped as unknown as Partial<CtrDetails>;
   const t = target(c.config, c.options.address ?? dumped.address, c.options.namespace ?? dumped.namespace);
   const id = c.options.id ?? dumped.id ?? c.jid;
+  checkContainerId(id);
   const log = c.row.log ?? defaultLogPath(c.config.output_dir, c.jid);
+  // (`restore job` has no --id: name the command that has)
+  const elsewhere = c.isNew
+    ? "restore under another ID (--id)"
+    : `restore it as a new job under another ID: cedana restore containerd --path ${c.imagesDir} --id NEW_ID`;
   // the container (and its snapshot) must exist; a new ID gets a new container from the image
   const exists = await runCommand("ctr", [
     "--connect-timeout",
@@ -376,14 +411,19 @@ async function restore(c: RestoreContext): Promise<Restored> {
   } else {
     // the job's own container (its dump ended the task) or one made for this job; anyone else's is
     // refused, never taken over
-    const label = (JSON.parse(exists.stdout) as { Labels?: Record<string, string> }).Labels?.[JOB_LABEL];
-    const own = label !== undefined ? label === c.jid : !c.isNew && id === dumped.id;
+    const info = JSON.parse(exists.stdout) as { Labels?: Record<string, string>; CreatedAt?: string };
+    const label = info.Labels?.[JOB_LABEL];
+    // (no label: a container the job adopted. It is still the job's only if it existed before the
+    // checkpoint was taken; one made since under that ID is someone else's)
+    const own = label !== undefined
+      ? label === c.jid
+      : !c.isNew && id === dumped.id && createdBefore(info.CreatedAt, checkpointTime(c.imagesDir));
     const tk = await task(t, id).catch(() => null);
     if (tk && (tk.status === "RUNNING" || tk.status === "PAUSED")) {
-      throw alreadyExists(`container ${id} is ${tk.status.toLowerCase()}: restore under another ID (--id)`);
+      throw alreadyExists(`container ${id} is ${tk.status.toLowerCase()}: ${elsewhere}`);
     }
     if (!own) {
-      throw alreadyExists(`container ${id} already exists in containerd: restore under another ID (--id)`);
+      throw alreadyExists(`container ${id} already exists in containerd: ${elsewhere}`);
     }
     if (tk) await removeTask({ ...(dumped as CtrDetails), ...t, id });
   }

@@ -321,12 +321,19 @@ async function restore(c: RestoreContext): Promise<Restored> {
   try {
     Deno.statSync(join(bundle, "config.json"));
   } catch {
-    throw invalidArgument(`bundle ${bundle} does not exist (or has no config.json)`);
+    const other = c.isNew
+      ? ""
+      : `; restore it with another: cedana restore runc --path ${c.imagesDir} --bundle DIR`;
+    throw invalidArgument(`bundle ${bundle} does not exist (or has no config.json)${other}`);
   }
   const root = c.options.root ?? dumped.root ?? DEFAULT_ROOT;
   const id = c.options.id ?? dumped.id ?? c.jid;
   checkContainerId(id);
-  await freeContainerId(root, id, c.row);
+  // (`restore job` has no --id: name the command that has)
+  const elsewhere = c.isNew
+    ? "restore under another ID (--id)"
+    : `restore it as a new job under another ID: cedana restore runc --path ${c.imagesDir} --bundle ${bundle} --id NEW_ID`;
+  await freeContainerId(root, id, c.row, elsewhere);
   await restoreRootfs(bundle, c.imagesDir);
   // --pid-file: the restored init's PID without another `runc state` call
   const pidFile = join(c.workDir, "init.pid");
@@ -390,7 +397,7 @@ function checkContainerId(id: string): void {
  * The job's own stopped container keeps its ID in runc's state: removed. Any other container with
  * that ID (running or not: a user's, another job's) is refused, never deleted.
  */
-async function freeContainerId(root: string, id: string, job: JobRow): Promise<void> {
+async function freeContainerId(root: string, id: string, job: JobRow, elsewhere: string): Promise<void> {
   // runc keeps a container's state in <root>/<id>: none, no container (and no runc call)
   const own = isJobsContainer(root, id, job.pid, job.startTime);
   if (own === null) return;
@@ -399,7 +406,7 @@ async function freeContainerId(root: string, id: string, job: JobRow): Promise<v
     const what = status === "running" || status === "paused"
       ? `is ${status}`
       : `already exists (runc root ${root})`;
-    throw alreadyExists(`container ${id} ${what}: restore under another ID (--id)`);
+    throw alreadyExists(`container ${id} ${what}: ${elsewhere}`);
   }
   let st;
   try {
@@ -408,7 +415,7 @@ async function freeContainerId(root: string, id: string, job: JobRow): Promise<v
     return; // no such container: the ID is free
   }
   if (st.status === "running" || st.status === "paused") {
-    throw alreadyExists(`container ${id} is ${st.status}: restore under another ID (--id)`);
+    throw alreadyExists(`container ${id} is ${st.status}: ${elsewhere}`);
   }
   await runc(root, ["delete", "--force", id], `runc delete ${id}`);
 }
