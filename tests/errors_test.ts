@@ -185,6 +185,9 @@ Deno.test(
       assertStringIncludes(r.stderr, `the cedana daemon at ${d.socket} did not answer in 1 s`);
       assertEquals(r.stderr.trim().split("\n").length, 1, r.stderr);
       assert(performance.now() - t0 < 8000, "gave up in time");
+      const kill = await d.cliWith({ env: { CEDANA_CLIENT_TIMEOUT: "1" } }, "job", "kill", "nope");
+      assertEquals(kill.code, 6, kill.stderr);
+      assertStringIncludes(kill.stderr, "did not answer in 1 s");
     } finally {
       Deno.kill(d.pid, "SIGCONT");
     }

@@ -5,6 +5,9 @@ import type { HealthResponse } from "../api/types.ts";
 import { CedanaError, isErrorCode, unavailable } from "../errors.ts";
 import { HttpProtocolError, type RawResponse, unixRequest } from "./http_unix.ts";
 
+/** Dumps, restores, starting a job (a container), deleting jobs (a container's cleanup): no limit. */
+const LONG = /^\/v1\/(dump|restore|run\/|jobs\/delete)/;
+
 // The URL's host is never used to connect (the client goes to the Unix socket), but Deno still
 // resolves it: "localhost" needs no DNS query (another name stalled 5 s now and then).
 export class DaemonClient {
@@ -44,9 +47,10 @@ export class DaemonClient {
     } catch (e) {
       if ((e as Error)?.name === "TimeoutError") {
         // (connecting works even when the daemon is stopped: the kernel queues the connection)
+        const knob = timeoutMs === this.queryTimeoutMs ? "; config client.timeout sets this wait" : "";
         throw unavailable(
           `the cedana daemon at ${this.address} did not answer in ${timeoutMs! / 1000} s ` +
-            `(stopped or overloaded? see its log; config client.timeout sets this wait)`,
+            `(stopped or overloaded? see its log${knob})`,
         );
       }
       if (e instanceof HttpProtocolError) {
@@ -76,8 +80,9 @@ export class DaemonClient {
     return this.call<T>("GET", path, undefined, this.queryTimeoutMs || undefined);
   }
 
+  /** Bounded by the query timeout too, except work that takes as long as it takes (see LONG). */
   post<T>(path: string, body: unknown): Promise<T> {
-    return this.call<T>("POST", path, body);
+    return this.call<T>("POST", path, body, LONG.test(path) ? undefined : this.queryTimeoutMs || undefined);
   }
 
   health(timeoutMs?: number): Promise<HealthResponse> {

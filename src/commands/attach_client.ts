@@ -43,10 +43,11 @@ export async function attachJob(
   if (!job.attachable) {
     throw failedPrecondition(`job ${jid} is not attachable (it was not started with --attachable)`);
   }
-  if (!job.ioAvailable) {
+  // (a halted job says how it ended, whether or not this daemon still holds its I/O)
+  if (!job.ioAvailable && job.status !== "halted") {
     throw failedPrecondition(`job ${jid}'s I/O is gone: it was held by a daemon that has since stopped`);
   }
-  if (opts.since === undefined && job.status === "halted") {
+  if ((opts.since === undefined || !job.ioAvailable) && job.status === "halted") {
     // (run/restore --attach replay from byte 0, so a job that ended at once still shows its output)
     if (job.checkpoint && job.exitCode === null && job.exitSignal === null) {
       throw failedPrecondition(

@@ -138,7 +138,11 @@ export function checkAction(daemonRequired: boolean) {
       );
     }
     // (an unreachable daemon is "unavailable", as for every other command)
-    if (failed.length) Deno.exit(failed.some((i) => i.name === "daemon") ? EXIT_CODE.unavailable : 1);
+    if (failed.length) {
+      Deno.exit(
+        failed.some((i) => i.name === "daemon") ? EXIT_CODE.unavailable : EXIT_CODE.failed_precondition,
+      );
+    }
   };
 }
 

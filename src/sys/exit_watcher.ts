@@ -19,6 +19,9 @@ export class ExitWatcher {
   readonly #waiting = new Map<number, Entry>(); // pidfd -> entry
   #running = false;
 
+  /** `poll`: which of the fds are readable within the time (a test can stand in for poll(2)). */
+  constructor(readonly poll: (fds: number[], timeoutMs: number) => Promise<number[]> = pollReadable) {}
+
   /**
    * Calls `onExit` once when `pid` exits. With `reap`, the process must be our child that no one
    * else waits for (e.g. a task CRIU restored as our sibling): it is reaped and its exit status
@@ -63,11 +66,14 @@ export class ExitWatcher {
     this.#running = true;
     try {
       while (this.#waiting.size) {
-        const fds = [...this.#waiting.keys()];
-        const ready = await pollReadable(fds, SLICE_MS);
+        const polled = new Map(this.#waiting);
+        const ready = await this.poll([...polled.keys()], SLICE_MS);
         for (const fd of ready) {
           const e = this.#waiting.get(fd);
-          if (!e) continue; // cancelled while polling
+          // Cancelled while polling, or cancelled and its number given to another watch since: the
+          // number may have meant another file when poll ran (seen once: a dump's unwatch/rewatch
+          // reused it, and a live job was recorded as exited).
+          if (!e || e !== polled.get(fd)) continue;
           this.#waiting.delete(fd);
           let status: RawExit = null;
           if (e.reap) {
