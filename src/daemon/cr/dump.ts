@@ -18,6 +18,7 @@ import {
 import { inspectTree, type TreeFacts, ttyExternalId } from "../../criu/detect.ts";
 import { criuVersion, findCriu, MIN_CRIU, versionAtLeast } from "../../criu/mod.ts";
 import { criuConfigFile, dumpArgs, parseCriuOpts } from "../../criu/options.ts";
+import { checkCriuOpts } from "../../criu/check_opts.ts";
 import { runCriu } from "../../criu/run.ts";
 import { readDumpStats } from "../../criu/stats.ts";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, osReason } from "../../errors.ts";
@@ -508,6 +509,8 @@ export async function dump(host: CrHost, request: DumpRequest, row: JobRow | nul
   // before CRIU ends the job, not after: a missing compressor must not cost the job
   if (compression !== "none") requireCompressor(compression);
   const { bin, version } = await requireCriu(host);
+  // (a container's CRIU gets them checked by its plugin, in its own config file)
+  if (extra.length && !(row && plugin(row.type).checkpoint)) await checkCriuOpts(bin, extra);
   const time = Date.now();
   const type = row?.type ?? "process";
   if (req.name !== undefined && (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(req.name) || req.name.length > 200)) {

@@ -12,7 +12,7 @@ import { alreadyExists, failedPrecondition, invalidArgument } from "../../errors
 import type { JobRow } from "../../daemon/db.ts";
 import { readStat } from "../../proc/mod.ts";
 import { criuLogFileErrors } from "../../criu/run.ts";
-import { criuConfigFile } from "../../criu/options.ts";
+import { writeCheckedCriuConfig } from "../../criu/check_opts.ts";
 import { closeFd, openAppend, pipe, runCommand, trackSpawn } from "../../sys/mod.ts";
 import { type IoKeep, keptPipes, reclaimIo, releaseIo } from "../process/io.ts";
 import { logPump } from "./log_pump.ts";
@@ -275,14 +275,9 @@ async function checkpoint(c: CheckpointContext): Promise<void> {
  * a bad option only shows as "CRIU version check failed".
  */
 async function criuOptsFile(c: CheckpointContext): Promise<Record<string, string>> {
-  const env = { CRIU_CONFIG_FILE: join(c.workDir, "criu-opts.conf") };
-  Deno.writeTextFileSync(env.CRIU_CONFIG_FILE, criuConfigFile(c.extra));
-  const check = await runCommand(c.criu, ["--version"], env);
-  if (!check.success) {
-    const why = check.stderr.split("\n").filter((l) => l.startsWith("criu:")).map((l) => l.slice(6));
-    throw invalidArgument(`--criu-opts: CRIU refused them: ${why.join("; ") || `criu exit ${check.code}`}`);
-  }
-  return env;
+  const path = join(c.workDir, "criu-opts.conf");
+  await writeCheckedCriuConfig(c.criu, path, c.extra);
+  return { CRIU_CONFIG_FILE: path };
 }
 
 /** The container's filesystem as it was at the dump, so a restore elsewhere gets its changes. */
