@@ -520,13 +520,11 @@ export async function dump(host: CrHost, request: DumpRequest, row: JobRow | nul
   }
   const baseDir = req.dir ?? host.config.checkpoint.dir;
   const ext = compression === "none" ? "" : archiveExt(compression);
-  // The default name has one-second resolution: two dumps in one second get a suffix.
+  // The default name has one-second resolution: two dumps in one second get a suffix (a failed
+  // dump's kept log counts: the next checkpoint must not sit beside a log that is not its own).
   let name = req.name ?? `dump-${type}-${row?.jid ?? pid}-${Math.floor(time / 1000)}`;
-  for (
-    let i = 2;
-    req.name === undefined && (exists(join(baseDir, name)) || exists(join(baseDir, name + ext)));
-    i++
-  ) {
+  const taken = (n: string) => [n, n + ext, `${n}.dump.log`].some((f) => exists(join(baseDir, f)));
+  for (let i = 2; req.name === undefined && taken(name); i++) {
     name = `dump-${type}-${row?.jid ?? pid}-${Math.floor(time / 1000)}-${i}`;
   }
   const c: DumpCtx = {
