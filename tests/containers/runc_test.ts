@@ -170,6 +170,7 @@ Deno.test(
     const ghost = await d.cli("dump", "job", "g", "--leave-running");
     assertEquals(ghost.code, 5, ghost.stderr);
     assertStringIncludes(ghost.stderr, "Can't dump ghost file");
+    assertEquals(ghost.stderr.split(".dump.log").length, 2, `CRIU's log named once: ${ghost.stderr}`);
     assertStringIncludes(
       ghost.stderr,
       "hint: a deleted file the job holds open is larger than CRIU's ghost-limit (1 MiB by default)",

@@ -264,7 +264,9 @@ async function checkpoint(c: CheckpointContext): Promise<void> {
     // (the work dir goes away: name CRIU's log only if there is one; the dump moves it next to the images)
     const log = join(c.workDir, "dump.log");
     const where = lines.length && existsSync(log) ? `; CRIU log: ${log}` : "";
-    throw failedPrecondition(`runc checkpoint ${d.id} failed${where}`, lines.slice(-15));
+    // (runc names CRIU's log too: once is enough)
+    const shown = where ? lines.filter((l) => !l.startsWith("log file: ")) : lines;
+    throw failedPrecondition(`runc checkpoint ${d.id} failed${where}`, shown.slice(-15));
   }
   if (!c.ignoreRootfs) await saveRootfs(d.bundle, c.imagesDir);
 }

@@ -44,7 +44,8 @@ export function runcLogErrors(path: string): string[] {
     return Deno.readTextFileSync(path).split("\n").filter(Boolean).flatMap((l) => {
       try {
         const e = JSON.parse(l) as { level?: string; msg?: string };
-        return e.level === "error" || e.level === "fatal" ? [e.msg ?? l] : [];
+        // (one message can hold several lines: "criu failed: ...\nlog file: ...")
+        return e.level === "error" || e.level === "fatal" ? (e.msg ?? l).split("\n").filter(Boolean) : [];
       } catch {
         return [l];
       }
