@@ -309,6 +309,23 @@ Deno.test(
       assertEquals(wrong.code, 2, wrong.stderr);
       assertStringIncludes(wrong.stderr, `is a runc checkpoint: restore it with cedana restore runc --path`);
     }
+    // a checkpoint without its file system, into a bundle with an empty rootfs: refused up front
+    const bare = await d.json<DumpResult>("dump", "job", "x", "--leave-running", "--ignore-rootfs");
+    const empty = `${d.dir}/empty-bundle`;
+    Deno.mkdirSync(`${empty}/rootfs`, { recursive: true });
+    Deno.copyFileSync(`${bundle}/config.json`, `${empty}/config.json`);
+    const noFs = await d.cli(
+      "restore",
+      "runc",
+      "--path",
+      bare.checkpoint.path,
+      "--bundle",
+      empty,
+      "--id",
+      "e2",
+    );
+    assertEquals(noFs.code, 5, noFs.stderr);
+    assertStringIncludes(noFs.stderr, "the checkpoint holds no file system (dumped with --ignore-rootfs)");
     // adopting a container someone else started
     const ext = spawnCapture("runc", ["--root", root, "run", "-d", "--bundle", bundle, "ext"]);
     await ext.exited;

@@ -420,11 +420,6 @@ async function freeContainerId(root: string, id: string, job: JobRow, elsewhere:
 /** Only into an empty rootfs: the dumped files are the container's, not the bundle owner's. */
 async function restoreRootfs(bundle: string, imagesDir: string): Promise<void> {
   const tar = join(imagesDir, "rootfs.tar");
-  try {
-    Deno.statSync(tar);
-  } catch {
-    return;
-  }
   const rootfs = rootfsOf(bundle);
   let empty = true;
   try {
@@ -432,10 +427,18 @@ async function restoreRootfs(bundle: string, imagesDir: string): Promise<void> {
       empty = false;
       break;
     }
-  } catch {
-    Deno.mkdirSync(rootfs, { recursive: true });
+  } catch { /* none: made below, if there is a tar to fill it */ }
+  if (!existsSync(tar)) {
+    // (CRIU would fail on the first file the container holds, far from the reason)
+    if (empty) {
+      throw failedPrecondition(
+        `the checkpoint holds no file system (dumped with --ignore-rootfs) and the bundle's rootfs ${rootfs} is empty: restore with a bundle that has the container's files`,
+      );
+    }
+    return;
   }
   if (!empty) return;
+  Deno.mkdirSync(rootfs, { recursive: true });
   const r = await runCommand("tar", ["-C", rootfs, "-xf", tar]);
   if (!r.success) {
     throw failedPrecondition(
