@@ -194,6 +194,9 @@ Deno.test(
     await d.ok("ps");
     const bad = await d.cliWith({ env: { CEDANA_CLIENT_TIMEOUT: "-1" } }, "ps");
     assertEquals(bad.code, 2, bad.stderr);
-    assertStringIncludes(bad.stderr, "client.timeout must be a number of seconds");
+    assertStringIncludes(
+      bad.stderr,
+      "client.timeout must be a number of seconds, 0 for no limit (got -1) (from CEDANA_CLIENT_TIMEOUT)",
+    );
   }),
 );

@@ -146,7 +146,19 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     if (raw !== undefined) setPath(cfg, key, parseValue(key, raw, like, envName(key)));
   }
   for (const [key, v] of Object.entries(opts.flags ?? {})) if (v !== undefined) setPath(cfg, key, v);
-  const out = cfg as unknown as Config;
+  try {
+    return checked(cfg as unknown as Config);
+  } catch (e) {
+    // (a bad value says where it came from when that was the environment)
+    const key = configKeys().find((k) => (e as Error).message.startsWith(`${k} `));
+    const flagged = key !== undefined && opts.flags?.[key] !== undefined;
+    if (key && !flagged && env[envName(key)] !== undefined) (e as Error).message += ` (from ${envName(key)})`;
+    throw e;
+  }
+}
+
+/** Values checked, paths made absolute. */
+function checked(out: Config): Config {
   if (!["auto", "full"].includes(out.checkpoint.verify)) {
     throw invalidArgument(`checkpoint.verify must be auto or full (got "${out.checkpoint.verify}")`);
   }
