@@ -811,6 +811,8 @@ export class JobService implements CrHost {
       };
       isNew = true;
     }
+    // (a restore of another job's checkpoint, or of any by --path, holds the checkpoint too)
+    this.#reading.set(path, (this.#reading.get(path) ?? 0) + 1);
     try {
       return await this.#exclusive(row.jid, "restore", async () => {
         const r = await runRestore(this, req, { row, isNew, path });
@@ -818,8 +820,14 @@ export class JobService implements CrHost {
       });
     } finally {
       if (isNew) this.#reserved.delete(row.jid); // recorded by then, or never
+      const n = this.#reading.get(path)! - 1;
+      if (n) this.#reading.set(path, n);
+      else this.#reading.delete(path);
     }
   }
+
+  /** Checkpoints (paths) restores are reading now: not to be deleted under them. */
+  readonly #reading = new Map<string, number>();
 
   checkpoints(jid: string): CheckpointInfo[] {
     this.#get(jid);
@@ -847,6 +855,9 @@ export class JobService implements CrHost {
     if (!c) throw notFound(`checkpoint ${id} not found`);
     if (c.jid && this.#busy.has(c.jid)) {
       throw failedPrecondition(`job ${c.jid} is busy: a ${this.#busy.get(c.jid)} is in progress`);
+    }
+    if (this.#reading.has(c.path)) {
+      throw failedPrecondition(`checkpoint ${id} is being restored: delete it when that restore ends`);
     }
     await this.checksums.settled(c.path); // the background hasher must not read deleted files
     const kept = removeCheckpointFiles(c);
