@@ -78,6 +78,19 @@ function probePidFile(path: string): boolean {
   return !existed;
 }
 
+/** Where a container job's container lives: [runc root] or [containerd socket, namespace]. */
+function containerPlace(r: JobRow): string[] {
+  return r.type === "runc"
+    ? [String(r.details.root)]
+    : [String(r.details.address), String(r.details.namespace)];
+}
+
+/** The flags of `dump runc|containerd CID` that name that place. */
+function containerFlags(r: JobRow): string {
+  const [a, b] = containerPlace(r);
+  return r.type === "runc" ? `--root ${a}` : `--address ${a} --namespace ${b}`;
+}
+
 function cudaStates(pid: number): JobInspect["cuda"] {
   try {
     const driver = CudaDriver.load();
@@ -195,11 +208,9 @@ export class JobService implements CrHost {
     );
     if (rows.length <= 1) return rows[0] ?? null;
     const flag = c.type === "runc" ? "--root" : "--address/--namespace";
-    const at = (r: JobRow) =>
-      c.type === "runc" ? String(r.details.root) : `${r.details.address} ${r.details.namespace}`;
     throw invalidArgument(
       `jobs ${
-        rows.map((r) => `${r.jid} (${at(r)})`).join(", ")
+        rows.map((r) => `${r.jid} (${containerPlace(r).join(" ")})`).join(", ")
       } each have a container ${c.id}: name one with ${flag}`,
     );
   }
@@ -654,15 +665,15 @@ export class JobService implements CrHost {
     let row: JobRow | null = null;
     if (req.jid !== undefined) row = this.#get(req.jid);
     else if (req.container) {
-      const { type, id } = req.container;
-      row = this.#containerJob(req.container);
+      const c = req.container;
+      const { type, id } = c;
+      row = this.#containerJob(c);
       if (!row) {
         // a JID where a container ID belongs: say which is which
         const job = this.db.getJob(id);
         const cid = job?.type === type && job.details.id !== id
           ? job.details.id as string | undefined
           : undefined;
-        const c = req.container;
         const where = [
           c.root && `root ${c.root}`,
           c.address && `at ${c.address}`,
@@ -673,14 +684,11 @@ export class JobService implements CrHost {
         const other = this.db.listJobs().find((r) =>
           r.details.id === id && r.type !== "process" && this.#status(r) !== "halted"
         );
-        const at = other?.type === "runc"
-          ? `--root ${other.details.root}`
-          : `--address ${other?.details.address} --namespace ${other?.details.namespace}`;
         const next = !other
           ? `manage it first: cedana manage ${type} ${id}`
           : other.type !== type
           ? `it is ${other.type} job ${other.jid}'s: cedana dump ${other.type} ${id}`
-          : `job ${other.jid} has one: cedana dump ${type} ${id} ${at}`;
+          : `job ${other.jid} has one: cedana dump ${type} ${id} ${containerFlags(other)}`;
         throw notFound(
           cid
             ? `${id} is a job, not a container ID: \`cedana dump job ${id}\`, or \`cedana dump ${type} ${cid}\``

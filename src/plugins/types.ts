@@ -82,6 +82,8 @@ export interface RestoreContext extends PluginContext {
   };
   /** The plugin's details recorded at dump time. */
   dumped: Record<string, unknown>;
+  /** When the checkpoint was taken (its manifest's time, ms since the epoch). */
+  dumpedAt: number;
   /** As in CheckpointContext. */
   criu: string;
   /** A new job (`restore TYPE --path`), not the restore of a job's own checkpoint. */

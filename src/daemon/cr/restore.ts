@@ -212,6 +212,7 @@ const steps: Step<RestoreCtx>[] = [
             namespace: c.req.namespace,
           },
           dumped: c.manifest!.job.details,
+          dumpedAt: Date.parse(c.manifest!.time),
           criu: c.criu,
           isNew: c.isNew,
         });

@@ -17,7 +17,6 @@ import {
 import type { JobRow } from "../../daemon/db.ts";
 import { readStat } from "../../proc/mod.ts";
 import { criuLogFileErrors } from "../../criu/run.ts";
-import { MANIFEST, type Manifest } from "../../checkpoint/manifest.ts";
 import { runCommand, TIMED_OUT, trackSpawn } from "../../sys/mod.ts";
 import { spawn } from "node:child_process";
 import { signalName } from "../../daemon/signals.ts";
@@ -338,20 +337,10 @@ function checkContainerId(id: string): void {
   }
 }
 
-/** When the checkpoint in `dir` was taken (its manifest), or null. */
-function checkpointTime(dir: string): number | null {
-  try {
-    const t = Date.parse((JSON.parse(Deno.readTextFileSync(join(dir, MANIFEST))) as Manifest).time);
-    return Number.isNaN(t) ? null : t;
-  } catch {
-    return null;
-  }
-}
-
 /** containerd's CreatedAt (RFC 3339, nanoseconds) is before `t`; unknown either way: false. */
-function createdBefore(createdAt: string | undefined, t: number | null): boolean {
+function createdBefore(createdAt: string | undefined, t: number): boolean {
   const created = createdAt ? Date.parse(createdAt.replace(/(\.\d{3})\d+/, "$1")) : NaN;
-  return t !== null && !Number.isNaN(created) && created <= t;
+  return !Number.isNaN(created) && !Number.isNaN(t) && created <= t;
 }
 
 async function restore(c: RestoreContext): Promise<Restored> {
@@ -417,7 +406,7 @@ async function restore(c: RestoreContext): Promise<Restored> {
     // checkpoint was taken; one made since under that ID is someone else's)
     const own = label !== undefined
       ? label === c.jid
-      : !c.isNew && id === dumped.id && createdBefore(info.CreatedAt, checkpointTime(c.imagesDir));
+      : !c.isNew && id === dumped.id && createdBefore(info.CreatedAt, c.dumpedAt);
     const tk = await task(t, id).catch(() => null);
     if (tk && (tk.status === "RUNNING" || tk.status === "PAUSED")) {
       throw alreadyExists(`container ${id} is ${tk.status.toLowerCase()}: ${elsewhere}`);
