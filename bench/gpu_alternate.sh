@@ -38,27 +38,10 @@ cleanup() {
   [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; echo "logs in $WORK" >&2; exit 1; }
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-last_step() { grep -sE '^[0-9]+ ' "$1" | tail -1 | cut -d' ' -f1; }
-wait_steps() { # log, at least
-  for _ in $(seq 1200); do
-    grep -qs MISMATCH "$1" && fail "$1: $(grep MISMATCH "$1" | head -1)"
-    s=$(last_step "$1"); [ -n "$s" ] && [ "$s" -ge "$2" ] && return 0
-    sleep 0.1
-  done
-  fail "$1: stalled at step $(last_step "$1") (wanted $2)"
-}
-in_order() { # log: every step follows the one before (no replay, no gap)
-  awk '/^[0-9]+ / { if (prev && $1 != prev + 1) { print "step " prev " then " $1; bad = 1 } prev = $1 }
-    END { exit bad }' "$1" || fail "$1: steps out of order"
-}
+. "$HERE/../tests/gpu/lib.sh"
 
 [ "$(id -u)" = 0 ] || fail "run as root"
-"$CEDANA" daemon start >"$WORK/daemon.log" 2>&1 &
-DAEMON=$!
-for _ in $(seq 100); do "$CEDANA" ps >/dev/null 2>&1 && break; sleep 0.1; done
+start_daemon
 
 # Raw workload: as in run_on_gpu.sh, a bash session leader waits on it (so criu dump's kill reaps
 # it and its PID is free for the restore); dumped and restored with -j.

@@ -37,9 +37,7 @@ cleanup() {
   [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; echo "logs in $WORK" >&2; exit 1; }
-say() { echo "== $*"; }
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+. "$HERE/lib.sh"
 
 [ "$(id -u)" = 0 ] || fail "run as root"
 if [ "$FAKE_GPU" != 1 ]; then
@@ -48,21 +46,9 @@ if [ "$FAKE_GPU" != 1 ]; then
   "$PYTHON" -c 'import torch; assert torch.cuda.is_available()' || fail "$PYTHON needs CUDA torch"
 fi
 "$CEDANA" --version
-"$CEDANA" daemon start >"$WORK/daemon.log" 2>&1 &
-DAEMON=$!
-for _ in $(seq 100); do "$CEDANA" ps >/dev/null 2>&1 && break; sleep 0.1; done
+start_daemon
 "$CEDANA" check || echo "WARNING: cedana check failed; going on to see what works"
 
-last_step() { grep -sE '^[0-9]+ ' "$1" | tail -1 | cut -d' ' -f1; } # (-s: a log may not exist yet)
-wait_steps() { # log, at least
-  for _ in $(seq 600); do
-    grep -qs MISMATCH "$1" && fail "workload mismatch: $(grep MISMATCH "$1" | head -1)"
-    s=$(last_step "$1"); [ -n "$s" ] && [ "$s" -ge "$2" ] && return 0
-    sleep 0.1
-  done
-  fail "workload stalled at step $(last_step "$1") (wanted $2)"
-}
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 T0=0 # set just before a timed CLI call (not inside $(...): that is a subshell)
 wall_ms() { echo $(($(now_ms) - T0)); }
 record() { # gib phase json wall-ms
@@ -79,10 +65,6 @@ cuda_running() { # jid [n]: `job inspect` shows the job's n (1) CUDA processes r
   line=$("$CEDANA" job inspect "$1" | grep '^CUDA:') || fail "job inspect $1 shows no CUDA line"
   [ "$(echo "$line" | grep -Eo '[0-9]+: running' | wc -l)" = "${2:-1}" ] &&
     ! echo "$line" | grep -Eq 'locked|checkpointed|failed' || fail "job inspect $1: $line"
-}
-in_order() { # log, from step: every step after `from` follows the one before (no replay, no gap)
-  awk -v from="$2" '/^[0-9]+ / { if ($1 > from && prev && $1 != prev + 1) { print "step " prev " then " $1; bad = 1 }
-    if ($1 >= from) prev = $1 } END { exit bad }' "$1" || fail "$1: the job's steps are out of order"
 }
 cycle() { # gib jid log [dump flags...]
   local gib=$1 jid=$2 log=$3; shift 3

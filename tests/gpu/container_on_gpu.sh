@@ -37,13 +37,7 @@ cleanup() {
   [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null
 }
 trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  echo "logs in $WORK" >&2
-  exit 1
-}
-say() { echo "== $*"; }
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+. "$HERE/lib.sh"
 
 [ "$(id -u)" = 0 ] || fail "run as root"
 command -v "$RUNC" >/dev/null || fail "no runc (RUNC=path)"
@@ -109,20 +103,8 @@ json.dump(cfg, open(f"{bundle}/config.json", "w"), indent=2)
 PY
 
 "$CEDANA" --version
-"$CEDANA" daemon start >"$WORK/daemon.log" 2>&1 &
-DAEMON=$!
-for _ in $(seq 100); do "$CEDANA" ps >/dev/null 2>&1 && break; sleep 0.1; done
+start_daemon
 
-last_step() { grep -sE '^[0-9]+ ' "$1" | tail -1 | cut -d' ' -f1; }
-wait_steps() { # log, at least
-  for _ in $(seq 600); do
-    grep -qs MISMATCH "$1" && fail "workload mismatch: $(grep MISMATCH "$1" | head -1)"
-    s=$(last_step "$1")
-    [ -n "$s" ] && [ "$s" -ge "$2" ] && return 0
-    sleep 0.1
-  done
-  fail "workload stalled at step $(last_step "$1") (wanted $2)"
-}
 cuda_running() { # jid: `job inspect` shows the job's CUDA process running (within 5 s)
   local out line
   for _ in $(seq 50); do
@@ -133,10 +115,6 @@ cuda_running() { # jid: `job inspect` shows the job's CUDA process running (with
   done
   "$CEDANA" ps >&2
   fail "job inspect $1 does not show its CUDA process running: $out"
-}
-in_order() { # log, from step
-  awk -v from="$2" '/^[0-9]+ / { if ($1 > from && prev && $1 != prev + 1) { print "step " prev " then " $1; bad = 1 }
-    if ($1 >= from) prev = $1 } END { exit bad }' "$1" || fail "$1: the job's steps are out of order"
 }
 timings() { json '" ".join(f"{k}={v}" for k, v in d.get("timings", {}).items() if k.startswith("gpu") or k in ("total", "plugin_restore", "criu_dump"))'; }
 
