@@ -64,7 +64,8 @@ raw_cycle() { # round (w1, w2...: warm-up, not counted)
   before=$(last_step "$RAW_LOG")
   rm -rf "$WORK/img"
   "$DENO" run -A --no-config --no-lock --no-npm --no-remote "$HERE/../tests/gpu/probe.ts" \
-    --pid "$RAW_PID" --images "$WORK/img" --criu "$CRIU" >"$log" 2>&1 || fail "raw cycle $1 (log $log)"
+    --pid "$RAW_PID" --images "$WORK/img" --criu "$CRIU" >"$log" 2>&1 || fail "raw cycle $1 (log $log):
+$(tail -n 25 "$log")"
   wait_steps "$RAW_LOG" $((before + 3))
   sed -n 's/^RESULT //p' "$log" | json '"raw    dump %.0f ms, restore %.0f ms" % (sum(d["timings"][k] for k in ("lock","gpu checkpoint","criu dump")), sum(d["timings"][k] for k in ("criu restore","gpu restore","unlock")))'
 }

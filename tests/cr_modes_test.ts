@@ -399,6 +399,96 @@ Deno.test(
 );
 
 Deno.test(
+  "job kill during a dump is refused (the dump goes on and succeeds)",
+  crOpts,
+  withDaemon(async (d) => {
+    await startWorkload(d, "busy", "memory", "512");
+    const dumping = d.cli("dump", "job", "busy");
+    await waitFor(
+      () => [...Deno.readDirSync(`${d.dir}/checkpoints`)].some((e) => e.name.startsWith(".cedana-tmp-")),
+      "the dump under way",
+      20_000,
+    );
+    const k = await d.cli("job", "kill", "busy");
+    assertEquals(k.code, 5, k.stderr);
+    assertStringIncludes(k.stderr, "job busy is busy: a dump is in progress; signal it once that ends");
+    const r = await dumping;
+    assertEquals(r.code, 0, r.stderr);
+    const j = await jobOf(d, "busy");
+    assertEquals([j.status, j.exitSignal], ["halted", null]);
+  }),
+);
+
+Deno.test(
+  "daemon killed after CRIU resumed the job, before recording it: the next daemon adopts it, no duplicate",
+  crOpts,
+  async () => {
+    const d = new TestDaemon();
+    await d.start();
+    try {
+      const job = await startWorkload(d, "late", "memory", "64");
+      const pid = job.pid!;
+      const ck = (await d.json<DumpResult>("dump", "job", "late")).checkpoint.path;
+      await waitFor(() => !existsSync(`/proc/${pid}`), "the dumped process reaped");
+      const before = lastTick(readLog(job.log!));
+      await d.stop();
+      d.env.CEDANA_FAULT = "restore-before-record";
+      await d.start();
+      assert((await d.cli("restore", "job", "late")).code !== 0, "the daemon died under the restore");
+      delete d.env.CEDANA_FAULT;
+      await d.start();
+      const j = await jobOf(d, "late");
+      assertEquals([j.status !== "halted", j.pid, j.details.restoredFrom], [true, pid, ck]);
+      assertStringIncludes(d.daemonLog, "a restore finished as the previous daemon died");
+      // a second restore would run a copy of it into the same log
+      const again = await d.cli("restore", "job", "late");
+      assertEquals(again.code, 5, again.stderr);
+      await assertContinues(job.log!, before);
+      await verify(d, "late", job.log!);
+      await d.ok("job", "kill", "late");
+      await waitFor(async () => (await jobOf(d, "late")).status === "halted", "the adopted job killed");
+    } finally {
+      await d.cleanup();
+    }
+  },
+);
+
+Deno.test(
+  "daemon killed after CRIU resumed a copy in a new PID namespace: the next daemon records the copy",
+  crOpts,
+  async () => {
+    const d = new TestDaemon();
+    await d.start();
+    try {
+      const job = await startWorkload(d, "orig", "memory", "32");
+      const ck = (await d.json<DumpResult>("dump", "job", "orig", "--leave-running")).checkpoint.path;
+      await d.stop();
+      d.env.CEDANA_FAULT = "restore-before-record";
+      await d.start();
+      assert(
+        (await d.cli("restore", "process", "--path", ck)).code !== 0,
+        "the daemon died under the restore",
+      );
+      delete d.env.CEDANA_FAULT;
+      await d.start();
+      const copy = (await d.json<Job[]>("ps")).find((j) => j.jid !== "orig");
+      assert(copy && copy.status !== "halted", JSON.stringify(copy));
+      assertEquals(copy.details.pidNamespace, true);
+      assert(copy.log && copy.log !== job.log, "the copy writes a log of its own");
+      const t = lastTick(readLog(copy.log));
+      await waitTicks(copy.log, t + 2);
+      await verify(d, copy.jid, copy.log);
+      await verify(d, "orig", job.log!);
+      // the namespace's init (CRIU) was left alone: killing the copy ends it
+      await d.ok("job", "kill", copy.jid);
+      await waitFor(async () => (await jobOf(d, copy.jid)).status === "halted", "the copy killed");
+    } finally {
+      await d.cleanup();
+    }
+  },
+);
+
+Deno.test(
   "progress on a terminal during a long dump; none with --json",
   crOpts,
   withDaemon(async (d) => {

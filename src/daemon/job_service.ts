@@ -489,16 +489,24 @@ export class JobService implements CrHost {
 
   kill(req: KillRequest): KillResult {
     const sig = parseSignal(req.signal ?? "SIGKILL");
-    const rows = this.#select(req.jids, req.all);
+    const all = this.#select(req.jids, req.all);
+    // A signal under a dump makes CRIU fail (and the error blame CRIU); under a restore it would
+    // reach a half-made process, or none. (--all passes them over, like delete does.)
+    const busy = all.filter((r) => this.#busy.has(r.jid));
+    if (busy.length && !req.all) {
+      const r = busy[0];
+      throw failedPrecondition(
+        `job ${r.jid} is busy: a ${this.#busy.get(r.jid)} is in progress; signal it once that ends`,
+      );
+    }
+    const rows = all.filter((r) => !busy.includes(r));
     // Every job is looked at before any is signalled: `job kill a b c` does all or, when one cannot
     // be, none (it stopped halfway, at the first job that was not running).
     const plan = rows.map((row) => {
       if (this.#status(row) !== "halted") return { row, rest: null };
       // Its main process is gone, but processes of its group may live on: their parent exited and
       // this daemon (a subreaper) adopted them. Only those: the job's PID may be another's by now.
-      const rest = row.type === "process" && !row.adopted && row.pid && !this.#busy.has(row.jid)
-        ? adoptedOf(row.pid)
-        : [];
+      const rest = row.type === "process" && !row.adopted && row.pid ? adoptedOf(row.pid) : [];
       return { row, rest };
     });
     const idle = plan.filter((p) => p.rest !== null && !p.rest.length).map((p) => p.row.jid);
@@ -507,7 +515,7 @@ export class JobService implements CrHost {
         `job ${idle.join(", ")} ${idle.length > 1 ? "are" : "is"} not running (nothing was signalled)`,
       );
     }
-    const out: KillResult = { signal: sig, killed: [], skipped: idle };
+    const out: KillResult = { signal: sig, killed: [], skipped: [...idle, ...busy.map((r) => r.jid)] };
     for (const { row, rest } of plan) {
       if (rest === null) {
         // re-checked right before signalling: a reused PID must never be signalled

@@ -22,6 +22,8 @@ import { children, readStat } from "../../proc/mod.ts";
 import { closeFd, openpty, pipe } from "../../sys/mod.ts";
 import type { JobRow } from "../db.ts";
 import { WORK_PREFIX } from "./salvage.ts";
+import { GATE_DIR, PID_FILE, writeIntent } from "./restore_intent.ts";
+import { faultPoint } from "../fault.ts";
 import type { CrHost } from "./host.ts";
 import { runSteps, type Step } from "./steps.ts";
 import { requireCriu } from "./dump.ts";
@@ -296,11 +298,11 @@ const steps: Step<RestoreCtx>[] = [
     when: (c) => !plugin(c.row.type).restore,
     async run(c) {
       const m = c.manifest!;
-      const gate = join(c.workDir, "gate");
+      const gate = join(c.workDir, GATE_DIR);
       Deno.mkdirSync(gate);
       const script = join(c.workDir, "action.sh");
       Deno.writeTextFileSync(script, ACTION_SCRIPT(gate), { mode: 0o755 });
-      const pidFile = join(c.workDir, "restore.pid");
+      const pidFile = join(c.workDir, PID_FILE);
       const args = (ns: boolean) =>
         restoreArgs({
           imagesDir: c.imagesDir,
@@ -336,6 +338,12 @@ const steps: Step<RestoreCtx>[] = [
           }
         }
       };
+      // (if the daemon dies from here on, the next one finishes the record: see restore_intent.ts)
+      writeIntent(c.workDir, {
+        row: { ...c.row, details: { ...c.row.details, ioKeepers: c.keep ?? c.row.details.ioKeepers } },
+        gated: c.gated,
+        checkpoint: c.path,
+      });
       const release = c.host.checksums.hold();
       try {
         if (!c.pidNamespace) {
@@ -509,6 +517,7 @@ export async function restore(
     await runSteps(steps, c, timings, (step) => host.progress(target.row.jid, "restore", step));
     if (c.gpuDriver) await gpuRestore(c, timings);
     restored = true;
+    faultPoint("restore-before-record");
   } catch (e) {
     // (a plugin's restore holds its keepers in the details: a GPU restore failing after it must
     // release them too, or a keeper outlives the killed job)

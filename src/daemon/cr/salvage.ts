@@ -26,6 +26,7 @@ import {
 import { readDumpStats } from "../../criu/stats.ts";
 import { isRunning, jobProcess } from "../../proc/mod.ts";
 import type { CrHost } from "./host.ts";
+import { finishCutRestore } from "./restore_intent.ts";
 
 /** A dump's images while it runs: `<dir>/.cedana-tmp-<name>` (and `<that>.tar.gz` etc.). */
 export const TMP_PREFIX = ".cedana-tmp-";
@@ -109,10 +110,22 @@ function completeDraft(dir: string): Manifest | null {
   return m;
 }
 
-/** The dumped job ends as dumped, if its process is gone (a --leave-running dump's may still run). */
-function endIfGone(host: CrHost, jid: string | null): void {
+/**
+ * The dumped job ends as dumped by checkpoint `id`, if its process is gone (a --leave-running
+ * dump's may still run): `restore job` must then refuse an older checkpoint once `id` is deleted.
+ */
+function endIfGone(host: CrHost, jid: string | null, id?: string, dumpedPid?: number): void {
   const row = jid ? host.db.getJob(jid) : null;
-  if (row && row.state === "running" && !isRunning(jobProcess(row.pid, row.startTime))) host.dumped(row.jid);
+  if (!row || isRunning(jobProcess(row.pid, row.startTime))) return;
+  if (row.state === "running") host.dumped(row.jid, id);
+  else if (id && row.pid === dumpedPid && !row.details.haltedBy) {
+    // the exit watcher got there first and took CRIU's kill for the job's own end
+    host.db.updateJob(row.jid, {
+      exitCode: null,
+      exitSignal: null,
+      details: { ...row.details, haltedBy: id },
+    });
+  }
 }
 
 /**
@@ -179,7 +192,7 @@ export function salvageImages(
     host.db.insertCheckpoint({ id, jid, path, time, size, manifest });
     Deno.removeSync(tmpDir, { recursive: true });
   }
-  endIfGone(host, jid);
+  endIfGone(host, jid, id, m.job.pid);
   host.log.warn("a dump failed after CRIU ended the job; its images are recorded", { jid, id, path });
   return { kind: "recorded", id, path, jid };
 }
@@ -242,8 +255,10 @@ type Temp = ReturnType<CrHost["db"]["temps"]>[number];
 export function clearTemps(host: CrHost): void {
   for (const t of host.db.temps()) {
     if (t.kind === "work" && exists(t.path) && !writers(t.path).length) {
-      // a half-done restore: its tasks are stuck (and hold the job's PIDs); the checkpoint is intact
-      const pids = restoreLeftovers(t.path);
+      // a half-done restore: its tasks are stuck (and hold the job's PIDs); the checkpoint is intact.
+      // Unless CRIU had resumed them: then they are the job, recorded now.
+      const spare = finishCutRestore(host, t.path);
+      const pids = restoreLeftovers(t.path).filter((p) => !spare.includes(p));
       for (const pid of pids) {
         try {
           Deno.kill(pid, "SIGKILL");

@@ -12,17 +12,27 @@ function host(root: string) {
   const db = new JobDb(`${root}/cedana.db`);
   const log = new Logger("error", true);
   const dumped: string[] = [];
+  const halts: (string | undefined)[] = [];
   const h = {
     db,
     log,
     checksums: new Checksums(db, log),
-    dumped: (jid: string) => dumped.push(jid),
+    dumped: (jid: string, checkpoint?: string) => {
+      dumped.push(jid);
+      halts.push(checkpoint);
+    },
   } as unknown as CrHost;
-  return { h, db, dumped };
+  return { h, db, dumped, halts };
 }
 
 /** A dump's temporary dir as CRIU and (optionally) the manifest step left it. */
-function leftover(root: string, name: string, withManifest: boolean, id = "c0ffee000001") {
+function leftover(
+  root: string,
+  name: string,
+  withManifest: boolean,
+  id = "c0ffee000001",
+  job: { jid: string | null; pid?: number } = { jid: null },
+) {
   const tmp = `${root}/${TMP_PREFIX}${name}`;
   Deno.mkdirSync(tmp);
   Deno.writeTextFileSync(`${tmp}/pages-1.img`, "pages");
@@ -33,7 +43,7 @@ function leftover(root: string, name: string, withManifest: boolean, id = "c0ffe
       id,
       name,
       time: new Date().toISOString(),
-      job: { jid: null },
+      job,
       files: [{ name: "pages-1.img", size: 5, sha256: "" }, { name: "stats-dump", size: 5, sha256: "" }],
       checksums: "pending",
     } as unknown as Manifest);
@@ -159,5 +169,40 @@ Deno.test("salvage: no manifest, but the draft from before CRIU and CRIU's stats
   Deno.writeTextFileSync(`${t6}/pages-1.img`, "pages");
   writeManifest(t6, { format: 1, id: "c0ffee000006", files: [] } as unknown as Manifest, MANIFEST_DRAFT);
   assertEquals(salvageImages(h, t6, null).kind, "useless");
+  db.close();
+});
+
+Deno.test("salvage: recorded images are the checkpoint that halted their job, whoever noticed the end first", () => {
+  const root = Deno.makeTempDirSync();
+  const { h, db, dumped, halts } = host(root);
+  const gone = 4194999; // above any default pid_max: never a live process
+  const job = (jid: string, state: "running" | "halted") =>
+    db.insertJob({
+      jid,
+      type: "process",
+      pid: gone,
+      startTime: 1,
+      state,
+      exitCode: null,
+      exitSignal: state === "halted" ? "SIGKILL" : null,
+      adopted: false,
+      log: null,
+      attachable: false,
+      tty: false,
+      gpu: false,
+      cmdline: [],
+      cwd: "/",
+      details: {},
+      createdAt: 1,
+      updatedAt: 1,
+    });
+  job("j6", "running");
+  salvageImages(h, leftover(root, "d6", true, "c0ffee000006", { jid: "j6", pid: gone }), null, "j6");
+  assertEquals([dumped, halts], [["j6"], ["c0ffee000006"]]);
+  // the exit watcher recorded CRIU's kill as the job's end: it is a dump's end all the same
+  job("j7", "halted");
+  salvageImages(h, leftover(root, "d7", true, "c0ffee000007", { jid: "j7", pid: gone }), null, "j7");
+  const j7 = db.getJob("j7")!;
+  assertEquals([j7.details.haltedBy, j7.exitSignal], ["c0ffee000007", null]);
   db.close();
 });

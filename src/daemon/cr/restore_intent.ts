@@ -1,0 +1,142 @@
+// A restore cut short by the daemon's death. CRIU can finish and resume the restored tasks in the
+// moment between its exit and the daemon recording them: the job would stay "halted" while it
+// runs, and a second `restore job` would start a duplicate writing into the same log. So, right
+// before CRIU runs, the restore writes what it is about to record (the intent) into its work dir;
+// a daemon that finds the work dir on start adopts the restored tasks under that record when they
+// resumed (and were verified), and kills them when they did not.
+
+import { join } from "node:path";
+import { type IoKeep, releaseIo } from "../../plugins/process/io.ts";
+import { children, descendants, readCmdline, readFds, readStat, startTimeToDate } from "../../proc/mod.ts";
+import type { JobRow } from "../db.ts";
+import type { CrHost } from "./host.ts";
+
+const INTENT = "job.json";
+/** CRIU's --pidfile (a restore outside a new PID namespace). */
+export const PID_FILE = "restore.pid";
+/** Written by the gate (see restore.ts' action script). */
+export const GATE_DIR = "gate";
+
+interface Intent {
+  /** The job's record as the restore would write it (minus the process). */
+  row: JobRow;
+  /** Checksums gate the resume: without gate/ok the tasks must not run. */
+  gated: boolean;
+  checkpoint: string;
+  time: number;
+}
+
+export function writeIntent(workDir: string, intent: Omit<Intent, "time">): void {
+  Deno.writeTextFileSync(join(workDir, INTENT), JSON.stringify({ ...intent, time: Date.now() }));
+}
+
+function readIntent(workDir: string): Intent | null {
+  try {
+    return JSON.parse(Deno.readTextFileSync(join(workDir, INTENT)));
+  } catch {
+    return null;
+  }
+}
+
+const has = (p: string) => {
+  try {
+    Deno.statSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** The restored root, when it exists and was born during this restore (not a reused PID). */
+/** `init`: in a new PID namespace, `unshare` and the CRIU that is the namespace's init. */
+function restoredRoot(workDir: string, since: number): { pid: number; ns: boolean; init: number[] } | null {
+  let pid = 0, ns = false, init: number[] = [];
+  try {
+    pid = Number(Deno.readTextFileSync(join(workDir, PID_FILE)).trim());
+  } catch {
+    // In a new PID namespace: `unshare` -> CRIU (the namespace's init) -> the restored root.
+    for (const e of Deno.readDirSync("/proc")) {
+      if (!/^\d+$/.test(e.name)) continue;
+      const argv = readCmdline(Number(e.name)) ?? [];
+      if (argv[0]?.endsWith("unshare") && argv.some((a) => a.startsWith(workDir))) {
+        const criu = children(Number(e.name))[0];
+        pid = criu ? children(criu)[0] ?? 0 : 0;
+        ns = true;
+        init = [Number(e.name), criu];
+        break;
+      }
+    }
+  }
+  const st = pid > 0 ? readStat(pid) : null;
+  // (start times count in ticks from a boot time known to the second)
+  if (!st || ["Z", "X", "x"].includes(st.state) || startTimeToDate(st.startTime).getTime() < since - 1500) {
+    return null;
+  }
+  return { pid, ns, init };
+}
+
+/**
+ * On daemon start, for a restore's work dir the previous daemon left: the restored tasks that
+ * resumed are recorded as the job's (reconcile then watches them and takes their I/O back from
+ * the keepers), those that did not are killed. Returns the PIDs to leave alone (the job's, and
+ * in a new PID namespace the CRIU that is its init).
+ */
+export function finishCutRestore(host: CrHost, workDir: string): number[] {
+  const intent = readIntent(workDir);
+  if (!intent) return [];
+  const root = restoredRoot(workDir, intent.time);
+  const keep = intent.row.details.ioKeepers as IoKeep | undefined;
+  const resumed = root && (root.ns ? has(join(workDir, GATE_DIR, "resumed")) : true) &&
+    (!intent.gated || has(join(workDir, GATE_DIR, "ok"))) &&
+    // tasks CRIU still holds keep its log open: not resumed
+    !readFds(root.pid).some((f) => f.target.startsWith(`${workDir}/`));
+  if (!root || !resumed) {
+    if (root) {
+      for (const pid of [...descendants(root.pid), root.pid]) {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+      host.log.warn("killed the tasks of a restore the previous daemon did not finish", {
+        jid: intent.row.jid,
+        pid: root.pid,
+      });
+    }
+    // (a job restored earlier than this may hold keepers of its own: only this restore's go)
+    const recorded = host.db.getJob(intent.row.jid)?.details.ioKeepers as IoKeep | undefined;
+    if (keep && keep.out.pid !== recorded?.out.pid) releaseIo(keep);
+    return [];
+  }
+  const st = readStat(root.pid)!;
+  const spare = [...root.init, root.pid, ...descendants(root.pid)];
+  const now = host.db.getJob(intent.row.jid);
+  // (the daemon died after recording it, before dropping the work dir)
+  if (now?.state === "running" && now.pid === root.pid && now.startTime === st.startTime) return spare;
+  const row: JobRow = {
+    ...intent.row,
+    pid: root.pid,
+    startTime: st.startTime,
+    state: "running",
+    exitCode: null,
+    exitSignal: null,
+    // no longer the child of a daemon: its exit code is lost
+    adopted: true,
+    details: {
+      ...intent.row.details,
+      restoredFrom: intent.checkpoint,
+      haltedBy: undefined,
+      pidNamespace: root.ns || undefined,
+    },
+    updatedAt: Date.now(),
+  };
+  if (now) {
+    const { jid: _j, createdAt: _c, ...patch } = row;
+    host.db.updateJob(row.jid, patch);
+  } else host.db.insertJob(row);
+  host.log.warn("a restore finished as the previous daemon died: its job is running again", {
+    jid: row.jid,
+    pid: root.pid,
+    from: intent.checkpoint,
+  });
+  return spare;
+}

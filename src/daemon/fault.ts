@@ -1,0 +1,10 @@
+// Fault injection for the crash tests: `CEDANA_FAULT=<point>` makes the daemon SIGKILL itself at
+// that point, so a test can stop it in a window too short to hit from outside (like CRIU's own
+// fault injection). Read once; unset in production, where every call is a no-op.
+
+const FAULT = Deno.env.get("CEDANA_FAULT") ?? "";
+
+/** Points: `restore-before-record` (CRIU resumed the tasks, the job is not recorded yet). */
+export function faultPoint(point: string): void {
+  if (FAULT === point) Deno.kill(Deno.pid, "SIGKILL");
+}
