@@ -4,7 +4,10 @@
 
 const FAULT = Deno.env.get("CEDANA_FAULT") ?? "";
 
-/** Points: `restore-before-record` (CRIU resumed the tasks, the job is not recorded yet). */
+/**
+ * Points: `restore-before-record` (CRIU resumed the tasks, the job is not recorded yet),
+ * `restore-runtime-done` (runc restored the container; its pipes are not wired yet).
+ */
 export function faultPoint(point: string): void {
   if (FAULT === point) Deno.kill(Deno.pid, "SIGKILL");
 }

@@ -90,6 +90,14 @@ export interface RestoreContext extends PluginContext {
   isNew: boolean;
 }
 
+export interface RecoverContext extends PluginContext {
+  row: JobRow;
+  options: RestoreContext["options"];
+  dumped: Record<string, unknown>;
+  /** ms since the epoch: a process started before this is not the restore's. */
+  since: number;
+}
+
 export interface Restored {
   pid: number;
   io: JobIo | null;
@@ -131,4 +139,10 @@ export interface JobPlugin<RunReq = unknown, ManageReq = unknown> {
   checkpoint?(c: CheckpointContext): Promise<void>;
   /** Restore from images; default: CRIU restore of a process tree. */
   restore?(c: RestoreContext): Promise<Restored>;
+  /**
+   * After a daemon restart, for a restore the previous daemon did not see end: the restored
+   * container when it runs as the job should (born after `since`), else null, having removed
+   * whatever of it cannot (so that the job restores again).
+   */
+  recoverRestore?(c: RecoverContext): Promise<{ pid: number; details: Record<string, unknown> } | null>;
 }

@@ -253,3 +253,37 @@ Deno.test(
       assertStringIncludes(away.stderr, `${c.dir}/nope.sock`);
     }),
 );
+
+Deno.test(
+  "containerd: the daemon killed after the task was restored, before recording it: the next daemon adopts it",
+  opts,
+  () =>
+    withContainerd(async (d, c) => {
+      const j = await d.json<Job>(
+        "run",
+        "containerd",
+        IMAGE,
+        "--jid",
+        "late",
+        "--id",
+        "l1",
+        "--",
+        ...COUNTER,
+      );
+      await waitTicks(j.log!, 2);
+      await d.ok("dump", "job", "late");
+      const before = lastTick(readLog(j.log!));
+      await d.stop();
+      d.env.CEDANA_FAULT = "restore-before-record";
+      await d.start();
+      assert((await d.cli("restore", "job", "late")).code !== 0, "the daemon died under the restore");
+      delete d.env.CEDANA_FAULT;
+      await d.start();
+      await waitFor(async () => (await job(d, "late")).status !== "halted", "the restored task adopted");
+      assertEquals((await job(d, "late")).pid, (await c.taskPid("l1")).pid);
+      await waitTicks(j.log!, before + 3);
+      await d.ok("dump", "job", "late");
+      await d.ok("restore", "job", "late");
+      await d.ok("job", "kill", "late");
+    }),
+);

@@ -22,7 +22,7 @@ import { children, readStat } from "../../proc/mod.ts";
 import { closeFd, openpty, pipe } from "../../sys/mod.ts";
 import type { JobRow } from "../db.ts";
 import { WORK_PREFIX } from "./salvage.ts";
-import { GATE_DIR, PID_FILE, writeIntent } from "./restore_intent.ts";
+import { GATE_DIR, PID_FILE, readIntent, writeIntent } from "./restore_intent.ts";
 import { faultPoint } from "../fault.ts";
 import type { CrHost } from "./host.ts";
 import { runSteps, type Step } from "./steps.ts";
@@ -54,6 +54,11 @@ interface RestoreCtx {
   reap: boolean;
   gpuDriver: CudaDriver | null;
   stats: Record<string, number> | null;
+}
+
+function restoreOptions(req: RestoreRequest) {
+  const { id, bundle, root, attachable, address, namespace } = req;
+  return { id, bundle, root, attachable, address, namespace };
 }
 
 function pidTaken(pid: number): boolean {
@@ -194,6 +199,14 @@ const steps: Step<RestoreCtx>[] = [
     async run(c) {
       // No pre-resume hook through runc: verify the checksums first.
       await c.verified!;
+      // (if the daemon dies from here on, the next one finds the container: see restore_intent.ts)
+      writeIntent(c.workDir, {
+        row: c.row,
+        gated: false,
+        checkpoint: c.path,
+        options: restoreOptions(c.req),
+        dumped: c.manifest!.job.details,
+      });
       const release = c.host.checksums.hold();
       let r;
       try {
@@ -205,14 +218,7 @@ const steps: Step<RestoreCtx>[] = [
           imagesDir: c.imagesDir,
           workDir: c.workDir,
           flags: c.manifest!.criu.flags,
-          options: {
-            id: c.req.id,
-            bundle: c.req.bundle,
-            root: c.req.root,
-            attachable: c.req.attachable,
-            address: c.req.address,
-            namespace: c.req.namespace,
-          },
+          options: restoreOptions(c.req),
           dumped: c.manifest!.job.details,
           dumpedAt: Date.parse(c.manifest!.time),
           criu: c.criu,
@@ -227,6 +233,7 @@ const steps: Step<RestoreCtx>[] = [
       // runc/containerd make CRIU write its stats into the work dir
       c.stats = readRestoreStats(c.workDir) as unknown as Record<string, number> | null;
       c.row = { ...c.row, attachable: r.attachable, log: r.log, details: { ...c.row.details, ...r.details } };
+      writeIntent(c.workDir, { ...readIntent(c.workDir)!, row: c.row, pid: r.pid });
     },
   },
   {

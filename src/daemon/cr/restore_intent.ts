@@ -9,6 +9,9 @@ import { join } from "node:path";
 import { type IoKeep, releaseIo } from "../../plugins/process/io.ts";
 import { children, descendants, readCmdline, readFds, readStat, startTimeToDate } from "../../proc/mod.ts";
 import type { JobRow } from "../db.ts";
+import { plugin } from "../../plugins/mod.ts";
+import type { RestoreContext } from "../../plugins/types.ts";
+import { defaultLogPath } from "../../plugins/process/mod.ts";
 import type { CrHost } from "./host.ts";
 
 const INTENT = "job.json";
@@ -17,20 +20,29 @@ export const PID_FILE = "restore.pid";
 /** Written by the gate (see restore.ts' action script). */
 export const GATE_DIR = "gate";
 
-interface Intent {
+export interface Intent {
   /** The job's record as the restore would write it (minus the process). */
   row: JobRow;
+  /** A container's restore: what its plugin needs to find the container (see recoverRestore). */
+  options?: RestoreContext["options"];
+  dumped?: Record<string, unknown>;
+  /** A container's restored init, once its runtime is done (`row` is then the job's complete record). */
+  pid?: number;
   /** Checksums gate the resume: without gate/ok the tasks must not run. */
   gated: boolean;
   checkpoint: string;
   time: number;
 }
 
-export function writeIntent(workDir: string, intent: Omit<Intent, "time">): void {
-  Deno.writeTextFileSync(join(workDir, INTENT), JSON.stringify({ ...intent, time: Date.now() }));
+/** (`time`: when the restore began; kept when the intent is completed) */
+export function writeIntent(workDir: string, intent: Omit<Intent, "time"> & { time?: number }): void {
+  // (renamed into place: a daemon killed mid-write leaves the previous intent, never half of one)
+  const tmp = join(workDir, `${INTENT}.tmp`);
+  Deno.writeTextFileSync(tmp, JSON.stringify({ time: Date.now(), ...intent }));
+  Deno.renameSync(tmp, join(workDir, INTENT));
 }
 
-function readIntent(workDir: string): Intent | null {
+export function readIntent(workDir: string): Intent | null {
   try {
     return JSON.parse(Deno.readTextFileSync(join(workDir, INTENT)));
   } catch {
@@ -67,12 +79,13 @@ function restoredRoot(workDir: string, since: number): { pid: number; ns: boolea
       }
     }
   }
-  const st = pid > 0 ? readStat(pid) : null;
   // (start times count in ticks from a boot time known to the second)
-  if (!st || ["Z", "X", "x"].includes(st.state) || startTimeToDate(st.startTime).getTime() < since - 1500) {
-    return null;
-  }
-  return { pid, ns, init };
+  return pid > 0 && bornSince(pid, since - 1500) ? { pid, ns, init } : null;
+}
+
+function bornSince(pid: number, since: number): boolean {
+  const st = readStat(pid);
+  return !!st && !["Z", "X", "x"].includes(st.state) && startTimeToDate(st.startTime).getTime() >= since;
 }
 
 /**
@@ -83,7 +96,7 @@ function restoredRoot(workDir: string, since: number): { pid: number; ns: boolea
  */
 export function finishCutRestore(host: CrHost, workDir: string): number[] {
   const intent = readIntent(workDir);
-  if (!intent) return [];
+  if (!intent || plugin(intent.row.type).restore) return [];
   const root = restoredRoot(workDir, intent.time);
   const keep = intent.row.details.ioKeepers as IoKeep | undefined;
   const resumed = root && (root.ns ? has(join(workDir, GATE_DIR, "resumed")) : true) &&
@@ -139,4 +152,51 @@ export function finishCutRestore(host: CrHost, workDir: string): number[] {
     from: intent.checkpoint,
   });
   return spare;
+}
+
+/**
+ * A container's restore the previous daemon did not see end (the runtime went on without it, and
+ * has finished now): the plugin says whether the container runs as the job (containerd's shim
+ * keeps its output going), and removes one that cannot (runc's pipes died with the daemon), so
+ * that the job restores again.
+ */
+export async function recoverContainerRestore(host: CrHost, intent: Intent): Promise<void> {
+  const p = plugin(intent.row.type);
+  const since = intent.time - 1500;
+  const ctx = { config: host.config, log: host.log, jid: intent.row.jid };
+  let r: { pid: number; details: Record<string, unknown> } | null = null;
+  if (intent.pid && bornSince(intent.pid, since)) {
+    // the runtime had finished: the record was complete but for the writing
+    r = { pid: intent.pid, details: {} };
+  } else {
+    // (keepers made for a container that is not there, or not adopted, hold nothing of use)
+    if (intent.pid) releaseIo(intent.row.details.ioKeepers as IoKeep | undefined);
+    r = await p.recoverRestore?.({
+      ...ctx,
+      row: intent.row,
+      options: intent.options ?? {},
+      dumped: intent.dumped ?? {},
+      since,
+    }) ?? null;
+  }
+  const st = r ? readStat(r.pid) : null;
+  if (!r || !st) return;
+  const row: JobRow = {
+    ...intent.row,
+    pid: r.pid,
+    startTime: st.startTime,
+    state: "running",
+    exitCode: null,
+    exitSignal: null,
+    adopted: false,
+    log: intent.row.log ?? defaultLogPath(host.config.output_dir, intent.row.jid),
+    details: { ...intent.row.details, ...r.details, restoredFrom: intent.checkpoint, haltedBy: undefined },
+    updatedAt: Date.now(),
+  };
+  host.restored(row, p.reattach?.(row, ctx) ?? null, false);
+  host.log.warn("a container restore finished after the previous daemon died: its job is running again", {
+    jid: intent.row.jid,
+    pid: r.pid,
+    from: intent.checkpoint,
+  });
 }

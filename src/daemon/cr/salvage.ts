@@ -26,7 +26,8 @@ import {
 import { readDumpStats } from "../../criu/stats.ts";
 import { isRunning, jobProcess } from "../../proc/mod.ts";
 import type { CrHost } from "./host.ts";
-import { finishCutRestore } from "./restore_intent.ts";
+import { finishCutRestore, readIntent, recoverContainerRestore } from "./restore_intent.ts";
+import { plugin } from "../../plugins/mod.ts";
 
 /** A dump's images while it runs: `<dir>/.cedana-tmp-<name>` (and `<that>.tar.gz` etc.). */
 export const TMP_PREFIX = ".cedana-tmp-";
@@ -254,6 +255,22 @@ type Temp = ReturnType<CrHost["db"]["temps"]>[number];
  */
 export function clearTemps(host: CrHost): void {
   for (const t of host.db.temps()) {
+    const intent = t.kind === "work" && exists(t.path) ? readIntent(t.path) : null;
+    if (intent && plugin(intent.row.type).restore) {
+      // a container's restore: its runtime may still be at it (it does not die with the daemon)
+      const done = (async () => {
+        await untilNoWriters(t.path);
+        await recoverContainerRestore(host, intent).catch((e) =>
+          host.log.warn("cannot finish a container restore the previous daemon started", {
+            jid: intent.row.jid,
+            error: String(e),
+          })
+        );
+        clearTemp(host, t);
+      })();
+      host.busyUntil(intent.row.jid, "restore (finishing after a daemon restart)", done);
+      continue;
+    }
     if (t.kind === "work" && exists(t.path) && !writers(t.path).length) {
       // a half-done restore: its tasks are stuck (and hold the job's PIDs); the checkpoint is intact.
       // Unless CRIU had resumed them: then they are the job, recorded now.
@@ -284,13 +301,14 @@ export function clearTemps(host: CrHost): void {
         pids,
       },
     );
-    const ended = (async () => {
-      for (const until = Date.now() + 3600_000; writers(t.path).length && Date.now() < until;) {
-        await new Promise((r) => setTimeout(r, 250));
-      }
-      clearTemp(host, t);
-    })();
+    const ended = untilNoWriters(t.path).then(() => clearTemp(host, t));
     host.busyUntil(t.jid, "dump (still being written after a daemon restart)", ended);
+  }
+}
+
+async function untilNoWriters(path: string): Promise<void> {
+  for (const until = Date.now() + 3600_000; writers(path).length && Date.now() < until;) {
+    await new Promise((r) => setTimeout(r, 250));
   }
 }
 

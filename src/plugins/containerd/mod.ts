@@ -15,7 +15,7 @@ import {
   unavailable,
 } from "../../errors.ts";
 import type { JobRow } from "../../daemon/db.ts";
-import { readStat } from "../../proc/mod.ts";
+import { readStat, startTimeToDate } from "../../proc/mod.ts";
 import { criuLogFileErrors } from "../../criu/run.ts";
 import { runCommand, TIMED_OUT, trackSpawn } from "../../sys/mod.ts";
 import { spawn } from "node:child_process";
@@ -26,6 +26,7 @@ import type {
   ExitStatus,
   JobPlugin,
   PluginContext,
+  RecoverContext,
   RestoreContext,
   Restored,
   StartedJob,
@@ -446,6 +447,20 @@ async function restore(c: RestoreContext): Promise<Restored> {
   };
 }
 
+/**
+ * A restore the previous daemon did not see end: containerd went on, and a task it restored since
+ * runs as the job (its shim writes the output to the job's log).
+ */
+async function recoverRestore(c: RecoverContext) {
+  const dumped = c.dumped as unknown as Partial<CtrDetails>;
+  const t = target(c.config, c.options.address ?? dumped.address, c.options.namespace ?? dumped.namespace);
+  const id = c.options.id ?? dumped.id ?? c.jid;
+  const tk = await task(t, id).catch(() => null);
+  const st = tk?.status === "RUNNING" ? readStat(tk.pid) : null;
+  if (!st || startTimeToDate(st.startTime).getTime() < c.since) return null;
+  return { pid: tk!.pid, details: { ...dumped, id, ...t } as Record<string, unknown> };
+}
+
 export const containerdPlugin: JobPlugin<RunContainerdRequest, ManageContainerdRequest> = {
   type: "containerd",
   run,
@@ -456,5 +471,6 @@ export const containerdPlugin: JobPlugin<RunContainerdRequest, ManageContainerdR
   noCriuOpts: "containerd's shim starts runc, which starts CRIU: put CRIU options into /etc/criu/runc.conf",
   checkpoint,
   restore,
+  recoverRestore,
   exitStatus,
 };

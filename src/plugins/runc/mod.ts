@@ -10,17 +10,19 @@ import { join, resolve } from "node:path";
 import type { ManageRuncRequest, RunRuncRequest } from "../../api/types.ts";
 import { alreadyExists, failedPrecondition, invalidArgument } from "../../errors.ts";
 import type { JobRow } from "../../daemon/db.ts";
-import { readStat } from "../../proc/mod.ts";
+import { readStat, startTimeToDate } from "../../proc/mod.ts";
 import { criuLogFileErrors } from "../../criu/run.ts";
 import { writeCheckedCriuConfig } from "../../criu/check_opts.ts";
 import { closeFd, openAppend, pipe, runCommand, trackSpawn } from "../../sys/mod.ts";
 import { type IoKeep, keptPipes, reclaimIo, releaseIo } from "../process/io.ts";
 import { logPump } from "./log_pump.ts";
+import { faultPoint } from "../../daemon/fault.ts";
 import type {
   CheckpointContext,
   JobIo,
   JobPlugin,
   PluginContext,
+  RecoverContext,
   RestoreContext,
   Restored,
   StartedJob,
@@ -363,6 +365,7 @@ async function restore(c: RestoreContext): Promise<Restored> {
     );
     throw e;
   }
+  faultPoint("restore-runtime-done");
   const pid = Number(Deno.readTextFileSync(pidFile).trim());
   const log = attachable ? null : c.row.log ?? defaultLogPath(c.config.output_dir, c.jid);
   const { io, keep } = wire(fds, log);
@@ -381,6 +384,27 @@ async function restore(c: RestoreContext): Promise<Restored> {
     attachable,
     log,
   };
+}
+
+/**
+ * A restore the previous daemon did not see end: runc went on and made the container, but its
+ * stdio pipes were the dead daemon's (its next write fails), so it is removed and the job, halted
+ * with its checkpoint intact, restores again. Only a container made since the restore began.
+ */
+async function recoverRestore(c: RecoverContext): Promise<null> {
+  const dumped = c.dumped as unknown as Partial<RuncDetails>;
+  const root = c.options.root ?? dumped.root ?? DEFAULT_ROOT;
+  const id = c.options.id ?? dumped.id ?? c.jid;
+  const st = await runcState(root, id).catch(() => null);
+  if (!st || !(Date.parse(st.created ?? "") >= c.since)) return null;
+  const init = st.pid ? readStat(st.pid) : null;
+  if (init && startTimeToDate(init.startTime).getTime() < c.since) return null; // (not this restore's)
+  await runc(root, ["delete", "--force", id], `runc delete ${id}`);
+  c.log.warn("removed the container of a restore the previous daemon did not finish; restore the job again", {
+    jid: c.jid,
+    id,
+  });
+  return null;
 }
 
 /** runc's own rule for container IDs, checked before runc is asked. */
@@ -459,4 +483,5 @@ export const runcPlugin: JobPlugin<RunRuncRequest, ManageRuncRequest> = {
   released,
   checkpoint,
   restore,
+  recoverRestore,
 };

@@ -24,6 +24,8 @@ export interface RuncState {
   status: string;
   bundle: string;
   rootfs: string;
+  /** RFC 3339 */
+  created?: string;
 }
 
 export function runcArgs(
