@@ -13,7 +13,7 @@ import {
   verify,
   waitTicks,
 } from "./cr_helpers.ts";
-import { MAIN, pidAlive, sleep, TestDaemon, waitFor, withDaemon } from "./helpers.ts";
+import { crashDuring, MAIN, pidAlive, sleep, TestDaemon, waitFor, withDaemon } from "./helpers.ts";
 
 Deno.test(
   "leave-running, then restore the copy after killing the original",
@@ -431,12 +431,7 @@ Deno.test(
       const ck = (await d.json<DumpResult>("dump", "job", "late")).checkpoint.path;
       await waitFor(() => !existsSync(`/proc/${pid}`), "the dumped process reaped");
       const before = lastTick(readLog(job.log!));
-      await d.stop();
-      d.env.CEDANA_FAULT = "restore-before-record";
-      await d.start();
-      assert((await d.cli("restore", "job", "late")).code !== 0, "the daemon died under the restore");
-      delete d.env.CEDANA_FAULT;
-      await d.start();
+      await crashDuring(d, "restore-before-record", "restore", "job", "late");
       const j = await jobOf(d, "late");
       assertEquals([j.status !== "halted", j.pid, j.details.restoredFrom], [true, pid, ck]);
       assertStringIncludes(d.daemonLog, "a restore finished as the previous daemon died");
@@ -462,15 +457,7 @@ Deno.test(
     try {
       const job = await startWorkload(d, "orig", "memory", "32");
       const ck = (await d.json<DumpResult>("dump", "job", "orig", "--leave-running")).checkpoint.path;
-      await d.stop();
-      d.env.CEDANA_FAULT = "restore-before-record";
-      await d.start();
-      assert(
-        (await d.cli("restore", "process", "--path", ck)).code !== 0,
-        "the daemon died under the restore",
-      );
-      delete d.env.CEDANA_FAULT;
-      await d.start();
+      await crashDuring(d, "restore-before-record", "restore", "process", "--path", ck);
       const copy = (await d.json<Job[]>("ps")).find((j) => j.jid !== "orig");
       assert(copy && copy.status !== "halted", JSON.stringify(copy));
       assertEquals(copy.details.pidNamespace, true);

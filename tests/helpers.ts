@@ -137,6 +137,25 @@ export class TestDaemon {
 }
 
 /** A test body with a fresh daemon, cleaned up afterwards whatever happens. */
+/**
+ * `args` run by a daemon that SIGKILLs itself at `fault` (see src/daemon/fault.ts) and fail; then a
+ * healthy daemon starts on the same DB, as after a crash.
+ */
+export async function crashDuring(d: TestDaemon, fault: string, ...args: string[]): Promise<void> {
+  await d.stop();
+  d.env.CEDANA_FAULT = fault;
+  try {
+    await d.start();
+    const r = await d.cli(...args);
+    if (r.code === 0) {
+      throw new Error(`cedana ${args.join(" ")} succeeded: the daemon did not die at ${fault}`);
+    }
+  } finally {
+    delete d.env.CEDANA_FAULT;
+  }
+  await d.start();
+}
+
 export function withDaemon(fn: (d: TestDaemon) => Promise<void>): () => Promise<void> {
   return async () => {
     const d = new TestDaemon();

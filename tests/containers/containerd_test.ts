@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import type { DumpResult, Job, RestoreResult } from "../../src/api/types.ts";
 import { assert, assertEquals, assertStringIncludes } from "../../src/testing/asserts.ts";
 import { lastTick, readLog, waitTicks } from "../cr_helpers.ts";
-import { type TestDaemon, waitFor } from "../helpers.ts";
+import { crashDuring, type TestDaemon, waitFor } from "../helpers.ts";
 import { hasContainerCRTools } from "./fixture.ts";
 import { IMAGE, withContainerd } from "./with_containerd.ts";
 
@@ -273,12 +273,7 @@ Deno.test(
       await waitTicks(j.log!, 2);
       await d.ok("dump", "job", "late");
       const before = lastTick(readLog(j.log!));
-      await d.stop();
-      d.env.CEDANA_FAULT = "restore-before-record";
-      await d.start();
-      assert((await d.cli("restore", "job", "late")).code !== 0, "the daemon died under the restore");
-      delete d.env.CEDANA_FAULT;
-      await d.start();
+      await crashDuring(d, "restore-before-record", "restore", "job", "late");
       await waitFor(async () => (await job(d, "late")).status !== "halted", "the restored task adopted");
       assertEquals((await job(d, "late")).pid, (await c.taskPid("l1")).pid);
       await waitTicks(j.log!, before + 3);

@@ -3,7 +3,7 @@
 import type { DumpResult, Job, RestoreResult } from "../../src/api/types.ts";
 import { assert, assertEquals, assertStringIncludes } from "../../src/testing/asserts.ts";
 import { lastTick, readLog, waitTicks } from "../cr_helpers.ts";
-import { sleep, TestDaemon, waitFor, withDaemon } from "../helpers.ts";
+import { crashDuring, sleep, TestDaemon, waitFor, withDaemon } from "../helpers.ts";
 import { hasContainerCRTools, makeBundle, runOk, spawnCapture } from "./fixture.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false, ignore: !hasContainerCRTools() } as const;
@@ -393,6 +393,15 @@ Deno.test(
   },
 );
 
+/** A counter container run as job `jid`, then dumped: where its log stood. */
+async function dumpedCounter(d: TestDaemon, jid: string, id: string) {
+  const { bundle, root } = await setup(d);
+  const log = (await runRunc(d, "--bundle", bundle, "--root", root, "--jid", jid, "--id", id)).log!;
+  await waitTicks(log, 3);
+  await d.ok("dump", "job", jid);
+  return { root, log, before: lastTick(readLog(log)) };
+}
+
 Deno.test(
   "runc: the daemon killed after runc restored the container, before recording it: the next daemon adopts it",
   opts,
@@ -400,18 +409,8 @@ Deno.test(
     const d = new TestDaemon();
     await d.start();
     try {
-      const { bundle, root } = await setup(d);
-      const started = await runRunc(d, "--bundle", bundle, "--root", root, "--jid", "late", "--id", "l1");
-      const log = started.log!;
-      await waitTicks(log, 3);
-      await d.ok("dump", "job", "late");
-      const before = lastTick(readLog(log));
-      await d.stop();
-      d.env.CEDANA_FAULT = "restore-before-record";
-      await d.start();
-      assert((await d.cli("restore", "job", "late")).code !== 0, "the daemon died under the restore");
-      delete d.env.CEDANA_FAULT;
-      await d.start();
+      const { root, log, before } = await dumpedCounter(d, "late", "l1");
+      await crashDuring(d, "restore-before-record", "restore", "job", "late");
       await waitFor(async () => (await job(d, "late")).status !== "halted", "the restored container adopted");
       const j = await job(d, "late");
       const st = JSON.parse(await runOk("runc", ["--root", root, "state", "l1"]));
@@ -441,18 +440,8 @@ Deno.test(
     const d = new TestDaemon();
     await d.start();
     try {
-      const { bundle, root } = await setup(d);
-      const started = await runRunc(d, "--bundle", bundle, "--root", root, "--jid", "cut", "--id", "k1");
-      const log = started.log!;
-      await waitTicks(log, 3);
-      await d.ok("dump", "job", "cut");
-      const before = lastTick(readLog(log));
-      await d.stop();
-      d.env.CEDANA_FAULT = "restore-runtime-done";
-      await d.start();
-      assert((await d.cli("restore", "job", "cut")).code !== 0, "the daemon died under the restore");
-      delete d.env.CEDANA_FAULT;
-      await d.start();
+      const { root, log, before } = await dumpedCounter(d, "cut", "k1");
+      await crashDuring(d, "restore-runtime-done", "restore", "job", "cut");
       // (its stdout pipe had no reader left: it could not write its output anywhere)
       await waitFor(async () => (await runcList(root)).length === 0, "the cut restore's container removed");
       assertStringIncludes(

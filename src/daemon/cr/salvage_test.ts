@@ -2,7 +2,7 @@
 // killed dump can leave, and what the next start makes of it.
 import { assert, assertEquals } from "../../testing/asserts.ts";
 import { type Manifest, MANIFEST_DRAFT, writeManifest } from "../../checkpoint/manifest.ts";
-import { JobDb } from "../db.ts";
+import { JobDb, type JobRow } from "../db.ts";
 import { Logger } from "../log.ts";
 import { Checksums } from "./checksums.ts";
 import type { CrHost } from "./host.ts";
@@ -23,6 +23,29 @@ function host(root: string) {
     },
   } as unknown as CrHost;
   return { h, db, dumped, halts };
+}
+
+function jobRow(jid: string, state: "running" | "halted", pid: number | null): JobRow {
+  return {
+    jid,
+    type: "process",
+    pid,
+    startTime: pid === null ? null : 1,
+    state,
+    exitCode: null,
+    // (a halted one: the exit watcher took CRIU's kill for its end)
+    exitSignal: state === "halted" ? "SIGKILL" : null,
+    adopted: false,
+    log: null,
+    attachable: false,
+    tty: false,
+    gpu: false,
+    cmdline: [],
+    cwd: "/",
+    details: {},
+    createdAt: 1,
+    updatedAt: 1,
+  };
 }
 
 /** A dump's temporary dir as CRIU and (optionally) the manifest step left it. */
@@ -85,25 +108,7 @@ Deno.test("salvage: a finished archive is recorded; a recorded one leaves a left
 Deno.test("salvage: no manifest but CRIU finished: kept as .incomplete (and the job knows); CRIU unfinished: useless", () => {
   const root = Deno.makeTempDirSync();
   const { h, db, dumped } = host(root);
-  db.insertJob({
-    jid: "j4",
-    type: "process",
-    pid: null,
-    startTime: null,
-    state: "running",
-    exitCode: null,
-    exitSignal: null,
-    adopted: false,
-    log: null,
-    attachable: false,
-    tty: false,
-    gpu: false,
-    cmdline: [],
-    cwd: "/",
-    details: {},
-    createdAt: 1,
-    updatedAt: 1,
-  });
+  db.insertJob(jobRow("j4", "running", null));
   const tmp = leftover(root, "d4", false);
   assertEquals(salvageImages(h, tmp, null, "j4"), {
     kind: "kept",
@@ -176,26 +181,7 @@ Deno.test("salvage: recorded images are the checkpoint that halted their job, wh
   const root = Deno.makeTempDirSync();
   const { h, db, dumped, halts } = host(root);
   const gone = 4194999; // above any default pid_max: never a live process
-  const job = (jid: string, state: "running" | "halted") =>
-    db.insertJob({
-      jid,
-      type: "process",
-      pid: gone,
-      startTime: 1,
-      state,
-      exitCode: null,
-      exitSignal: state === "halted" ? "SIGKILL" : null,
-      adopted: false,
-      log: null,
-      attachable: false,
-      tty: false,
-      gpu: false,
-      cmdline: [],
-      cwd: "/",
-      details: {},
-      createdAt: 1,
-      updatedAt: 1,
-    });
+  const job = (jid: string, state: "running" | "halted") => db.insertJob(jobRow(jid, state, gone));
   job("j6", "running");
   salvageImages(h, leftover(root, "d6", true, "c0ffee000006", { jid: "j6", pid: gone }), null, "j6");
   assertEquals([dumped, halts], [["j6"], ["c0ffee000006"]]);
