@@ -6,7 +6,9 @@ const FAULT = Deno.env.get("CEDANA_FAULT") ?? "";
 
 /**
  * Points: `restore-before-record` (CRIU resumed the tasks, the job is not recorded yet),
- * `restore-runtime-done` (runc restored the container; its pipes are not wired yet).
+ * `restore-before-gpu` (CRIU restored a GPU job; its GPU state is not back yet),
+ * `restore-runtime-done` (runc restored the container; its pipes are not wired yet),
+ * `dump-after-gpu-checkpoint` (a GPU job's state is in host memory, CRIU has not run).
  */
 export function faultPoint(point: string): void {
   if (FAULT === point) Deno.kill(Deno.pid, "SIGKILL");

@@ -4,7 +4,7 @@
 import type { DumpResult, Job, JobInspect } from "../../src/api/types.ts";
 import { assert, assertEquals, assertStringIncludes } from "../../src/testing/asserts.ts";
 import { crOpts, lastTick, PYTHON, readLog, waitTicks, WORKLOAD } from "../cr_helpers.ts";
-import { pidAlive, TestDaemon, waitFor } from "../helpers.ts";
+import { crashDuring, pidAlive, TestDaemon, waitFor } from "../helpers.ts";
 import { buildFakeCuda, buildFakeNvml, readCalls, readFakeState } from "./fake.ts";
 
 const opts = { ...crOpts, ignore: crOpts.ignore || !hasGcc() };
@@ -62,6 +62,9 @@ async function restart(d: TestDaemon, env: Record<string, string>) {
 
 const ops = (state: string, pid: number) =>
   readCalls(state).filter((c) => c.pid === pid).map((c) => `${c.op}:${c.rc}`);
+/** The calls that change a process's GPU state (not the state queries), in order. */
+const gpuOps = (state: string, pid: number) =>
+  ops(state, pid).filter((o) => !o.startsWith("state")).join(" ");
 
 Deno.test("GPU job: lock, checkpoint, CRIU dump; CRIU restore, restore, unlock", opts, async () => {
   const { d, state, job } = await gpuSetup();
@@ -136,6 +139,54 @@ Deno.test(
       await d.ok("restore", "job", "g");
       await waitTicks(job.log!, lastTick(readLog(job.log!)) + 2);
       assertEquals(readFakeState(state, job.pid!)?.state, 0);
+    } finally {
+      await d.cleanup();
+    }
+  },
+);
+
+Deno.test(
+  "GPU restore cut short by the daemon's death after CRIU: the next daemon brings the GPU state back",
+  opts,
+  async () => {
+    const { d, state, job } = await gpuSetup();
+    try {
+      await d.ok("dump", "job", "g");
+      const before = lastTick(readLog(job.log!));
+      await crashDuring(d, "restore-before-gpu", "restore", "job", "g");
+      await waitFor(
+        () => gpuOps(state, job.pid!) === "lock:0 checkpoint:0 restore:0 unlock:0",
+        "GPU restore and unlock by the next daemon",
+      ).catch((e) => {
+        throw new Error(`${e.message}: ${ops(state, job.pid!).join(" ")}\n${d.daemonLog}`);
+      });
+      assertEquals(readFakeState(state, job.pid!)?.state, 0);
+      const j = (await d.json<Job[]>("ps"))[0];
+      assertEquals([j.status !== "halted", j.pid], [true, job.pid]);
+      await waitTicks(job.log!, before + 2);
+    } finally {
+      await d.cleanup();
+    }
+  },
+);
+
+Deno.test(
+  "GPU dump cut short by the daemon's death before CRIU: the next daemon puts the job back on the GPU",
+  opts,
+  async () => {
+    const { d, state, job } = await gpuSetup();
+    try {
+      await crashDuring(d, "dump-after-gpu-checkpoint", "dump", "job", "g");
+      await waitFor(
+        () => gpuOps(state, job.pid!) === "lock:0 checkpoint:0 restore:0 unlock:0",
+        "GPU restore and unlock by the next daemon",
+      );
+      assertEquals(readFakeState(state, job.pid!)?.state, 0);
+      const j = (await d.json<Job[]>("ps"))[0];
+      assertEquals([j.status !== "halted", j.pid, j.checkpoint], [true, job.pid, null]);
+      await waitTicks(job.log!, lastTick(readLog(job.log!)) + 2);
+      // and it dumps again
+      await waitFor(async () => (await d.cli("dump", "job", "g")).code === 0, "a dump after the cleanup");
     } finally {
       await d.cleanup();
     }

@@ -36,6 +36,7 @@ import type { JobRow } from "../db.ts";
 import { checkpointAll, detectGpu, type GpuDump, lockAll, resumeAll } from "./gpu.ts";
 import { type CriuFlags, type JobPlugin, plugin } from "../../plugins/mod.ts";
 import type { CrHost } from "./host.ts";
+import { faultPoint } from "../fault.ts";
 import { exists, type Salvaged, salvageImages, TMP_PREFIX, WORK_SUBDIR } from "./salvage.ts";
 import { runSteps, type Step } from "./steps.ts";
 
@@ -228,6 +229,7 @@ const steps: Step<DumpCtx>[] = [
     when: (c) => c.gpu !== null,
     async run(c, undo) {
       await checkpointAll(c.gpu!, undo);
+      faultPoint("dump-after-gpu-checkpoint");
     },
   },
   {

@@ -9,6 +9,8 @@ import { CudaDriver, findCudaPids, freeGpuMemory, processGpuMemory } from "../..
 import { failedPrecondition } from "../../errors.ts";
 import { descendants } from "../../proc/mod.ts";
 import { humanBytes } from "./format.ts";
+import type { CrHost } from "./host.ts";
+import type { JobRow } from "../db.ts";
 
 export interface GpuManifest {
   pids: number[];
@@ -107,4 +109,35 @@ export async function restoreAll(driver: CudaDriver, pids: number[], timings: Re
   t = performance.now();
   for (const pid of pids) await driver.unlock(pid);
   timings.gpu_unlock = +(performance.now() - t).toFixed(1);
+}
+
+/**
+ * After a daemon restart: GPU state a dead daemon left held. Each CUDA process still checkpointed
+ * gets its GPU state back, one still locked is unlocked (a dump cut short before CRIU ended the
+ * job, or a restore cut short after CRIU). `kill`: a restored job whose GPU state cannot come back
+ * is killed, as in a restore (its checkpoint is intact).
+ */
+export async function gpuBack(host: CrHost, row: JobRow, pids: number[], kill: boolean): Promise<void> {
+  try {
+    const driver = CudaDriver.load();
+    const held = pids.map((pid) => ({ pid, state: driver.state(pid) }));
+    for (const h of held) if (h.state === "checkpointed") await driver.restore(h.pid);
+    for (const h of held) if (h.state !== "running") await driver.unlock(h.pid);
+    const touched = held.some((h) => h.state !== "running");
+    if (touched) host.log.warn("GPU state a killed daemon left held is back", { jid: row.jid, pids });
+  } catch (e) {
+    if (kill) {
+      for (const pid of [...descendants(row.pid!), row.pid!]) {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+    }
+    host.log.error(
+      kill
+        ? "cannot bring back the GPU state of a restored job: killed it (restore it again)"
+        : "cannot bring back the GPU state a killed daemon left held",
+      { jid: row.jid, error: String(e) },
+    );
+  }
 }

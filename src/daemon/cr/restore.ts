@@ -350,6 +350,7 @@ const steps: Step<RestoreCtx>[] = [
         row: { ...c.row, details: { ...c.row.details, ioKeepers: c.keep ?? c.row.details.ioKeepers } },
         gated: c.gated,
         checkpoint: c.path,
+        gpuPids: m.gpu?.pids,
       });
       const release = c.host.checksums.hold();
       try {
@@ -522,6 +523,7 @@ export async function restore(
   let restored = false;
   try {
     await runSteps(steps, c, timings, (step) => host.progress(target.row.jid, "restore", step));
+    faultPoint("restore-before-gpu");
     if (c.gpuDriver) await gpuRestore(c, timings);
     restored = true;
     faultPoint("restore-before-record");

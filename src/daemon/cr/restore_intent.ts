@@ -13,6 +13,7 @@ import { plugin } from "../../plugins/mod.ts";
 import type { RestoreContext } from "../../plugins/types.ts";
 import { defaultLogPath } from "../../plugins/process/mod.ts";
 import type { CrHost } from "./host.ts";
+import { gpuBack } from "./gpu.ts";
 
 const INTENT = "job.json";
 /** CRIU's --pidfile (a restore outside a new PID namespace). */
@@ -26,6 +27,8 @@ export interface Intent {
   /** A container's restore: what its plugin needs to find the container (see recoverRestore). */
   options?: RestoreContext["options"];
   dumped?: Record<string, unknown>;
+  /** A process job's CUDA processes (its PIDs stay): their GPU state comes back after CRIU's restore. */
+  gpuPids?: number[];
   /** A container's restored init, once its runtime is done (`row` is then the job's complete record). */
   pid?: number;
   /** Checksums gate the resume: without gate/ok the tasks must not run. */
@@ -151,6 +154,13 @@ export function finishCutRestore(host: CrHost, workDir: string): number[] {
     pid: root.pid,
     from: intent.checkpoint,
   });
+  if (intent.gpuPids?.length) {
+    host.busyUntil(
+      row.jid,
+      "restore (of the GPU state, after a daemon restart)",
+      gpuBack(host, row, intent.gpuPids, true),
+    );
+  }
   return spare;
 }
 

@@ -28,6 +28,8 @@ import { isRunning, jobProcess } from "../../proc/mod.ts";
 import type { CrHost } from "./host.ts";
 import { finishCutRestore, readIntent, recoverContainerRestore } from "./restore_intent.ts";
 import { plugin } from "../../plugins/mod.ts";
+import { findCudaPids } from "../../gpu/mod.ts";
+import { gpuBack } from "./gpu.ts";
 
 /** A dump's images while it runs: `<dir>/.cedana-tmp-<name>` (and `<that>.tar.gz` etc.). */
 export const TMP_PREFIX = ".cedana-tmp-";
@@ -291,6 +293,11 @@ export function clearTemps(host: CrHost): void {
     const pids = t.kind === "dump" && exists(t.path) ? writers(t.path) : [];
     if (!pids.length) {
       clearTemp(host, t);
+      // a GPU job whose dump stopped short of CRIU ending it: its GPU state may still be held
+      const row = t.kind === "dump" && t.jid ? host.db.getJob(t.jid) : null;
+      if (row?.gpu && row.state === "running" && isRunning(jobProcess(row.pid, row.startTime))) {
+        host.busyUntil(row.jid, "dump cleanup (GPU)", gpuBack(host, row, findCudaPids(row.pid!), false));
+      }
       continue;
     }
     host.log.warn(
