@@ -12,6 +12,7 @@ import {
   startWorkload,
   verify,
   waitTicks,
+  WORKLOAD,
 } from "./cr_helpers.ts";
 import { crashDuring, MAIN, pidAlive, sleep, TestDaemon, waitFor, withDaemon } from "./helpers.ts";
 
@@ -412,11 +413,81 @@ Deno.test(
     const k = await d.cli("job", "kill", "busy");
     assertEquals(k.code, 5, k.stderr);
     assertStringIncludes(k.stderr, "job busy is busy: a dump is in progress; signal it once that ends");
+    const all = await d.cli("job", "kill", "--all");
+    assertEquals(all.code, 0, all.stderr);
+    assertStringIncludes(all.stderr, "job busy not signalled: a dump is in progress");
     const r = await dumping;
     assertEquals(r.code, 0, r.stderr);
     const j = await jobOf(d, "busy");
     assertEquals([j.status, j.exitSignal], ["halted", null]);
   }),
+);
+
+Deno.test(
+  "daemon killed while CRIU holds the restored tasks for the checksums: they never run, the job restores again",
+  crOpts,
+  async () => {
+    const d = new TestDaemon();
+    await d.start();
+    try {
+      const job = await startWorkload(d, "held", "memory", "64");
+      // (a compressed checkpoint is verified while CRIU restores: the tasks wait at the gate)
+      await d.ok("dump", "job", "held", "--compression", "gzip");
+      const before = lastTick(readLog(job.log!));
+      await crashDuring(d, "restore-criu-holding", "restore", "job", "held");
+      await waitFor(() => !pidAlive(job.pid!), "the held tasks killed");
+      await sleep(500);
+      assertEquals(lastTick(readLog(job.log!)), before, "not one tick from unverified tasks");
+      assertEquals((await jobOf(d, "held")).status, "halted");
+      await waitFor(async () => (await d.cli("restore", "job", "held")).code === 0, "restored again");
+      await assertContinues(job.log!, before);
+      await verify(d, "held", job.log!);
+    } finally {
+      await d.cleanup();
+    }
+  },
+);
+
+Deno.test(
+  "daemon killed right after a restore started the I/O keepers: the next daemon stops them",
+  crOpts,
+  async () => {
+    const d = new TestDaemon();
+    await d.start();
+    try {
+      const job = await d.json<Job>(
+        "run",
+        "process",
+        "--attachable",
+        "--jid",
+        "kp",
+        "--",
+        PYTHON,
+        WORKLOAD,
+        "counter",
+      );
+      await sleep(300);
+      await d.ok("dump", "job", "kp");
+      const tagged = () =>
+        [...Deno.readDirSync("/proc")].filter((e) => {
+          try {
+            return Deno.readTextFileSync(`/proc/${e.name}/environ`).includes(
+              `CEDANA_KEEPER=${d.env.CEDANA_DB_PATH}\0`,
+            );
+          } catch {
+            return false;
+          }
+        }).length;
+      await crashDuring(d, "restore-io-ready", "restore", "job", "kp");
+      await waitFor(() => tagged() === 0, "no keeper left that nothing refers to");
+      assertStringIncludes(d.daemonLog, "stopped I/O keepers a killed daemon started but never recorded");
+      await d.ok("restore", "job", "kp");
+      assertEquals(tagged(), 2, "the restored job's own keepers (output, input)");
+      assertEquals((await jobOf(d, "kp")).pid, job.pid);
+    } finally {
+      await d.cleanup();
+    }
+  },
 );
 
 Deno.test(

@@ -88,8 +88,10 @@ export interface KillResult {
   /** The signal sent, by name. */
   signal: string;
   killed: string[];
-  /** JIDs that were not running (nothing to signal). */
+  /** JIDs that were not running (nothing to signal), or busy. */
   skipped: string[];
+  /** Of those, the jobs passed over by --all because a dump or restore was in progress on them. */
+  busy: { jid: string; op: string }[];
 }
 
 export interface DeleteRequest {

@@ -131,7 +131,8 @@ export function jobCommand() {
       });
       if (opts.json) return printJson(r);
       for (const j of r.killed) console.log(`sent ${r.signal} to job ${j}`);
-      if (opts.all && !r.killed.length) console.log("no running jobs");
+      for (const b of r.busy ?? []) console.error(`job ${b.jid} not signalled: a ${b.op} is in progress`);
+      if (opts.all && !r.killed.length && !r.busy?.length) console.log("no running jobs");
     });
   job.command("delete")
     .alias("rm")

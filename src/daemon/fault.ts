@@ -5,11 +5,24 @@
 const FAULT = Deno.env.get("CEDANA_FAULT") ?? "";
 
 /**
- * Points: `restore-before-record` (CRIU resumed the tasks, the job is not recorded yet),
+ * Points: `restore-io-ready` (a restore made the job's pipes and their keepers, CRIU has not run),
+ * `restore-before-record` (CRIU resumed the tasks, the job is not recorded yet),
  * `restore-before-gpu` (CRIU restored a GPU job; its GPU state is not back yet),
  * `restore-runtime-done` (runc restored the container; its pipes are not wired yet),
  * `dump-after-gpu-checkpoint` (a GPU job's state is in host memory, CRIU has not run).
  */
 export function faultPoint(point: string): void {
   if (FAULT === point) Deno.kill(Deno.pid, "SIGKILL");
+}
+
+/**
+ * `point` once `ready()` holds (checked every ms, for at most 10 s). The daemon is blocked
+ * meanwhile, so nothing it would do in between happens (as if it had died there).
+ * Points: `restore-criu-holding` (CRIU restored the tasks; the checksums' verdict is not given).
+ */
+export function faultPointWhen(point: string, ready: () => boolean): void {
+  if (FAULT !== point) return;
+  const tick = new Int32Array(new SharedArrayBuffer(4));
+  for (const until = Date.now() + 10_000; !ready() && Date.now() < until;) Atomics.wait(tick, 0, 0, 1);
+  Deno.kill(Deno.pid, "SIGKILL");
 }

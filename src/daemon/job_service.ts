@@ -49,7 +49,8 @@ import type { CheckpointRow, JobDb, JobRow } from "./db.ts";
 import { detectCompression } from "../checkpoint/archive.ts";
 import type { CrHost } from "./cr/host.ts";
 import { dump as runDump } from "./cr/dump.ts";
-import { clearTemps } from "./cr/salvage.ts";
+import { clearTemps, keeperPids } from "./cr/salvage.ts";
+import { setKeeperTag, stopStrayKeepers } from "./keeper.ts";
 import { type IoKeep, reclaimIo, releaseIo } from "../plugins/process/io.ts";
 import { restore as runRestore } from "./cr/restore.ts";
 import { Checksums } from "./cr/checksums.ts";
@@ -155,6 +156,7 @@ export class JobService implements CrHost {
 
   constructor(readonly db: JobDb, readonly config: Config, readonly log: Logger) {
     this.checksums = new Checksums(db, log);
+    setKeeperTag(config.db.path);
   }
 
   #ctx(jid: string): PluginContext {
@@ -515,7 +517,12 @@ export class JobService implements CrHost {
         `job ${idle.join(", ")} ${idle.length > 1 ? "are" : "is"} not running (nothing was signalled)`,
       );
     }
-    const out: KillResult = { signal: sig, killed: [], skipped: [...idle, ...busy.map((r) => r.jid)] };
+    const out: KillResult = {
+      signal: sig,
+      killed: [],
+      skipped: [...idle, ...busy.map((r) => r.jid)],
+      busy: busy.map((r) => ({ jid: r.jid, op: this.#busy.get(r.jid)! })),
+    };
     for (const { row, rest } of plan) {
       if (rest === null) {
         // re-checked right before signalling: a reused PID must never be signalled
@@ -581,7 +588,14 @@ export class JobService implements CrHost {
   start(): void {
     this.#reaper.start();
     this.checksums.resume();
-    clearTemps(this);
+    const referenced = new Set(clearTemps(this));
+    for (const row of this.db.listJobs()) {
+      for (const p of keeperPids(row.details.ioKeepers)) referenced.add(p);
+    }
+    const stray = stopStrayKeepers(referenced);
+    if (stray.length) {
+      this.log.warn("stopped I/O keepers a killed daemon started but never recorded", { pids: stray });
+    }
   }
 
   unwatch(jid: string): void {

@@ -14,10 +14,21 @@ export interface KeeperRef {
   count: number;
 }
 
+// Keepers carry KEEPER_ENV=<tag> (the daemon's DB path) in their environment. A daemon killed
+// between starting a keeper and recording it leaves one that nothing refers to; the next daemon
+// finds those by the tag (another daemon's keepers have another) and stops them.
+const KEEPER_ENV = "CEDANA_KEEPER";
+let tag = "";
+
+export function setKeeperTag(t: string): void {
+  tag = t;
+}
+
 export function startKeeper(fds: number[]): KeeperRef {
   const child = spawn("sleep", ["infinity"], {
     detached: true,
     stdio: ["ignore", "ignore", "ignore", ...fds],
+    env: { ...Deno.env.toObject(), [KEEPER_ENV]: tag },
   });
   const pid = child.pid!;
   trackSpawn(pid, new Promise((r) => child.once("exit", r)));
@@ -49,4 +60,21 @@ export function stopKeeper(ref: KeeperRef | undefined): void {
   try {
     Deno.kill(ref.pid, "SIGKILL");
   } catch { /* gone */ }
+}
+
+/** This daemon's keepers that none of `referenced` (PIDs) names: stopped; their PIDs. */
+export function stopStrayKeepers(referenced: Set<number>): number[] {
+  if (!tag) return [];
+  const mark = `\0${KEEPER_ENV}=${tag}\0`;
+  const out: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    const pid = Number(e.name);
+    if (!(pid > 0) || referenced.has(pid)) continue;
+    try {
+      if (!`\0${Deno.readTextFileSync(`/proc/${pid}/environ`)}`.includes(mark)) continue;
+      Deno.kill(pid, "SIGKILL");
+      out.push(pid);
+    } catch { /* gone, or not readable */ }
+  }
+  return out;
 }

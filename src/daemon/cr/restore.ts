@@ -21,9 +21,9 @@ import { defaultLogPath } from "../../plugins/process/mod.ts";
 import { children, readStat } from "../../proc/mod.ts";
 import { closeFd, openpty, pipe } from "../../sys/mod.ts";
 import type { JobRow } from "../db.ts";
-import { WORK_PREFIX } from "./salvage.ts";
+import { exists, WORK_PREFIX } from "./salvage.ts";
 import { GATE_DIR, PID_FILE, readIntent, writeIntent } from "./restore_intent.ts";
-import { faultPoint } from "../fault.ts";
+import { faultPoint, faultPointWhen } from "../fault.ts";
 import type { CrHost } from "./host.ts";
 import { runSteps, type Step } from "./steps.ts";
 import { requireCriu } from "./dump.ts";
@@ -90,15 +90,20 @@ async function pidsFree(c: RestoreCtx): Promise<boolean> {
 }
 
 // CRIU 4.2 logs but ignores a failing pre-resume script, so a damaged checkpoint is stopped here
-// by killing the restored tree while it is still held (not one instruction of it has run).
-const ACTION_SCRIPT = (gate: string) =>
+// by killing the restored tree while it is still held (not one instruction of it has run). So is
+// a restore whose daemon died before the verdict (CRIU outlives it: killed, it would let the
+// tasks go unverified); the daemon is known by its PID and start time (a reused PID is not it).
+const ACTION_SCRIPT = (gate: string, daemon: { pid: number; startTime: number }) =>
   `#!/bin/sh
 # cedana: hold the restored tasks before they resume until the checkpoint's checksums are verified
+daemon_alive() {
+  [ "$(sed 's/.*) //' /proc/${daemon.pid}/stat 2>/dev/null | cut -d' ' -f20)" = "${daemon.startTime}" ]
+}
 case "$CRTOOLS_SCRIPT_ACTION" in
 pre-resume)
   while :; do
     [ -e '${gate}/ok' ] && exit 0
-    if [ -e '${gate}/bad' ]; then
+    if [ -e '${gate}/bad' ] || ! daemon_alive; then
       kill -KILL -- "-$CRTOOLS_INIT_PID" 2>/dev/null
       kill -KILL "$CRTOOLS_INIT_PID" 2>/dev/null
       exit 1
@@ -298,6 +303,7 @@ const steps: Step<RestoreCtx>[] = [
         give(pty.slave, tty.id);
         ({ io: c.io, keep: c.keep } = keptPty(pty.master));
       }
+      faultPoint("restore-io-ready");
     },
   },
   {
@@ -308,7 +314,11 @@ const steps: Step<RestoreCtx>[] = [
       const gate = join(c.workDir, GATE_DIR);
       Deno.mkdirSync(gate);
       const script = join(c.workDir, "action.sh");
-      Deno.writeTextFileSync(script, ACTION_SCRIPT(gate), { mode: 0o755 });
+      Deno.writeTextFileSync(
+        script,
+        ACTION_SCRIPT(gate, { pid: Deno.pid, startTime: readStat(Deno.pid)?.startTime ?? 0 }),
+        { mode: 0o755 },
+      );
       const pidFile = join(c.workDir, PID_FILE);
       const args = (ns: boolean) =>
         restoreArgs({
@@ -356,7 +366,12 @@ const steps: Step<RestoreCtx>[] = [
       try {
         if (!c.pidNamespace) {
           try {
-            await runCriu(c.criu, args(false), logPath, "criu restore", { extraFds: c.childFds });
+            // (CRIU outlives the daemon: the restore finishes, the next daemon adopts or kills it)
+            await runCriu(c.criu, args(false), logPath, "criu restore", {
+              extraFds: c.childFds,
+              pdeathsig: false,
+              onSpawn: () => faultPointWhen("restore-criu-holding", () => exists(pidFile)),
+            });
             c.pid = Number(Deno.readTextFileSync(pidFile).trim());
           } catch (e) {
             // A PID can look free in /proc yet still be allocated (someone holds a pidfd of the

@@ -30,6 +30,7 @@ import { finishCutRestore, readIntent, recoverContainerRestore } from "./restore
 import { plugin } from "../../plugins/mod.ts";
 import { findCudaPids } from "../../gpu/mod.ts";
 import { gpuBack } from "./gpu.ts";
+import type { IoKeep } from "../../plugins/process/io.ts";
 
 /** A dump's images while it runs: `<dir>/.cedana-tmp-<name>` (and `<that>.tar.gz` etc.). */
 export const TMP_PREFIX = ".cedana-tmp-";
@@ -249,16 +250,24 @@ function restoreLeftovers(path: string): number[] {
 
 type Temp = ReturnType<CrHost["db"]["temps"]>[number];
 
+/** The PIDs of the keepers named in a job's details. */
+export function keeperPids(keep: unknown): number[] {
+  const k = keep as IoKeep | undefined;
+  return [k?.out?.pid, k?.input?.pid].filter((p): p is number => typeof p === "number");
+}
+
 /**
  * On daemon start: every temporary dir a killed daemon left (this daemon's DB says which). A
  * dump that a runtime is still writing (runc outlives the daemon and finishes the checkpoint on
  * its own) is salvaged once it ends; its job is busy until then, so nothing restores an older
- * checkpoint meanwhile.
+ * checkpoint meanwhile. Returns the PIDs of the I/O keepers restores still to be finished hold.
  */
-export function clearTemps(host: CrHost): void {
+export function clearTemps(host: CrHost): number[] {
+  const pendingKeepers: number[] = [];
   for (const t of host.db.temps()) {
     const intent = t.kind === "work" && exists(t.path) ? readIntent(t.path) : null;
     if (intent && plugin(intent.row.type).restore) {
+      pendingKeepers.push(...keeperPids(intent.row.details.ioKeepers));
       // a container's restore: its runtime may still be at it (it does not die with the daemon)
       const done = (async () => {
         await untilNoWriters(t.path);
@@ -311,6 +320,7 @@ export function clearTemps(host: CrHost): void {
     const ended = untilNoWriters(t.path).then(() => clearTemp(host, t));
     host.busyUntil(t.jid, "dump (still being written after a daemon restart)", ended);
   }
+  return pendingKeepers;
 }
 
 async function untilNoWriters(path: string): Promise<void> {
