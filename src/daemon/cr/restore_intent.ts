@@ -191,6 +191,9 @@ export async function recoverContainerRestore(host: CrHost, intent: Intent): Pro
   }
   const st = r ? readStat(r.pid) : null;
   if (!r || !st) return;
+  const now = host.db.getJob(intent.row.jid);
+  // (the daemon died after recording it, before dropping the work dir: reconcile has it already)
+  if (now?.state === "running" && now.pid === r.pid && now.startTime === st.startTime) return;
   const row: JobRow = {
     ...intent.row,
     pid: r.pid,
