@@ -370,7 +370,7 @@ Deno.test("daemon SIGKILLed in the middle of a dump: no half checkpoint, job not
 });
 
 Deno.test(
-  "daemon SIGKILLed in the middle of a restore: nothing half-restored is left, the job restores again",
+  "daemon SIGKILLed in the middle of a restore: CRIU finishes it, the next daemon records the job running",
   crOpts,
   async () => {
     const d = new TestDaemon();
@@ -385,11 +385,21 @@ Deno.test(
       for (const until = Date.now() + 20_000; !existsSync(`/proc/${pid}`) && Date.now() < until;) {
         await sleep(2);
       }
+      const before = lastTick(readLog(job.log!));
       await d.stop("SIGKILL");
       assert((await restoring).code !== 0, "the restore did not report success");
       await d.start();
-      await waitFor(() => !pidAlive(pid), "the half-restored task killed by the next daemon", 10_000);
-      assertEquals((await jobOf(d, "rv")).status, "halted");
+      // (CRIU outlives the daemon: nothing is left half-restored, and nothing runs unrecorded)
+      await waitFor(
+        async () => (await jobOf(d, "rv")).status !== "halted",
+        "the restored job recorded",
+        30_000,
+      );
+      assertEquals((await jobOf(d, "rv")).pid, pid);
+      await assertContinues(job.log!, before);
+      await verify(d, "rv", job.log!);
+      await d.ok("job", "kill", "rv");
+      await waitFor(async () => (await jobOf(d, "rv")).status === "halted", "killed");
       const back = await d.json<RestoreResult>("restore", "job", "rv");
       assertEquals(back.pidNamespace, false, "its PIDs are free again");
       await verify(d, "rv", job.log!);
@@ -491,6 +501,34 @@ Deno.test(
 );
 
 Deno.test(
+  "daemon killed as CRIU starts restoring, restarted at once: the job runs once, recorded",
+  crOpts,
+  async () => {
+    const d = new TestDaemon();
+    await d.start();
+    try {
+      const job = await startWorkload(d, "race", "memory", "256");
+      await d.ok("dump", "job", "race");
+      const before = lastTick(readLog(job.log!));
+      // CRIU goes on without the daemon; the next one starts while it may still be restoring
+      await crashDuring(d, "restore-criu-started", "restore", "job", "race");
+      await waitFor(
+        async () => (await jobOf(d, "race")).status !== "halted",
+        "the restored job adopted",
+        30_000,
+      );
+      assertEquals((await jobOf(d, "race")).pid, job.pid);
+      const again = await d.cli("restore", "job", "race");
+      assertEquals(again.code, 5, again.stderr);
+      await assertContinues(job.log!, before);
+      await verify(d, "race", job.log!);
+    } finally {
+      await d.cleanup();
+    }
+  },
+);
+
+Deno.test(
   "daemon killed after CRIU resumed the job, before recording it: the next daemon adopts it, no duplicate",
   crOpts,
   async () => {
@@ -503,6 +541,7 @@ Deno.test(
       await waitFor(() => !existsSync(`/proc/${pid}`), "the dumped process reaped");
       const before = lastTick(readLog(job.log!));
       await crashDuring(d, "restore-before-record", "restore", "job", "late");
+      await waitFor(async () => (await jobOf(d, "late")).status !== "halted", "the restored job adopted");
       const j = await jobOf(d, "late");
       assertEquals([j.status !== "halted", j.pid, j.details.restoredFrom], [true, pid, ck]);
       assertStringIncludes(d.daemonLog, "a restore finished as the previous daemon died");
@@ -529,7 +568,10 @@ Deno.test(
       const job = await startWorkload(d, "orig", "memory", "32");
       const ck = (await d.json<DumpResult>("dump", "job", "orig", "--leave-running")).checkpoint.path;
       await crashDuring(d, "restore-before-record", "restore", "process", "--path", ck);
-      const copy = (await d.json<Job[]>("ps")).find((j) => j.jid !== "orig");
+      const copy = await waitFor(
+        async () => (await d.json<Job[]>("ps")).find((j) => j.jid !== "orig"),
+        "the copy recorded",
+      );
       assert(copy && copy.status !== "halted", JSON.stringify(copy));
       assertEquals(copy.details.pidNamespace, true);
       assert(copy.log && copy.log !== job.log, "the copy writes a log of its own");

@@ -370,7 +370,10 @@ const steps: Step<RestoreCtx>[] = [
             await runCriu(c.criu, args(false), logPath, "criu restore", {
               extraFds: c.childFds,
               pdeathsig: false,
-              onSpawn: () => faultPointWhen("restore-criu-holding", () => exists(pidFile)),
+              onSpawn: () => {
+                faultPoint("restore-criu-started");
+                faultPointWhen("restore-criu-holding", () => exists(pidFile));
+              },
             });
             c.pid = Number(Deno.readTextFileSync(pidFile).trim());
           } catch (e) {

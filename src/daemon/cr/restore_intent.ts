@@ -5,8 +5,8 @@
 // a daemon that finds the work dir on start adopts the restored tasks under that record when they
 // resumed (and were verified), and kills them when they did not.
 
-import { join } from "node:path";
-import { type IoKeep, releaseIo } from "../../plugins/process/io.ts";
+import { basename, join } from "node:path";
+import { type IoKeep, reclaimIo, releaseIo } from "../../plugins/process/io.ts";
 import { children, descendants, readCmdline, readFds, readStat, startTimeToDate } from "../../proc/mod.ts";
 import type { JobRow } from "../db.ts";
 import { plugin } from "../../plugins/mod.ts";
@@ -91,15 +91,80 @@ function bornSince(pid: number, since: number): boolean {
   return !!st && !["Z", "X", "x"].includes(st.state) && startTimeToDate(st.startTime).getTime() >= since;
 }
 
+/** The container runtimes' checkpoint/restore commands, which do not die with the daemon. */
+export const RUNTIMES = new Set(["runc", "crun", "ctr"]);
+
 /**
- * On daemon start, for a restore's work dir the previous daemon left: the restored tasks that
- * resumed are recorded as the job's (reconcile then watches them and takes their I/O back from
- * the keepers), those that did not are killed. Returns the PIDs to leave alone (the job's, and
- * in a new PID namespace the CRIU that is its init).
+ * What a restore cut short by the daemon's death left in `path` (its work dir): CRIU (it outlives
+ * the daemon), its action script, and tasks restored but never resumed (they still hold CRIU's
+ * log there). Not a runtime's restore.
  */
-export function finishCutRestore(host: CrHost, workDir: string): number[] {
-  const intent = readIntent(workDir);
-  if (!intent || plugin(intent.row.type).restore) return [];
+function restoreLeftovers(path: string): number[] {
+  const out: number[] = [];
+  const inside = (p: string) => p === path || p.startsWith(`${path}/`);
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name) || Number(e.name) === Deno.pid) continue;
+    try {
+      const argv = Deno.readTextFileSync(`/proc/${e.name}/cmdline`).split("\0");
+      if (RUNTIMES.has(basename(argv[0]))) continue;
+      let hit = argv.some((a) => a.includes(path));
+      for (const fd of hit ? [] : Deno.readDirSync(`/proc/${e.name}/fd`)) {
+        try {
+          if (inside(Deno.readLinkSync(`/proc/${e.name}/fd/${fd.name}`))) {
+            hit = true;
+            break;
+          }
+        } catch { /* closed meanwhile */ }
+      }
+      if (hit) out.push(Number(e.name));
+    } catch { /* gone, or a kernel thread */ }
+  }
+  return out;
+}
+
+/** Kills what a cut restore left in `path`, but for `spare`. */
+export function killLeftovers(host: CrHost, path: string, spare: number[]): void {
+  const pids = restoreLeftovers(path).filter((p) => !spare.includes(p));
+  for (const pid of pids) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch { /* gone */ }
+  }
+  if (pids.length) {
+    host.log.warn("killed what a restore the previous daemon did not finish left behind", { path, pids });
+  }
+}
+
+/** Processes that name the work dir in their argv: CRIU (or `unshare` running it) and its script. */
+function criuOf(path: string): number[] {
+  const out: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name) || Number(e.name) === Deno.pid) continue;
+    if ((readCmdline(Number(e.name)) ?? []).some((a) => a.includes(path))) out.push(Number(e.name));
+  }
+  return out;
+}
+
+/**
+ * CRIU may still be restoring when the next daemon starts: judged before it ends, tasks it then
+ * resumes would run on unrecorded. It ends on its own (a held restore's gate sees the daemon is
+ * gone and kills the tasks); in a new PID namespace it stays as init once the tasks resumed.
+ */
+async function untilCriuDone(path: string): Promise<void> {
+  for (const until = Date.now() + 600_000; Date.now() < until;) {
+    if (has(join(path, GATE_DIR, "resumed")) || !criuOf(path).length) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * On daemon start, for a process restore's work dir the previous daemon left (once its CRIU is
+ * done): the restored tasks that resumed (and were verified) are recorded as the job's, with
+ * their I/O back from the keepers; those that did not are killed, with whatever else the restore
+ * left.
+ */
+export async function finishCutRestore(host: CrHost, workDir: string, intent: Intent): Promise<void> {
+  await untilCriuDone(workDir);
   const root = restoredRoot(workDir, intent.time);
   const keep = intent.row.details.ioKeepers as IoKeep | undefined;
   const resumed = root && (root.ns ? has(join(workDir, GATE_DIR, "resumed")) : true) &&
@@ -118,16 +183,17 @@ export function finishCutRestore(host: CrHost, workDir: string): number[] {
         pid: root.pid,
       });
     }
+    killLeftovers(host, workDir, []);
     // (a job restored earlier than this may hold keepers of its own: only this restore's go)
     const recorded = host.db.getJob(intent.row.jid)?.details.ioKeepers as IoKeep | undefined;
     if (keep && keep.out.pid !== recorded?.out.pid) releaseIo(keep);
-    return [];
+    return;
   }
+  killLeftovers(host, workDir, [...root.init, root.pid, ...descendants(root.pid)]);
   const st = readStat(root.pid)!;
-  const spare = [...root.init, root.pid, ...descendants(root.pid)];
   const now = host.db.getJob(intent.row.jid);
-  // (the daemon died after recording it, before dropping the work dir)
-  if (now?.state === "running" && now.pid === root.pid && now.startTime === st.startTime) return spare;
+  // (the daemon died after recording it, before dropping the work dir: reconcile has it already)
+  if (now?.state === "running" && now.pid === root.pid && now.startTime === st.startTime) return;
   const row: JobRow = {
     ...intent.row,
     pid: root.pid,
@@ -145,23 +211,13 @@ export function finishCutRestore(host: CrHost, workDir: string): number[] {
     },
     updatedAt: Date.now(),
   };
-  if (now) {
-    const { jid: _j, createdAt: _c, ...patch } = row;
-    host.db.updateJob(row.jid, patch);
-  } else host.db.insertJob(row);
+  host.restored(row, keep ? reclaimIo(keep) : null, false);
   host.log.warn("a restore finished as the previous daemon died: its job is running again", {
     jid: row.jid,
     pid: root.pid,
     from: intent.checkpoint,
   });
-  if (intent.gpuPids?.length) {
-    host.busyUntil(
-      row.jid,
-      "restore (of the GPU state, after a daemon restart)",
-      gpuBack(host, row, intent.gpuPids, true),
-    );
-  }
-  return spare;
+  if (intent.gpuPids?.length) await gpuBack(host, row, intent.gpuPids, true);
 }
 
 /**

@@ -26,7 +26,13 @@ import {
 import { readDumpStats } from "../../criu/stats.ts";
 import { isRunning, jobProcess } from "../../proc/mod.ts";
 import type { CrHost } from "./host.ts";
-import { finishCutRestore, readIntent, recoverContainerRestore } from "./restore_intent.ts";
+import {
+  finishCutRestore,
+  killLeftovers,
+  readIntent,
+  recoverContainerRestore,
+  RUNTIMES,
+} from "./restore_intent.ts";
 import { plugin } from "../../plugins/mod.ts";
 import { findCudaPids } from "../../gpu/mod.ts";
 import { gpuBack } from "./gpu.ts";
@@ -201,9 +207,6 @@ export function salvageImages(
   return { kind: "recorded", id, path, jid };
 }
 
-/** The container runtimes' checkpoint commands, which do not die with the daemon. */
-const RUNTIMES = new Set(["runc", "crun", "ctr"]);
-
 /**
  * PIDs of the runtimes (`runc checkpoint`, `ctr task checkpoint`) still writing a dump into
  * `path`. (A compressor may still be writing the archive too: that one is simply dropped.)
@@ -216,34 +219,6 @@ function writers(path: string): number[] {
       const argv = Deno.readTextFileSync(`/proc/${e.name}/cmdline`).split("\0");
       if (RUNTIMES.has(basename(argv[0])) && argv.includes(path)) out.push(Number(e.name));
     } catch { /* gone */ }
-  }
-  return out;
-}
-
-/**
- * What a restore cut short by the daemon's death left in `path` (its work dir): CRIU (in a PID
- * namespace it outlives the daemon), its action script waiting for a gate nobody opens, and tasks
- * restored but never resumed (they still hold CRIU's log there). Not a runtime's restore.
- */
-function restoreLeftovers(path: string): number[] {
-  const out: number[] = [];
-  const inside = (p: string) => p === path || p.startsWith(`${path}/`);
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name) || Number(e.name) === Deno.pid) continue;
-    try {
-      const argv = Deno.readTextFileSync(`/proc/${e.name}/cmdline`).split("\0");
-      if (RUNTIMES.has(basename(argv[0]))) continue;
-      let hit = argv.some((a) => a.includes(path));
-      for (const fd of hit ? [] : Deno.readDirSync(`/proc/${e.name}/fd`)) {
-        try {
-          if (inside(Deno.readLinkSync(`/proc/${e.name}/fd/${fd.name}`))) {
-            hit = true;
-            break;
-          }
-        } catch { /* closed meanwhile */ }
-      }
-      if (hit) out.push(Number(e.name));
-    } catch { /* gone, or a kernel thread */ }
   }
   return out;
 }
@@ -266,38 +241,30 @@ export function clearTemps(host: CrHost): number[] {
   const pendingKeepers: number[] = [];
   for (const t of host.db.temps()) {
     const intent = t.kind === "work" && exists(t.path) ? readIntent(t.path) : null;
-    if (intent && plugin(intent.row.type).restore) {
+    if (intent) {
       pendingKeepers.push(...keeperPids(intent.row.details.ioKeepers));
-      // a container's restore: its runtime may still be at it (it does not die with the daemon)
+      // CRIU or the runtime may still be at it (neither dies with the daemon): finished once they end
+      const container = !!plugin(intent.row.type).restore;
       const done = (async () => {
-        await untilNoWriters(t.path);
-        await recoverContainerRestore(host, intent).catch((e) =>
-          host.log.warn("cannot finish a container restore the previous daemon started", {
+        try {
+          if (container) {
+            await untilNoWriters(t.path);
+            await recoverContainerRestore(host, intent);
+          } else await finishCutRestore(host, t.path, intent);
+        } catch (e) {
+          host.log.warn("cannot finish a restore the previous daemon started", {
             jid: intent.row.jid,
             error: String(e),
-          })
-        );
+          });
+        }
         clearTemp(host, t);
       })();
       host.busyUntil(intent.row.jid, "restore (finishing after a daemon restart)", done);
       continue;
     }
     if (t.kind === "work" && exists(t.path) && !writers(t.path).length) {
-      // a half-done restore: its tasks are stuck (and hold the job's PIDs); the checkpoint is intact.
-      // Unless CRIU had resumed them: then they are the job, recorded now.
-      const spare = finishCutRestore(host, t.path);
-      const pids = restoreLeftovers(t.path).filter((p) => !spare.includes(p));
-      for (const pid of pids) {
-        try {
-          Deno.kill(pid, "SIGKILL");
-        } catch { /* gone */ }
-      }
-      if (pids.length) {
-        host.log.warn("killed what a restore the previous daemon did not finish left behind", {
-          path: t.path,
-          pids,
-        });
-      }
+      // a half-done restore from before CRIU ran: nothing of it can have resumed
+      killLeftovers(host, t.path, []);
     }
     const pids = t.kind === "dump" && exists(t.path) ? writers(t.path) : [];
     if (!pids.length) {
