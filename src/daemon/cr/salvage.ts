@@ -24,7 +24,7 @@ import {
   writeManifest,
 } from "../../checkpoint/manifest.ts";
 import { readDumpStats } from "../../criu/stats.ts";
-import { isRunning, jobProcess } from "../../proc/mod.ts";
+import { isRunning, isSameProcess, jobProcess } from "../../proc/mod.ts";
 import type { CrHost } from "./host.ts";
 import {
   finishCutRestore,
@@ -225,10 +225,10 @@ function writers(path: string): number[] {
 
 type Temp = ReturnType<CrHost["db"]["temps"]>[number];
 
-/** The PIDs of the keepers named in a job's details. */
+/** The PIDs of the live keepers named in a job's details (a dead one's PID may be another's now). */
 export function keeperPids(keep: unknown): number[] {
   const k = keep as IoKeep | undefined;
-  return [k?.out?.pid, k?.input?.pid].filter((p): p is number => typeof p === "number");
+  return [k?.out, k?.input].filter((r) => r && isSameProcess(r.pid, r.startTime)).map((r) => r!.pid);
 }
 
 /**
