@@ -436,156 +436,126 @@ Deno.test(
 Deno.test(
   "daemon killed while CRIU holds the restored tasks for the checksums: they never run, the job restores again",
   crOpts,
-  async () => {
-    const d = new TestDaemon();
-    await d.start();
-    try {
-      const job = await startWorkload(d, "held", "memory", "64");
-      // (a compressed checkpoint is verified while CRIU restores: the tasks wait at the gate)
-      await d.ok("dump", "job", "held", "--compression", "gzip");
-      const before = lastTick(readLog(job.log!));
-      await crashDuring(d, "restore-criu-holding", "restore", "job", "held");
-      await waitFor(() => !pidAlive(job.pid!), "the held tasks killed");
-      await sleep(500);
-      assertEquals(lastTick(readLog(job.log!)), before, "not one tick from unverified tasks");
-      assertEquals((await jobOf(d, "held")).status, "halted");
-      await waitFor(async () => (await d.cli("restore", "job", "held")).code === 0, "restored again");
-      await assertContinues(job.log!, before);
-      await verify(d, "held", job.log!);
-    } finally {
-      await d.cleanup();
-    }
-  },
+  withDaemon(async (d) => {
+    const job = await startWorkload(d, "held", "memory", "64");
+    // (a compressed checkpoint is verified while CRIU restores: the tasks wait at the gate)
+    await d.ok("dump", "job", "held", "--compression", "gzip");
+    const before = lastTick(readLog(job.log!));
+    await crashDuring(d, "restore-criu-holding", "restore", "job", "held");
+    await waitFor(() => !pidAlive(job.pid!), "the held tasks killed");
+    await sleep(500);
+    assertEquals(lastTick(readLog(job.log!)), before, "not one tick from unverified tasks");
+    assertEquals((await jobOf(d, "held")).status, "halted");
+    await waitFor(async () => (await d.cli("restore", "job", "held")).code === 0, "restored again");
+    await assertContinues(job.log!, before);
+    await verify(d, "held", job.log!);
+  }),
 );
 
 Deno.test(
   "daemon killed right after a restore started the I/O keepers: the next daemon stops them",
   crOpts,
-  async () => {
-    const d = new TestDaemon();
-    await d.start();
-    try {
-      const job = await d.json<Job>(
-        "run",
-        "process",
-        "--attachable",
-        "--jid",
-        "kp",
-        "--",
-        PYTHON,
-        WORKLOAD,
-        "counter",
-      );
-      await sleep(300);
-      await d.ok("dump", "job", "kp");
-      const tagged = () =>
-        [...Deno.readDirSync("/proc")].filter((e) => {
-          try {
-            return Deno.readTextFileSync(`/proc/${e.name}/environ`).includes(
-              `CEDANA_KEEPER=${d.env.CEDANA_DB_PATH}\0`,
-            );
-          } catch {
-            return false;
-          }
-        }).length;
-      await crashDuring(d, "restore-io-ready", "restore", "job", "kp");
-      await waitFor(() => tagged() === 0, "no keeper left that nothing refers to");
-      assertStringIncludes(d.daemonLog, "stopped I/O keepers a killed daemon started but never recorded");
-      await d.ok("restore", "job", "kp");
-      assertEquals(tagged(), 2, "the restored job's own keepers (output, input)");
-      assertEquals((await jobOf(d, "kp")).pid, job.pid);
-    } finally {
-      await d.cleanup();
-    }
-  },
+  withDaemon(async (d) => {
+    const job = await d.json<Job>(
+      "run",
+      "process",
+      "--attachable",
+      "--jid",
+      "kp",
+      "--",
+      PYTHON,
+      WORKLOAD,
+      "counter",
+    );
+    await sleep(300);
+    await d.ok("dump", "job", "kp");
+    const tagged = () =>
+      [...Deno.readDirSync("/proc")].filter((e) => {
+        try {
+          return Deno.readTextFileSync(`/proc/${e.name}/environ`).includes(
+            `CEDANA_KEEPER=${d.env.CEDANA_DB_PATH}\0`,
+          );
+        } catch {
+          return false;
+        }
+      }).length;
+    await crashDuring(d, "restore-io-ready", "restore", "job", "kp");
+    await waitFor(() => tagged() === 0, "no keeper left that nothing refers to");
+    assertStringIncludes(d.daemonLog, "stopped I/O keepers a killed daemon started but never recorded");
+    await d.ok("restore", "job", "kp");
+    assertEquals(tagged(), 2, "the restored job's own keepers (output, input)");
+    assertEquals((await jobOf(d, "kp")).pid, job.pid);
+  }),
 );
 
 Deno.test(
   "daemon killed as CRIU starts restoring, restarted at once: the job runs once, recorded",
   crOpts,
-  async () => {
-    const d = new TestDaemon();
-    await d.start();
-    try {
-      const job = await startWorkload(d, "race", "memory", "256");
-      await d.ok("dump", "job", "race");
-      const before = lastTick(readLog(job.log!));
-      // CRIU goes on without the daemon; the next one starts while it may still be restoring
-      await crashDuring(d, "restore-criu-started", "restore", "job", "race");
-      await waitFor(
-        async () => (await jobOf(d, "race")).status !== "halted",
-        "the restored job adopted",
-        30_000,
-      );
-      assertEquals((await jobOf(d, "race")).pid, job.pid);
-      const again = await d.cli("restore", "job", "race");
-      assertEquals(again.code, 5, again.stderr);
-      await assertContinues(job.log!, before);
-      await verify(d, "race", job.log!);
-    } finally {
-      await d.cleanup();
-    }
-  },
+  withDaemon(async (d) => {
+    const job = await startWorkload(d, "race", "memory", "256");
+    await d.ok("dump", "job", "race");
+    const before = lastTick(readLog(job.log!));
+    // CRIU goes on without the daemon; the next one starts while it may still be restoring
+    await crashDuring(d, "restore-criu-started", "restore", "job", "race");
+    await waitFor(
+      async () => (await jobOf(d, "race")).status !== "halted",
+      "the restored job adopted",
+      30_000,
+    );
+    assertEquals((await jobOf(d, "race")).pid, job.pid);
+    const again = await d.cli("restore", "job", "race");
+    assertEquals(again.code, 5, again.stderr);
+    await assertContinues(job.log!, before);
+    await verify(d, "race", job.log!);
+  }),
 );
 
 Deno.test(
   "daemon killed after CRIU resumed the job, before recording it: the next daemon adopts it, no duplicate",
   crOpts,
-  async () => {
-    const d = new TestDaemon();
-    await d.start();
-    try {
-      const job = await startWorkload(d, "late", "memory", "64");
-      const pid = job.pid!;
-      const ck = (await d.json<DumpResult>("dump", "job", "late")).checkpoint.path;
-      await waitFor(() => !existsSync(`/proc/${pid}`), "the dumped process reaped");
-      const before = lastTick(readLog(job.log!));
-      await crashDuring(d, "restore-before-record", "restore", "job", "late");
-      await waitFor(async () => (await jobOf(d, "late")).status !== "halted", "the restored job adopted");
-      const j = await jobOf(d, "late");
-      assertEquals([j.status !== "halted", j.pid, j.details.restoredFrom], [true, pid, ck]);
-      assertStringIncludes(d.daemonLog, "a restore finished as the previous daemon died");
-      // a second restore would run a copy of it into the same log
-      const again = await d.cli("restore", "job", "late");
-      assertEquals(again.code, 5, again.stderr);
-      await assertContinues(job.log!, before);
-      await verify(d, "late", job.log!);
-      await d.ok("job", "kill", "late");
-      await waitFor(async () => (await jobOf(d, "late")).status === "halted", "the adopted job killed");
-    } finally {
-      await d.cleanup();
-    }
-  },
+  withDaemon(async (d) => {
+    const job = await startWorkload(d, "late", "memory", "64");
+    const pid = job.pid!;
+    const ck = (await d.json<DumpResult>("dump", "job", "late")).checkpoint.path;
+    await waitFor(() => !existsSync(`/proc/${pid}`), "the dumped process reaped");
+    const before = lastTick(readLog(job.log!));
+    await crashDuring(d, "restore-before-record", "restore", "job", "late");
+    await waitFor(async () => (await jobOf(d, "late")).status !== "halted", "the restored job adopted");
+    const j = await jobOf(d, "late");
+    assertEquals([j.status !== "halted", j.pid, j.details.restoredFrom], [true, pid, ck]);
+    assertStringIncludes(d.daemonLog, "a restore finished as the previous daemon died");
+    // a second restore would run a copy of it into the same log
+    const again = await d.cli("restore", "job", "late");
+    assertEquals(again.code, 5, again.stderr);
+    await assertContinues(job.log!, before);
+    await verify(d, "late", job.log!);
+    await d.ok("job", "kill", "late");
+    await waitFor(async () => (await jobOf(d, "late")).status === "halted", "the adopted job killed");
+  }),
 );
 
 Deno.test(
   "daemon killed after CRIU resumed a copy in a new PID namespace: the next daemon records the copy",
   crOpts,
-  async () => {
-    const d = new TestDaemon();
-    await d.start();
-    try {
-      const job = await startWorkload(d, "orig", "memory", "32");
-      const ck = (await d.json<DumpResult>("dump", "job", "orig", "--leave-running")).checkpoint.path;
-      await crashDuring(d, "restore-before-record", "restore", "process", "--path", ck);
-      const copy = await waitFor(
-        async () => (await d.json<Job[]>("ps")).find((j) => j.jid !== "orig"),
-        "the copy recorded",
-      );
-      assert(copy && copy.status !== "halted", JSON.stringify(copy));
-      assertEquals(copy.details.pidNamespace, true);
-      assert(copy.log && copy.log !== job.log, "the copy writes a log of its own");
-      const t = lastTick(readLog(copy.log));
-      await waitTicks(copy.log, t + 2);
-      await verify(d, copy.jid, copy.log);
-      await verify(d, "orig", job.log!);
-      // the namespace's init (CRIU) was left alone: killing the copy ends it
-      await d.ok("job", "kill", copy.jid);
-      await waitFor(async () => (await jobOf(d, copy.jid)).status === "halted", "the copy killed");
-    } finally {
-      await d.cleanup();
-    }
-  },
+  withDaemon(async (d) => {
+    const job = await startWorkload(d, "orig", "memory", "32");
+    const ck = (await d.json<DumpResult>("dump", "job", "orig", "--leave-running")).checkpoint.path;
+    await crashDuring(d, "restore-before-record", "restore", "process", "--path", ck);
+    const copy = await waitFor(
+      async () => (await d.json<Job[]>("ps")).find((j) => j.jid !== "orig"),
+      "the copy recorded",
+    );
+    assert(copy && copy.status !== "halted", JSON.stringify(copy));
+    assertEquals(copy.details.pidNamespace, true);
+    assert(copy.log && copy.log !== job.log, "the copy writes a log of its own");
+    const t = lastTick(readLog(copy.log));
+    await waitTicks(copy.log, t + 2);
+    await verify(d, copy.jid, copy.log);
+    await verify(d, "orig", job.log!);
+    // the namespace's init (CRIU) was left alone: killing the copy ends it
+    await d.ok("job", "kill", copy.jid);
+    await waitFor(async () => (await jobOf(d, copy.jid)).status === "halted", "the copy killed");
+  }),
 );
 
 Deno.test(

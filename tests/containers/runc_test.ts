@@ -405,57 +405,45 @@ async function dumpedCounter(d: TestDaemon, jid: string, id: string) {
 Deno.test(
   "runc: the daemon killed after runc restored the container, before recording it: the next daemon adopts it",
   opts,
-  async () => {
-    const d = new TestDaemon();
-    await d.start();
-    try {
-      const { root, log, before } = await dumpedCounter(d, "late", "l1");
-      await crashDuring(d, "restore-before-record", "restore", "job", "late");
-      await waitFor(async () => (await job(d, "late")).status !== "halted", "the restored container adopted");
-      const j = await job(d, "late");
-      const st = JSON.parse(await runOk("runc", ["--root", root, "state", "l1"]));
-      assertEquals([j.pid, st.status], [st.pid, "running"]);
-      // its output still reaches the log (the keepers held its pipes), nothing replayed. (What the
-      // killed daemon's log pump had read but not yet written, a line here, is lost with it.)
-      await waitTicks(log, before + 5);
-      const ticks = readLog(log).filter((l) => l.startsWith("tick ")).map((l) => Number(l.slice(5)));
-      for (let k = 1; k < ticks.length; k++) {
-        assert(ticks[k] > ticks[k - 1], `tick ${ticks[k]} after ${ticks[k - 1]}`);
-      }
-      // and the record is whole: another cycle works
-      await d.ok("dump", "job", "late");
-      await d.ok("restore", "job", "late");
-      await waitTicks(log, lastTick(readLog(log)) + 2);
-      await d.ok("job", "kill", "late");
-    } finally {
-      await d.cleanup();
+  withDaemon(async (d) => {
+    const { root, log, before } = await dumpedCounter(d, "late", "l1");
+    await crashDuring(d, "restore-before-record", "restore", "job", "late");
+    await waitFor(async () => (await job(d, "late")).status !== "halted", "the restored container adopted");
+    const j = await job(d, "late");
+    const st = JSON.parse(await runOk("runc", ["--root", root, "state", "l1"]));
+    assertEquals([j.pid, st.status], [st.pid, "running"]);
+    // its output still reaches the log (the keepers held its pipes), nothing replayed. (What the
+    // killed daemon's log pump had read but not yet written, a line here, is lost with it.)
+    await waitTicks(log, before + 5);
+    const ticks = readLog(log).filter((l) => l.startsWith("tick ")).map((l) => Number(l.slice(5)));
+    for (let k = 1; k < ticks.length; k++) {
+      assert(ticks[k] > ticks[k - 1], `tick ${ticks[k]} after ${ticks[k - 1]}`);
     }
-  },
+    // and the record is whole: another cycle works
+    await d.ok("dump", "job", "late");
+    await d.ok("restore", "job", "late");
+    await waitTicks(log, lastTick(readLog(log)) + 2);
+    await d.ok("job", "kill", "late");
+  }),
 );
 
 Deno.test(
   "runc: the daemon killed as runc finished a restore: the next daemon removes that container, the job restores again",
   opts,
-  async () => {
-    const d = new TestDaemon();
-    await d.start();
-    try {
-      const { root, log, before } = await dumpedCounter(d, "cut", "k1");
-      await crashDuring(d, "restore-runtime-done", "restore", "job", "cut");
-      // (its stdout pipe had no reader left: it could not write its output anywhere)
-      await waitFor(async () => (await runcList(root)).length === 0, "the cut restore's container removed");
-      assertStringIncludes(
-        d.daemonLog,
-        "removed the container of a restore the previous daemon did not finish",
-      );
-      assertEquals((await job(d, "cut")).status, "halted");
-      await waitFor(async () => (await d.cli("restore", "job", "cut")).code === 0, "the job restores again");
-      await waitTicks(log, before + 3);
-      const ticks = readLog(log).filter((l) => l.startsWith("tick ")).map((l) => Number(l.slice(5)));
-      for (let k = 1; k < ticks.length; k++) assertEquals(ticks[k], ticks[k - 1] + 1, "no gap, no restart");
-      await d.ok("job", "kill", "cut");
-    } finally {
-      await d.cleanup();
-    }
-  },
+  withDaemon(async (d) => {
+    const { root, log, before } = await dumpedCounter(d, "cut", "k1");
+    await crashDuring(d, "restore-runtime-done", "restore", "job", "cut");
+    // (its stdout pipe had no reader left: it could not write its output anywhere)
+    await waitFor(async () => (await runcList(root)).length === 0, "the cut restore's container removed");
+    assertStringIncludes(
+      d.daemonLog,
+      "removed the container of a restore the previous daemon did not finish",
+    );
+    assertEquals((await job(d, "cut")).status, "halted");
+    await waitFor(async () => (await d.cli("restore", "job", "cut")).code === 0, "the job restores again");
+    await waitTicks(log, before + 3);
+    const ticks = readLog(log).filter((l) => l.startsWith("tick ")).map((l) => Number(l.slice(5)));
+    for (let k = 1; k < ticks.length; k++) assertEquals(ticks[k], ticks[k - 1] + 1, "no gap, no restart");
+    await d.ok("job", "kill", "cut");
+  }),
 );

@@ -10,7 +10,7 @@ import { type IoKeep, reclaimIo, releaseIo } from "../../plugins/process/io.ts";
 import { children, descendants, readCmdline, readFds, readStat, startTimeToDate } from "../../proc/mod.ts";
 import type { JobRow } from "../db.ts";
 import { plugin } from "../../plugins/mod.ts";
-import type { RestoreContext } from "../../plugins/types.ts";
+import type { JobIo, RestoreContext } from "../../plugins/types.ts";
 import { defaultLogPath } from "../../plugins/process/mod.ts";
 import type { CrHost } from "./host.ts";
 import { gpuBack } from "./gpu.ts";
@@ -190,33 +190,12 @@ export async function finishCutRestore(host: CrHost, workDir: string, intent: In
     return;
   }
   killLeftovers(host, workDir, [...root.init, root.pid, ...descendants(root.pid)]);
-  const st = readStat(root.pid)!;
-  const now = host.db.getJob(intent.row.jid);
-  // (the daemon died after recording it, before dropping the work dir: reconcile has it already)
-  if (now?.state === "running" && now.pid === root.pid && now.startTime === st.startTime) return;
-  const row: JobRow = {
-    ...intent.row,
-    pid: root.pid,
-    startTime: st.startTime,
-    state: "running",
-    exitCode: null,
-    exitSignal: null,
+  const row = adopt(host, intent, root.pid, {
     // no longer the child of a daemon: its exit code is lost
     adopted: true,
-    details: {
-      ...intent.row.details,
-      restoredFrom: intent.checkpoint,
-      haltedBy: undefined,
-      pidNamespace: root.ns || undefined,
-    },
-    updatedAt: Date.now(),
-  };
-  host.restored(row, keep ? reclaimIo(keep) : null, false);
-  host.log.warn("a restore finished as the previous daemon died: its job is running again", {
-    jid: row.jid,
-    pid: root.pid,
-    from: intent.checkpoint,
-  });
+    details: { ...intent.row.details, pidNamespace: root.ns || undefined },
+  }, () => keep ? reclaimIo(keep) : null);
+  if (!row) return;
   if (intent.gpuPids?.length) await gpuBack(host, row, intent.gpuPids, true);
 }
 
@@ -245,27 +224,46 @@ export async function recoverContainerRestore(host: CrHost, intent: Intent): Pro
       since,
     }) ?? null;
   }
-  const st = r ? readStat(r.pid) : null;
-  if (!r || !st) return;
+  if (!r) return;
+  adopt(host, intent, r.pid, {
+    // (the runtime knows how it ends)
+    adopted: false,
+    log: intent.row.log ?? defaultLogPath(host.config.output_dir, intent.row.jid),
+    details: { ...intent.row.details, ...r.details },
+  }, (row) => p.reattach?.(row, ctx) ?? null);
+}
+
+/**
+ * Records the process a cut restore left running as its job (unless the dead daemon had recorded
+ * it already: then reconcile has it), with its I/O back. The row, or null when there is nothing to do.
+ */
+function adopt(
+  host: CrHost,
+  intent: Intent,
+  pid: number,
+  patch: Partial<JobRow>,
+  io: (row: JobRow) => JobIo | null,
+): JobRow | null {
+  const st = readStat(pid);
+  if (!st) return null;
   const now = host.db.getJob(intent.row.jid);
-  // (the daemon died after recording it, before dropping the work dir: reconcile has it already)
-  if (now?.state === "running" && now.pid === r.pid && now.startTime === st.startTime) return;
+  if (now?.state === "running" && now.pid === pid && now.startTime === st.startTime) return null;
   const row: JobRow = {
     ...intent.row,
-    pid: r.pid,
+    ...patch,
+    pid,
     startTime: st.startTime,
     state: "running",
     exitCode: null,
     exitSignal: null,
-    adopted: false,
-    log: intent.row.log ?? defaultLogPath(host.config.output_dir, intent.row.jid),
-    details: { ...intent.row.details, ...r.details, restoredFrom: intent.checkpoint, haltedBy: undefined },
+    details: { ...patch.details, restoredFrom: intent.checkpoint, haltedBy: undefined },
     updatedAt: Date.now(),
   };
-  host.restored(row, p.reattach?.(row, ctx) ?? null, false);
-  host.log.warn("a container restore finished after the previous daemon died: its job is running again", {
-    jid: intent.row.jid,
-    pid: r.pid,
+  host.restored(row, io(row), false);
+  host.log.warn("a restore finished as the previous daemon died: its job is running again", {
+    jid: row.jid,
+    pid,
     from: intent.checkpoint,
   });
+  return row;
 }
