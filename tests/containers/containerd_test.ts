@@ -5,11 +5,19 @@ import type { DumpResult, Job, RestoreResult } from "../../src/api/types.ts";
 import { assert, assertEquals, assertStringIncludes } from "../../src/testing/asserts.ts";
 import { lastTick, readLog, waitTicks } from "../cr_helpers.ts";
 import { crashDuring, type TestDaemon, waitFor } from "../helpers.ts";
-import { hasContainerCRTools } from "./fixture.ts";
+import { hasContainerCRTools, type PrivateContainerd } from "./fixture.ts";
 import { IMAGE, withContainerd } from "./with_containerd.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false, ignore: !hasContainerCRTools() } as const;
 const COUNTER = ["sh", "-c", 'i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.1; done'];
+
+/** `ctr containers rm`, retried while containerd is still removing the container's dead task. */
+async function removeContainer(c: PrivateContainerd, id: string): Promise<void> {
+  await waitFor(
+    () => c.ctrOk("containers", "rm", id).then(() => true, () => false),
+    `ctr containers rm ${id}`,
+  );
+}
 
 async function job(d: TestDaemon, jid: string): Promise<Job> {
   return (await d.json<Job[]>("ps")).find((j) => j.jid === jid)!;
@@ -141,8 +149,9 @@ Deno.test(
       );
       assertEquals(taken.code, 4, taken.stderr);
       assertStringIncludes(taken.stderr, "container cdup already exists");
-      // cleared by hand, the ID is free: a new container for job cb
-      await c.ctrOk("containers", "rm", "cdup");
+      // cleared by hand, the ID is free: a new container for job cb. (Right after the kill, containerd
+      // may still be removing the dead task, and refuses the container's removal until it has.)
+      await removeContainer(c, "cdup");
       await d.ok("restore", "containerd", "--path", cp.checkpoint.path, "--id", "cdup", "--jid", "cb");
       await d.ok("job", "delete", "ca");
       assert((await job(d, "cb")).status !== "halted", "deleting job ca left job cb's container alone");
@@ -171,7 +180,7 @@ Deno.test(
       const x = await d.json<Job>("run", "containerd", IMAGE, "--jid", "cx", "--id", "cx", "--", ...COUNTER);
       await waitTicks(x.log!, 1);
       const xcp = await d.json<DumpResult>("dump", "job", "cx");
-      await c.ctrOk("containers", "rm", "cx");
+      await removeContainer(c, "cx");
       await c.ctrOk("containers", "create", IMAGE, "cx", "sleep", "1000");
       const theirs = await d.cli("restore", "job", "cx");
       assertEquals(theirs.code, 4, theirs.stderr);
