@@ -5,7 +5,8 @@
 const FAULT = Deno.env.get("CEDANA_FAULT") ?? "";
 
 /**
- * Points: `restore-criu-started` (CRIU restores on, without the daemon), `restore-io-ready` (a restore made the job's pipes and their keepers, CRIU has not run),
+ * Points: `restore-criu-started` (CRIU restores on, without the daemon),
+ * `restore-io-ready` (a restore made the job's pipes and their keepers, CRIU has not run),
  * `restore-before-record` (CRIU resumed the tasks, the job is not recorded yet),
  * `restore-before-gpu` (CRIU restored a GPU job; its GPU state is not back yet),
  * `restore-runtime-done` (runc restored the container; its pipes are not wired yet),

@@ -256,3 +256,12 @@ export function descendants(pid: number): number[] {
   }
   return result;
 }
+
+/** SIGKILL each of `pids`; one already gone is skipped. */
+export function killAll(pids: number[]): void {
+  for (const pid of pids) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch { /* gone */ }
+  }
+}

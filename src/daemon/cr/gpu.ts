@@ -7,7 +7,7 @@
 
 import { CudaDriver, findCudaPids, freeGpuMemory, processGpuMemory } from "../../gpu/mod.ts";
 import { failedPrecondition } from "../../errors.ts";
-import { descendants } from "../../proc/mod.ts";
+import { descendants, killAll } from "../../proc/mod.ts";
 import { humanBytes } from "./format.ts";
 import type { CrHost } from "./host.ts";
 import type { JobRow } from "../db.ts";
@@ -126,13 +126,7 @@ export async function gpuBack(host: CrHost, row: JobRow, pids: number[], kill: b
     const touched = held.some((h) => h.state !== "running");
     if (touched) host.log.warn("GPU state a killed daemon left held is back", { jid: row.jid, pids });
   } catch (e) {
-    if (kill) {
-      for (const pid of [...descendants(row.pid!), row.pid!]) {
-        try {
-          Deno.kill(pid, "SIGKILL");
-        } catch { /* gone */ }
-      }
-    }
+    if (kill) killAll([...descendants(row.pid!), row.pid!]);
     host.log.error(
       kill
         ? "cannot bring back the GPU state of a restored job: killed it (restore it again)"

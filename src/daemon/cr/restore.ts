@@ -18,11 +18,11 @@ import { type JobIo, plugin } from "../../plugins/mod.ts";
 import type { CudaDriver } from "../../gpu/mod.ts";
 import { checkGpuRoom, currentPids, restoreAll } from "./gpu.ts";
 import { defaultLogPath } from "../../plugins/process/mod.ts";
-import { children, readStat } from "../../proc/mod.ts";
+import { children, killAll, readStat } from "../../proc/mod.ts";
 import { closeFd, openpty, pipe } from "../../sys/mod.ts";
 import type { JobRow } from "../db.ts";
 import { exists, WORK_PREFIX } from "./salvage.ts";
-import { GATE_DIR, PID_FILE, readIntent, writeIntent } from "./restore_intent.ts";
+import { GATE_DIR, PID_FILE, writeIntent } from "./restore_intent.ts";
 import { faultPoint, faultPointWhen } from "../fault.ts";
 import type { CrHost } from "./host.ts";
 import { runSteps, type Step } from "./steps.ts";
@@ -205,13 +205,15 @@ const steps: Step<RestoreCtx>[] = [
       // No pre-resume hook through runc: verify the checksums first.
       await c.verified!;
       // (if the daemon dies from here on, the next one finds the container: see restore_intent.ts)
-      writeIntent(c.workDir, {
+      const intent = {
         row: c.row,
         gated: false,
         checkpoint: c.path,
         options: restoreOptions(c.req),
         dumped: c.manifest!.job.details,
-      });
+        time: Date.now(),
+      };
+      writeIntent(c.workDir, intent);
       const release = c.host.checksums.hold();
       let r;
       try {
@@ -238,7 +240,7 @@ const steps: Step<RestoreCtx>[] = [
       // runc/containerd make CRIU write its stats into the work dir
       c.stats = readRestoreStats(c.workDir) as unknown as Record<string, number> | null;
       c.row = { ...c.row, attachable: r.attachable, log: r.log, details: { ...c.row.details, ...r.details } };
-      writeIntent(c.workDir, { ...readIntent(c.workDir)!, row: c.row, pid: r.pid });
+      writeIntent(c.workDir, { ...intent, row: c.row, pid: r.pid });
     },
   },
   {
@@ -433,13 +435,7 @@ async function restoreInNamespace(
   });
   // On any failure from here on, the namespace (CRIU is its init) goes: nothing half-restored may
   // live on unrecorded.
-  const killNamespace = () => {
-    for (const pid of [...children(unsharePid), unsharePid]) {
-      try {
-        Deno.kill(pid, "SIGKILL");
-      } catch { /* gone */ }
-    }
-  };
+  const killNamespace = () => killAll([...children(unsharePid), unsharePid]);
   const deadline = Date.now() + 120_000;
   while (!resumed()) {
     if (failed) throw failed;

@@ -5,9 +5,18 @@
 // a daemon that finds the work dir on start adopts the restored tasks under that record when they
 // resumed (and were verified), and kills them when they did not.
 
+import { existsSync } from "node:fs";
 import { basename, join } from "node:path";
 import { type IoKeep, reclaimIo, releaseIo } from "../../plugins/process/io.ts";
-import { children, descendants, readCmdline, readFds, readStat, startTimeToDate } from "../../proc/mod.ts";
+import {
+  children,
+  descendants,
+  killAll,
+  readCmdline,
+  readFds,
+  readStat,
+  startTimeToDate,
+} from "../../proc/mod.ts";
 import type { JobRow } from "../db.ts";
 import { plugin } from "../../plugins/mod.ts";
 import type { JobIo, RestoreContext } from "../../plugins/types.ts";
@@ -52,15 +61,6 @@ export function readIntent(workDir: string): Intent | null {
     return null;
   }
 }
-
-const has = (p: string) => {
-  try {
-    Deno.statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** The restored root, when it exists and was born during this restore (not a reused PID). */
 /** `init`: in a new PID namespace, `unshare` and the CRIU that is the namespace's init. */
@@ -125,11 +125,7 @@ function restoreLeftovers(path: string): number[] {
 /** Kills what a cut restore left in `path`, but for `spare`. */
 export function killLeftovers(host: CrHost, path: string, spare: number[]): void {
   const pids = restoreLeftovers(path).filter((p) => !spare.includes(p));
-  for (const pid of pids) {
-    try {
-      Deno.kill(pid, "SIGKILL");
-    } catch { /* gone */ }
-  }
+  killAll(pids);
   if (pids.length) {
     host.log.warn("killed what a restore the previous daemon did not finish left behind", { path, pids });
   }
@@ -152,7 +148,7 @@ function criuOf(path: string): number[] {
  */
 async function untilCriuDone(path: string): Promise<void> {
   for (const until = Date.now() + 600_000; Date.now() < until;) {
-    if (has(join(path, GATE_DIR, "resumed")) || !criuOf(path).length) return;
+    if (existsSync(join(path, GATE_DIR, "resumed")) || !criuOf(path).length) return;
     await new Promise((r) => setTimeout(r, 20));
   }
 }
@@ -167,17 +163,13 @@ export async function finishCutRestore(host: CrHost, workDir: string, intent: In
   await untilCriuDone(workDir);
   const root = restoredRoot(workDir, intent.time);
   const keep = intent.row.details.ioKeepers as IoKeep | undefined;
-  const resumed = root && (root.ns ? has(join(workDir, GATE_DIR, "resumed")) : true) &&
-    (!intent.gated || has(join(workDir, GATE_DIR, "ok"))) &&
+  const resumed = root && (root.ns ? existsSync(join(workDir, GATE_DIR, "resumed")) : true) &&
+    (!intent.gated || existsSync(join(workDir, GATE_DIR, "ok"))) &&
     // tasks CRIU still holds keep its log open: not resumed
     !readFds(root.pid).some((f) => f.target.startsWith(`${workDir}/`));
   if (!root || !resumed) {
     if (root) {
-      for (const pid of [...descendants(root.pid), root.pid]) {
-        try {
-          Deno.kill(pid, "SIGKILL");
-        } catch { /* gone */ }
-      }
+      killAll([...descendants(root.pid), root.pid]);
       host.log.warn("killed the tasks of a restore the previous daemon did not finish", {
         jid: intent.row.jid,
         pid: root.pid,
