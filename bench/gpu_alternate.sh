@@ -63,7 +63,11 @@ raw_cycle() { # round (w1, w2...: warm-up, not counted)
   [ "${1#w}" = "$1" ] || log=$WORK/warmup-$1.log
   before=$(last_step "$RAW_LOG")
   rm -rf "$WORK/img"
-  "$DENO" run -A --no-config --no-lock --no-npm --no-remote "$HERE/../tests/gpu/probe.ts" \
+  # In its own session: `criu restore -j` gives the restored task the restorer's session, and where
+  # this script's session leader lives outside the PID namespace (CI's sandbox) the next dump
+  # would refuse a task whose session CRIU cannot see ("A session leader of P is outside of its
+  # pid namespace"). cedana's own CRIU runs get their own session for the same reason.
+  setsid -w "$DENO" run -A --no-config --no-lock --no-npm --no-remote "$HERE/../tests/gpu/probe.ts" \
     --pid "$RAW_PID" --images "$WORK/img" --criu "$CRIU" >"$log" 2>&1 || fail "raw cycle $1 (log $log):
 $(tail -n 25 "$log")"
   wait_steps "$RAW_LOG" $((before + 3))

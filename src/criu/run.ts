@@ -115,6 +115,11 @@ export function spawnCriu(bin: string, args: string[], opts: RunCriuOptions = {}
   const cmd = [...(opts.wrapper ?? []), ...criuLauncher(bin), ...args];
   const argv = opts.pdeathsig === false ? cmd : ["setpriv", "--pdeathsig", "KILL", "--", ...cmd];
   const child = spawn(argv[0], argv.slice(1), {
+    // CRIU leads its own session: a shell job restored with -j takes the restorer's session, and
+    // where the daemon's session leader is outside its PID namespace (`kubectl exec`, a CI
+    // sandbox) the job's next dump would fail ("A session leader of P is outside of its pid
+    // namespace"). It also keeps a terminal's Ctrl-C on a foreground daemon from reaching CRIU.
+    detached: true,
     stdio: ["ignore", "pipe", "pipe", ...(opts.extraFds ?? [])],
     env: { ...Deno.env.toObject(), ...opts.env },
   });
