@@ -9,6 +9,8 @@ export interface TreeFacts {
   /** Every PID and TID in the tree (a restore checks that they are free). */
   pids: number[];
   sessionLeader: boolean;
+  /** Its session's leader is outside this PID namespace (session 0 here): CRIU refuses such a tree. */
+  sessionOutside: boolean;
   tcpEstablished: boolean;
   tcpListen: boolean;
   unixSockets: boolean;
@@ -70,6 +72,7 @@ export function inspectTree(root: number): TreeFacts {
     root,
     pids: procs.flatMap(tasks),
     sessionLeader: stat?.session === root,
+    sessionOutside: stat?.session === 0,
     tcpEstablished,
     tcpListen,
     unixSockets,

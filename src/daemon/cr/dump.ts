@@ -110,6 +110,14 @@ const steps: Step<DumpCtx>[] = [
           c.detected.push(label);
         }
       };
+      if (f.sessionOutside && !c.plugin?.checkpoint) {
+        // (what CRIU would say after freezing the tree: "A session leader of P is outside of its
+        // pid namespace"; a process started from `kubectl exec`, a container's exec, some CI agents)
+        throw failedPrecondition(
+          `process ${c.pid}'s session leader is outside this PID namespace, which CRIU cannot checkpoint: ` +
+            `start it in a session of its own (setsid ...), or with cedana run process`,
+        );
+      }
       // A container's init leads no session of its own; runc handles its terminal.
       auto("shellJob", !f.sessionLeader && !c.plugin?.checkpoint, "--shell-job (not a session leader)");
       auto("tcpEstablished", f.tcpEstablished, "--tcp-established (open TCP connections)");
