@@ -10,7 +10,8 @@ const FAULT = Deno.env.get("CEDANA_FAULT") ?? "";
  * `restore-before-record` (CRIU resumed the tasks, the job is not recorded yet),
  * `restore-before-gpu` (CRIU restored a GPU job; its GPU state is not back yet),
  * `restore-runtime-done` (runc restored the container; its pipes are not wired yet),
- * `dump-after-gpu-checkpoint` (a GPU job's state is in host memory, CRIU has not run).
+ * `dump-after-gpu-checkpoint` (a GPU job's state is in host memory, CRIU has not run),
+ * `dump-container-frozen` (cedana froze a runc container's cgroup, runc has not started).
  */
 export function faultPoint(point: string): void {
   if (FAULT === point) Deno.kill(Deno.pid, "SIGKILL");

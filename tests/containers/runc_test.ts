@@ -447,3 +447,26 @@ Deno.test(
     await d.ok("job", "kill", "cut");
   }),
 );
+
+Deno.test(
+  "runc: the daemon killed after freezing a container for its dump: the next daemon thaws it, the job runs on",
+  opts,
+  withDaemon(async (d) => {
+    const { bundle, root } = await setup(d);
+    const log = (await runRunc(d, "--bundle", bundle, "--root", root, "--jid", "fz", "--id", "f1")).log!;
+    await waitTicks(log, 3);
+    await crashDuring(d, "dump-container-frozen", "dump", "job", "fz");
+    const before = lastTick(readLog(log));
+    await waitTicks(log, before + 3); // thawed: counting on where it stopped
+    assert((await job(d, "fz")).status !== "halted", "the job was not lost");
+    assertEquals(await d.json<unknown[]>("checkpoints", "fz"), []);
+    // and a dump now works as ever
+    await d.ok("dump", "job", "fz");
+    await d.ok("restore", "job", "fz");
+    const after = lastTick(readLog(log));
+    await waitTicks(log, after + 3);
+    const ticks = readLog(log).filter((l) => l.startsWith("tick ")).map((l) => Number(l.slice(5)));
+    for (let k = 1; k < ticks.length; k++) assertEquals(ticks[k], ticks[k - 1] + 1, "no gap, no restart");
+    await d.ok("job", "kill", "fz");
+  }),
+);

@@ -37,6 +37,7 @@ import { plugin } from "../../plugins/mod.ts";
 import { findCudaPids } from "../../gpu/mod.ts";
 import { gpuBack } from "./gpu.ts";
 import type { IoKeep } from "../../plugins/process/io.ts";
+import { FROZEN_MARK, thawMarked } from "../../sys/freezer.ts";
 
 /** A dump's images while it runs: `<dir>/.cedana-tmp-<name>` (and `<that>.tar.gz` etc.). */
 export const TMP_PREFIX = ".cedana-tmp-";
@@ -268,6 +269,7 @@ export function clearTemps(host: CrHost): number[] {
     }
     const pids = t.kind === "dump" && exists(t.path) ? writers(t.path) : [];
     if (!pids.length) {
+      if (t.kind === "dump") thawMarked(join(t.path, WORK_SUBDIR, FROZEN_MARK));
       clearTemp(host, t);
       // a GPU job whose dump stopped short of CRIU ending it: its GPU state may still be held
       const row = t.kind === "dump" && t.jid ? host.db.getJob(t.jid) : null;
@@ -284,7 +286,10 @@ export function clearTemps(host: CrHost): number[] {
         pids,
       },
     );
-    const ended = untilNoWriters(t.path).then(() => clearTemp(host, t));
+    const ended = untilNoWriters(t.path).then(() => {
+      thawMarked(join(t.path, WORK_SUBDIR, FROZEN_MARK)); // (CRIU froze a job left running again)
+      clearTemp(host, t);
+    });
     host.busyUntil(t.jid, "dump (still being written after a daemon restart)", ended);
   }
   return pendingKeepers;

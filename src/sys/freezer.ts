@@ -1,0 +1,104 @@
+// A container's cgroup frozen before its runtime checkpoints it. runc hands CRIU the container's
+// cgroup to freeze; CRIU writes cgroup.freeze, looks once, and if the tasks are not all frozen yet
+// sleeps a fixed 100 ms before it looks again (criu/seize.c, freeze_processes). On this VM that
+// happened in about half the dumps of a 512 MiB runc container (CRIU's log: "FREEZING" then
+// "FROZEN" 100 ms later), for cedana and raw runc alike. A cgroup CRIU finds already frozen is
+// seized at once; so cedana freezes it first and watches cgroup.events in 1 ms steps.
+// cgroup v2 only; anything unexpected leaves the freezing to CRIU as before.
+
+const ROOT = "/sys/fs/cgroup";
+/** Written into the dump's work dir before freezing: a daemon killed mid-dump thaws it next start. */
+export const FROZEN_MARK = "frozen-cgroup";
+
+/** A freezer cgroup as runc and CRIU use it: v2 (cgroup.freeze) or v1's freezer controller. */
+interface Freezer {
+  dir: string;
+  v2: boolean;
+}
+
+// (runc uses v2 only where /sys/fs/cgroup itself is cgroup2; a hybrid host freezes through v1)
+const isV2 = () => {
+  try {
+    Deno.statSync(`${ROOT}/cgroup.controllers`);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** pid's freezer cgroup, or null (none, the root cgroup, or the daemon's own). */
+export function freezerOf(pid: number): Freezer | null {
+  const v2 = isV2();
+  const re = v2 ? /^0::(\/.*)$/m : /^\d+:(?:[^:]*,)?freezer(?:,[^:]*)?:(\/.*)$/m;
+  const path = (p: number) => {
+    try {
+      return re.exec(Deno.readTextFileSync(`/proc/${p}/cgroup`))?.[1] ?? null;
+    } catch {
+      return null;
+    }
+  };
+  const theirs = path(pid), ours = path(Deno.pid);
+  if (!theirs || theirs === "/" || theirs.endsWith("/") || theirs.includes("/../")) return null;
+  // never freeze the daemon with the job
+  if (ours && (ours === theirs || ours.startsWith(`${theirs}/`))) return null;
+  return { dir: v2 ? `${ROOT}${theirs}` : `${ROOT}/freezer${theirs}`, v2 };
+}
+
+type State = "thawed" | "freezing" | "frozen";
+
+function state(f: Freezer): State {
+  if (!f.v2) return Deno.readTextFileSync(`${f.dir}/freezer.state`).trim().toLowerCase() as State;
+  if (Deno.readTextFileSync(`${f.dir}/cgroup.freeze`).trim() === "0") return "thawed";
+  return /^frozen 1$/m.test(Deno.readTextFileSync(`${f.dir}/cgroup.events`)) ? "frozen" : "freezing";
+}
+
+function write(f: Freezer, frozen: boolean): void {
+  Deno.writeTextFileSync(
+    `${f.dir}/${f.v2 ? "cgroup.freeze" : "freezer.state"}`,
+    f.v2 ? (frozen ? "1" : "0") : (frozen ? "FROZEN" : "THAWED"),
+  );
+}
+
+/** Thaws f; a cgroup already gone (the dumped container ended) is fine. */
+export function thaw(f: Freezer): void {
+  try {
+    write(f, false);
+  } catch { /* gone */ }
+}
+
+/**
+ * Freezes pid's cgroup and waits (at most limitMs) until every task in it is frozen. Returns the
+ * frozen cgroup (the caller thaws it when the runtime is done, whatever happened), or null where it
+ * left the cgroup as it was: not freezable here, already frozen by someone else (a paused
+ * container stays paused), or not frozen in time.
+ */
+export async function freezeCgroup(pid: number, mark: string | null, limitMs = 50): Promise<Freezer | null> {
+  const f = freezerOf(pid);
+  if (!f) return null;
+  try {
+    if (state(f) !== "thawed") return null;
+    if (mark) Deno.writeTextFileSync(mark, JSON.stringify(f));
+    write(f, true);
+  } catch {
+    return null;
+  }
+  for (const until = performance.now() + limitMs;;) {
+    try {
+      if (state(f) === "frozen") return f;
+    } catch {
+      break;
+    }
+    if (performance.now() > until) break;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  thaw(f); // (a task stuck in the kernel: CRIU copes with that itself)
+  return null;
+}
+
+/** After a daemon died mid-dump: thaw what that dump froze (the mark in its work dir). */
+export function thawMarked(mark: string): void {
+  try {
+    const f = JSON.parse(Deno.readTextFileSync(mark)) as Freezer;
+    if (typeof f.dir === "string" && f.dir.startsWith(`${ROOT}/`)) thaw({ dir: f.dir, v2: !!f.v2 });
+  } catch { /* no mark */ }
+}
