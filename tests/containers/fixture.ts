@@ -548,10 +548,12 @@ export class PrivateContainerd {
       throw new Error(`still mounted, not removing ${this.dir}: ${remaining.join(", ")}`);
     }
     // runc state of our (private) namespaces: removed when empty, which it is after `task rm`.
+    // So are the namespace's cgroups (one per controller: thousands after a few test runs).
     if (this.namespace !== "default") {
       try {
         await Deno.remove(this.runcRoot);
       } catch { /* absent or still used */ }
+      removeEmptyCgroups(this.namespace);
     }
     if (!Deno.env.get("KEEP_TEST_DIRS")) {
       try {
@@ -561,4 +563,21 @@ export class PrivateContainerd {
       }
     }
   }
+}
+
+/** rmdir /sys/fs/cgroup[/CONTROLLER]/NAME and the empty cgroups under it (a busy one stays). */
+export function removeEmptyCgroups(name: string): void {
+  const rm = (dir: string) => {
+    try {
+      for (const e of Deno.readDirSync(dir)) if (e.isDirectory) rm(`${dir}/${e.name}`);
+      Deno.removeSync(dir); // (rmdir: a cgroup's files go with it)
+    } catch { /* absent, or tasks in it */ }
+  };
+  const roots = ["/sys/fs/cgroup"];
+  try {
+    for (const e of Deno.readDirSync("/sys/fs/cgroup")) {
+      if (e.isDirectory) roots.push(`/sys/fs/cgroup/${e.name}`);
+    }
+  } catch { /* no cgroupfs */ }
+  for (const r of roots) rm(`${r}/${name}`);
 }
