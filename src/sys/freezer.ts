@@ -11,7 +11,7 @@ const ROOT = "/sys/fs/cgroup";
 export const FROZEN_MARK = "frozen-cgroup";
 
 /** A freezer cgroup as runc and CRIU use it: v2 (cgroup.freeze) or v1's freezer controller. */
-interface Freezer {
+export interface Freezer {
   dir: string;
   v2: boolean;
 }
@@ -26,22 +26,35 @@ const isV2 = () => {
   }
 };
 
-/** pid's freezer cgroup, or null (none, the root cgroup, or the daemon's own). */
-export function freezerOf(pid: number): Freezer | null {
+/**
+ * The cgroup runc has CRIU freeze, from runc's state (`cgroup_paths` in <root>/<id>/state.json):
+ * the container's own cgroup, wherever its processes moved inside it. Null when there is none here,
+ * or when it is the root or holds the daemon.
+ */
+export function runcFreezer(cgroupPaths: Record<string, string> | undefined): Freezer | null {
   const v2 = isV2();
+  const dir = v2 ? cgroupPaths?.[""] : cgroupPaths?.freezer;
+  if (typeof dir !== "string" || !dir.startsWith(`${ROOT}/`) || dir.includes("/..") || dir.endsWith("/")) {
+    return null;
+  }
+  // never freeze the daemon with the job: not the cgroup it is in, nor one above it
+  const ours = ownPath(v2);
+  if (ours === null) return null;
+  for (let p = ours; p !== "/" && p !== ""; p = p.slice(0, p.lastIndexOf("/")) || "/") {
+    if (dir.endsWith(p)) return null;
+  }
+  if (dir === ROOT || (!v2 && dir.split("/").length <= 5)) return null; // (a hierarchy's root)
+  return { dir, v2 };
+}
+
+/** This process's cgroup path in the hierarchy that freezes (as /proc/self/cgroup has it). */
+function ownPath(v2: boolean): string | null {
   const re = v2 ? /^0::(\/.*)$/m : /^\d+:(?:[^:]*,)?freezer(?:,[^:]*)?:(\/.*)$/m;
-  const path = (p: number) => {
-    try {
-      return re.exec(Deno.readTextFileSync(`/proc/${p}/cgroup`))?.[1] ?? null;
-    } catch {
-      return null;
-    }
-  };
-  const theirs = path(pid), ours = path(Deno.pid);
-  if (!theirs || theirs === "/" || theirs.endsWith("/") || theirs.includes("/../")) return null;
-  // never freeze the daemon with the job
-  if (ours && (ours === theirs || ours.startsWith(`${theirs}/`))) return null;
-  return { dir: v2 ? `${ROOT}${theirs}` : `${ROOT}/freezer${theirs}`, v2 };
+  try {
+    return re.exec(Deno.readTextFileSync("/proc/self/cgroup"))?.[1] ?? null;
+  } catch {
+    return null;
+  }
 }
 
 type State = "thawed" | "freezing" | "frozen";
@@ -67,13 +80,16 @@ export function thaw(f: Freezer): void {
 }
 
 /**
- * Freezes pid's cgroup and waits (at most limitMs) until every task in it is frozen. Returns the
+ * Freezes the cgroup and waits (at most limitMs) until every task in it is frozen. Returns the
  * frozen cgroup (the caller thaws it when the runtime is done, whatever happened), or null where it
  * left the cgroup as it was: not freezable here, already frozen by someone else (a paused
  * container stays paused), or not frozen in time.
  */
-export async function freezeCgroup(pid: number, mark: string | null, limitMs = 50): Promise<Freezer | null> {
-  const f = freezerOf(pid);
+export async function freezeCgroup(
+  f: Freezer | null,
+  mark: string | null,
+  limitMs = 50,
+): Promise<Freezer | null> {
   if (!f) return null;
   try {
     if (state(f) !== "thawed") return null;
@@ -101,4 +117,22 @@ export function thawMarked(mark: string): void {
     const f = JSON.parse(Deno.readTextFileSync(mark)) as Freezer;
     if (typeof f.dir === "string" && f.dir.startsWith(`${ROOT}/`)) thaw({ dir: f.dir, v2: !!f.v2 });
   } catch { /* no mark */ }
+}
+
+/**
+ * argv that runs `cmd args...` and thaws f when it exits, as a shell that outlives the daemon: a
+ * daemon killed while runc dumps a job left running would otherwise leave it frozen (CRIU freezes
+ * again a cgroup it found frozen) until the next daemon start.
+ */
+export function thawAfter(f: Freezer, cmd: string, args: string[]): [string, string[]] {
+  const file = `${f.dir}/${f.v2 ? "cgroup.freeze" : "freezer.state"}`;
+  return ["sh", [
+    "-c",
+    `"$@"; rc=$?; printf %s '${f.v2 ? "0" : "THAWED"}' 2>/dev/null >'${
+      file.replaceAll("'", "'\\''")
+    }'; exit $rc`,
+    "sh",
+    cmd,
+    ...args,
+  ]];
 }

@@ -4,6 +4,7 @@ import type { DumpResult, Job, RestoreResult } from "../../src/api/types.ts";
 import { assert, assertEquals, assertStringIncludes } from "../../src/testing/asserts.ts";
 import { lastTick, readLog, waitTicks } from "../cr_helpers.ts";
 import { crashDuring, sleep, TestDaemon, waitFor, withDaemon } from "../helpers.ts";
+import { existsSync } from "node:fs";
 import { hasContainerCRTools, makeBundle, runOk, spawnCapture } from "./fixture.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false, ignore: !hasContainerCRTools() } as const;
@@ -468,5 +469,78 @@ Deno.test(
     const ticks = readLog(log).filter((l) => l.startsWith("tick ")).map((l) => Number(l.slice(5)));
     for (let k = 1; k < ticks.length; k++) assertEquals(ticks[k], ticks[k - 1] + 1, "no gap, no restart");
     await d.ok("job", "kill", "fz");
+  }),
+);
+
+/** The container's freezer (v1) or unified (v2) cgroup, as runc's state has it. */
+function runcCgroup(root: string, id: string): string {
+  const paths = JSON.parse(Deno.readTextFileSync(`${root}/${id}/state.json`)).cgroup_paths;
+  return existsSync("/sys/fs/cgroup/cgroup.controllers") ? paths[""] : paths.freezer;
+}
+
+Deno.test(
+  "runc: a container whose process moved into a cgroup below its own dumps as ever (the container's cgroup is frozen)",
+  opts,
+  withDaemon(async (d) => {
+    const { bundle, root } = await setup(d);
+    const started = await runRunc(d, "--bundle", bundle, "--root", root, "--jid", "sub", "--id", "s1");
+    const log = started.log!;
+    await waitTicks(log, 3);
+    const sub = `${runcCgroup(root, "s1")}/inner`;
+    Deno.mkdirSync(sub);
+    Deno.writeTextFileSync(`${sub}/cgroup.procs`, String(started.pid));
+    const t0 = performance.now();
+    await d.ok("dump", "job", "sub", "--leave-running");
+    await waitTicks(log, lastTick(readLog(log)) + 3); // not left frozen
+    await d.ok("dump", "job", "sub");
+    // (CRIU waited 10 s for a task frozen in a cgroup it had not frozen, then failed)
+    assert(performance.now() - t0 < 8_000, "no freezer timeout");
+    await d.ok("restore", "job", "sub");
+    await waitTicks(log, lastTick(readLog(log)) + 3);
+    await d.ok("job", "kill", "sub");
+    await d.ok("job", "delete", "sub");
+    try {
+      Deno.removeSync(sub); // (the restored container is in its own, new cgroup: this one is empty)
+    } catch { /* runc removed it */ }
+  }),
+);
+
+Deno.test(
+  "runc: the daemon killed while runc dumps a job left running: the container is thawed without waiting for a new daemon",
+  opts,
+  withDaemon(async (d) => {
+    const { bundle, root } = await setup(d, [
+      "sh",
+      "-c",
+      'head -c 60000000 /dev/urandom > /dev/shm/blob; i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.1; done',
+    ]);
+    const log = (await runRunc(d, "--bundle", bundle, "--root", root, "--jid", "lr", "--id", "l1")).log!;
+    await waitTicks(log, 3);
+    const dumping = d.cli("dump", "job", "lr", "--leave-running", "--compression", "gzip");
+    const ck = `${d.dir}/checkpoints`;
+    await waitFor(
+      () => [...Deno.readDirSync(ck)].some((e) => e.name.startsWith(".cedana-tmp-")),
+      "dump started",
+    );
+    await sleep(300); // runc is running CRIU
+    await d.stop("SIGKILL");
+    assert((await dumping).code !== 0);
+    // no daemon now: runc finishes (CRIU's stats are its last word), and the shell around it thaws
+    // what CRIU froze again (CRIU puts back the frozen state it found)
+    const cg = runcCgroup(root, "l1");
+    const thawed = () =>
+      existsSync(`${cg}/freezer.state`)
+        ? Deno.readTextFileSync(`${cg}/freezer.state`).trim() === "THAWED"
+        : Deno.readTextFileSync(`${cg}/cgroup.freeze`).trim() === "0";
+    const tmp = [...Deno.readDirSync(ck)].find((e) =>
+      e.name.startsWith(".cedana-tmp-") && e.isDirectory
+    )!.name;
+    await waitFor(() => existsSync(`${ck}/${tmp}/.work/stats-dump`), "runc's CRIU done", 30_000);
+    await waitFor(() => thawed(), "thawed with no daemon", 5_000);
+    await sleep(300);
+    assert(thawed(), "stays thawed");
+    await d.start(); // the output (copied by the daemon) flows again
+    await waitTicks(log, lastTick(readLog(log)) + 3);
+    await d.ok("job", "kill", "lr");
   }),
 );

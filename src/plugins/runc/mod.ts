@@ -14,7 +14,7 @@ import { readStat, startTimeToDate } from "../../proc/mod.ts";
 import { criuLogFileErrors } from "../../criu/run.ts";
 import { writeCheckedCriuConfig } from "../../criu/check_opts.ts";
 import { closeFd, openAppend, pipe, runCommand, trackSpawn } from "../../sys/mod.ts";
-import { freezeCgroup, FROZEN_MARK, thaw } from "../../sys/freezer.ts";
+import { freezeCgroup, FROZEN_MARK, runcFreezer, thaw, thawAfter } from "../../sys/freezer.ts";
 import { type IoKeep, keptPipes, reclaimIo, releaseIo } from "../process/io.ts";
 import { logPump } from "./log_pump.ts";
 import { faultPoint } from "../../daemon/fault.ts";
@@ -256,15 +256,13 @@ async function checkpoint(c: CheckpointContext): Promise<void> {
   const env = c.extra.length ? await criuOptsFile(c) : undefined;
   // (see src/sys/freezer.ts: CRIU's own freeze waits 100 ms whenever its first look is too early.
   // A job left running is frozen from here until CRIU starts, runc's ~35 ms: less than it saves.)
-  const frozen = c.row.pid ? await freezeCgroup(c.row.pid, join(c.workDir, FROZEN_MARK)) : null;
+  const frozen = await freezeCgroup(runcFreezer(runcCgroups(d.root, d.id)), join(c.workDir, FROZEN_MARK));
   faultPoint("dump-container-frozen");
+  const argv = runcArgs(d.root, [...args, d.id], { log: join(c.workDir, "runc.log"), criu: c.criu });
   let r;
   try {
-    r = await runCommand(
-      "runc",
-      runcArgs(d.root, [...args, d.id], { log: join(c.workDir, "runc.log"), criu: c.criu }),
-      env,
-    );
+    const [cmd, cmdArgs] = frozen ? thawAfter(frozen, "runc", argv) : ["runc", argv];
+    r = await runCommand(cmd, cmdArgs, env);
   } finally {
     // CRIU puts a cgroup it found frozen back as it was: a job left running (or a failed dump) runs on
     if (frozen) thaw(frozen);
@@ -282,6 +280,15 @@ async function checkpoint(c: CheckpointContext): Promise<void> {
     throw failedPrecondition(`runc checkpoint ${d.id} failed${where}`, shown.slice(-15));
   }
   if (!c.ignoreRootfs) await saveRootfs(d.bundle, c.imagesDir);
+}
+
+/** runc's cgroup paths for the container (its state.json), or undefined. */
+function runcCgroups(root: string, id: string): Record<string, string> | undefined {
+  try {
+    return JSON.parse(Deno.readTextFileSync(join(root, id, "state.json"))).cgroup_paths;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
