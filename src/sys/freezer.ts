@@ -1,10 +1,11 @@
 // A container's cgroup frozen before its runtime checkpoints it. runc hands CRIU the container's
-// cgroup to freeze; CRIU writes cgroup.freeze, looks once, and if the tasks are not all frozen yet
-// sleeps a fixed 100 ms before it looks again (criu/seize.c, freeze_processes). On this VM that
+// cgroup to freeze; CRIU writes the freezer state, looks once, and if the tasks are not all frozen
+// yet sleeps a fixed 100 ms before it looks again (criu/seize.c, freeze_processes). On this VM that
 // happened in about half the dumps of a 512 MiB runc container (CRIU's log: "FREEZING" then
 // "FROZEN" 100 ms later), for cedana and raw runc alike. A cgroup CRIU finds already frozen is
-// seized at once; so cedana freezes it first and watches cgroup.events in 1 ms steps.
-// cgroup v2 only; anything unexpected leaves the freezing to CRIU as before.
+// seized at once; so cedana freezes it first and watches it in 1 ms steps. cgroup v1 (freezer.state)
+// and v2 (cgroup.freeze, cgroup.events), whichever runc uses; anything unexpected leaves the
+// freezing to CRIU as before.
 
 const ROOT = "/sys/fs/cgroup";
 /** Written into the dump's work dir before freezing: a daemon killed mid-dump thaws it next start. */
