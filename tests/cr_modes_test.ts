@@ -413,8 +413,10 @@ Deno.test(
   "job kill during a dump is refused (the dump goes on and succeeds)",
   crOpts,
   withDaemon(async (d) => {
-    await startWorkload(d, "busy", "memory", "512");
-    const dumping = d.cli("dump", "job", "busy");
+    // gzip of 128 MiB of random data: seconds, so both kills below fall inside the dump even on a
+    // loaded machine (a plain 512 MiB dump once ended between them in CI)
+    await startWorkload(d, "busy", "memory", "128");
+    const dumping = d.cli("dump", "job", "busy", "--compression", "gzip");
     await waitFor(
       () => [...Deno.readDirSync(`${d.dir}/checkpoints`)].some((e) => e.name.startsWith(".cedana-tmp-")),
       "the dump under way",
