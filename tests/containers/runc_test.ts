@@ -25,6 +25,27 @@ async function runcList(root: string): Promise<string[]> {
   return (await runOk("runc", ["--root", root, "list", "-q"])).split("\n").filter(Boolean);
 }
 
+// 60 MB of random data in the container's /dev/shm: CRIU gzips tmpfs contents, slowly enough to
+// kill the daemon halfway through a dump
+const BLOB_COUNTER = [
+  "sh",
+  "-c",
+  'head -c 60000000 /dev/urandom > /dev/shm/blob; i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.1; done',
+];
+
+/** Starts `cedana dump job JID ARGS...` and SIGKILLs the daemon while runc runs CRIU. */
+async function killDuringDump(d: TestDaemon, jid: string, ...args: string[]): Promise<void> {
+  const dumping = d.cli("dump", "job", jid, ...args);
+  const ck = `${d.dir}/checkpoints`;
+  await waitFor(
+    () => [...Deno.readDirSync(ck)].some((e) => e.name.startsWith(".cedana-tmp-")),
+    "dump started",
+  );
+  await sleep(300); // runc is running CRIU
+  await d.stop("SIGKILL");
+  assert((await dumping).code !== 0, "the dump did not report success");
+}
+
 async function job(d: TestDaemon, jid: string): Promise<Job> {
   return (await d.json<Job[]>("ps")).find((j) => j.jid === jid)!;
 }
@@ -346,28 +367,14 @@ Deno.test(
     const d = new TestDaemon();
     await d.start();
     try {
-      // 60 MB of random data in the container's /dev/shm: CRIU gzips tmpfs contents, slowly enough
-      // to kill the daemon halfway
-      const { bundle, root } = await setup(d, [
-        "sh",
-        "-c",
-        'head -c 60000000 /dev/urandom > /dev/shm/blob; i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.1; done',
-      ]);
+      const { bundle, root } = await setup(d, BLOB_COUNTER);
       const started = await d.json<Job>("run", "runc", "--bundle", bundle, "--root", root, "--jid", "crash");
       const log = started.log!;
       await waitTicks(log, 3);
       await d.ok("dump", "job", "crash"); // an older checkpoint, which must not come back
       await d.ok("restore", "job", "crash");
       await waitTicks(log, lastTick(readLog(log)) + 3);
-      const dumping = d.cli("dump", "job", "crash");
-      const ck = `${d.dir}/checkpoints`;
-      await waitFor(
-        () => [...Deno.readDirSync(ck)].some((e) => e.name.startsWith(".cedana-tmp-")),
-        "dump started",
-      );
-      await sleep(300); // runc is running CRIU
-      await d.stop("SIGKILL");
-      assert((await dumping).code !== 0, "the dump did not report success");
+      await killDuringDump(d, "crash");
       const lastBefore = lastTick(readLog(log));
       await d.start();
       await waitFor(
@@ -383,7 +390,7 @@ Deno.test(
         assertEquals(ticks[k], ticks[k - 1] + 1, "the latest state, not an older one");
       }
       assertEquals(
-        [...Deno.readDirSync(ck)].filter((e) => e.name.startsWith(".cedana-")).length,
+        [...Deno.readDirSync(`${d.dir}/checkpoints`)].filter((e) => e.name.startsWith(".cedana-")).length,
         0,
         "no temporary dirs left",
       );
@@ -509,22 +516,11 @@ Deno.test(
   "runc: the daemon killed while runc dumps a job left running: the container is thawed without waiting for a new daemon",
   opts,
   withDaemon(async (d) => {
-    const { bundle, root } = await setup(d, [
-      "sh",
-      "-c",
-      'head -c 60000000 /dev/urandom > /dev/shm/blob; i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.1; done',
-    ]);
+    const { bundle, root } = await setup(d, BLOB_COUNTER);
     const log = (await runRunc(d, "--bundle", bundle, "--root", root, "--jid", "lr", "--id", "l1")).log!;
     await waitTicks(log, 3);
-    const dumping = d.cli("dump", "job", "lr", "--leave-running", "--compression", "gzip");
+    await killDuringDump(d, "lr", "--leave-running", "--compression", "gzip");
     const ck = `${d.dir}/checkpoints`;
-    await waitFor(
-      () => [...Deno.readDirSync(ck)].some((e) => e.name.startsWith(".cedana-tmp-")),
-      "dump started",
-    );
-    await sleep(300); // runc is running CRIU
-    await d.stop("SIGKILL");
-    assert((await dumping).code !== 0);
     // no daemon now: runc finishes (CRIU's stats are its last word), and the shell around it thaws
     // what CRIU froze again (CRIU puts back the frozen state it found)
     const cg = runcCgroup(root, "l1");
