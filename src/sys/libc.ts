@@ -26,6 +26,9 @@ const SYMBOLS = {
   // A job that does not read its stdin must never block the daemon's event loop.
   write_nb: { name: "write", parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+  // Nonblocking on the pipe side (SPLICE_F_NONBLOCK): called only once poll saw data.
+  splice: { parameters: ["i32", "pointer", "i32", "pointer", "usize", "u32"], result: "isize" },
+  lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   waitid: { parameters: ["i32", "u32", "buffer", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
@@ -70,6 +73,7 @@ const POLL_SLICE_MS = 1000;
 export const ESRCH = 3;
 export const EINTR = 4;
 export const ECHILD = 10;
+export const EAGAIN = 11;
 export const EINVAL = 22;
 
 /** A failed libc call; `errno` lets callers branch on the cause (e.g. ESRCH) without parsing text. */
@@ -163,13 +167,14 @@ export async function readFd(fd: number, buf: Uint8Array): Promise<number> {
 
 /**
  * Opens `path` for appending as a raw fd (created 0644 if missing), close-on-exec. With `probe`,
- * only checks it can be opened and closes it again. Throws a clear error otherwise.
+ * only checks it can be opened and closes it again. Throws a clear error otherwise. Without
+ * `append` the fd has no O_APPEND (splice(2) refuses such files): its writer seeks to the end.
  */
-export function openAppend(path: string, probe = false): number {
+export function openAppend(path: string, probe = false, append = true): number {
   const O_WRONLY = 1, O_CREAT = 0o100, O_APPEND = 0o2000, O_CLOEXEC = 0o2000000;
   const fd = lib().open(
     new TextEncoder().encode(path + "\0"),
-    O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+    O_WRONLY | O_CREAT | (append ? O_APPEND : 0) | O_CLOEXEC,
     0o644,
   );
   if (fd < 0) {
@@ -215,6 +220,31 @@ export function writeFd(fd: number, data: Uint8Array): void {
     }
     off += n;
   }
+}
+
+/**
+ * Moves up to `max` bytes from pipe `from` to the end of file `to` inside the kernel (splice(2)).
+ * The bytes leave the pipe only as they are written, so a process killed at any moment loses
+ * none (read+write loses what was read and not yet written). Seeks to the end first: the file
+ * has no O_APPEND and may have been truncated (logrotate's copytruncate). Returns the count (0:
+ * the pipe's writers are gone) or -errno (EAGAIN: nothing there; EINVAL: `to` cannot be spliced
+ * to, e.g. a terminal).
+ */
+export function spliceToEnd(from: number, to: number, max: number): number {
+  const SEEK_END = 2, SPLICE_F_MOVE = 1, SPLICE_F_NONBLOCK = 2;
+  lib().lseek(to, 0n, SEEK_END); // ESPIPE on a pipe or device: nothing to seek there
+  for (;;) {
+    const n = Number(lib().splice(from, null, to, null, BigInt(max), SPLICE_F_MOVE | SPLICE_F_NONBLOCK));
+    if (n >= 0) return n;
+    const errno = lastErrno();
+    if (errno !== EINTR) return -errno;
+  }
+}
+
+/** Writes `data` at the end of `fd` (the fallback of spliceToEnd for a target splice refuses). */
+export function writeAtEnd(fd: number, data: Uint8Array): void {
+  lib().lseek(fd, 0n, 2 /* SEEK_END */);
+  writeFd(fd, data);
 }
 
 /** writeFd on Deno's blocking pool: a full pipe or terminal stalls only that write. */

@@ -95,14 +95,20 @@ export interface IoKeep {
   input?: KeeperRef;
 }
 
+/** Keepers for a job's pipes, so they outlive this daemon. */
+export function keepPipes(stdin: number | null, stdout: number, stderr: number | null): IoKeep {
+  const out = startKeeper(stderr === null ? [stdout] : [stdout, stderr]);
+  const input = stdin === null ? undefined : startKeeper([stdin]);
+  return { kind: "pipes", out, input };
+}
+
 export function keptPipes(
   stdin: number | null,
   stdout: number,
   stderr: number | null,
 ): { io: JobIo; keep: IoKeep } {
-  const out = startKeeper(stderr === null ? [stdout] : [stdout, stderr]);
-  const input = stdin === null ? undefined : startKeeper([stdin]);
-  return { io: pipesIo(stdin, stdout, stderr, () => stopKeeper(input)), keep: { kind: "pipes", out, input } };
+  const keep = keepPipes(stdin, stdout, stderr);
+  return { io: pipesIo(stdin, stdout, stderr, () => stopKeeper(keep.input)), keep };
 }
 
 export function keptPty(master: number): { io: JobIo; keep: IoKeep } {
@@ -116,6 +122,11 @@ export function reclaimIo(keep: IoKeep): JobIo | null {
   if (keep.kind === "pty") return ptyIo(out[0]);
   const input = keep.input ? reclaimFds(keep.input) : null;
   return pipesIo(input?.[0] ?? null, out[0], out[1] ?? null, () => stopKeeper(keep.input));
+}
+
+/** After a daemon restart: the job's output fds back from its keepers (null when they are gone). */
+export function reclaimOutput(keep: IoKeep): number[] | null {
+  return reclaimFds(keep.out);
 }
 
 export function releaseIo(keep: IoKeep | undefined): void {

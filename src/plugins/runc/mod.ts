@@ -15,7 +15,7 @@ import { criuLogFileErrors } from "../../criu/run.ts";
 import { writeCheckedCriuConfig } from "../../criu/check_opts.ts";
 import { closeFd, openAppend, pipe, runCommand, trackSpawn } from "../../sys/mod.ts";
 import { freezeCgroup, FROZEN_MARK, runcFreezer, thaw, thawAfter } from "../../sys/freezer.ts";
-import { type IoKeep, keptPipes, reclaimIo, releaseIo } from "../process/io.ts";
+import { type IoKeep, keepPipes, keptPipes, reclaimIo, reclaimOutput, releaseIo } from "../process/io.ts";
 import { logPump } from "./log_pump.ts";
 import { faultPoint } from "../../daemon/fault.ts";
 import type {
@@ -93,9 +93,10 @@ async function withPipes(
 
 /** Wire the container's pipes: broadcast (attachable) or copied into the log. */
 function wire(fds: { stdin: number | null; stdout: number; stderr: number }, log: string | null) {
-  const { io, keep } = keptPipes(fds.stdin, fds.stdout, fds.stderr);
-  if (log) logPump(io, openAppend(log));
-  return { io: log ? null : io, keep };
+  if (!log) return keptPipes(fds.stdin, fds.stdout, fds.stderr);
+  const keep = keepPipes(fds.stdin, fds.stdout, fds.stderr);
+  logPump([fds.stdout, fds.stderr], log);
+  return { io: null, keep };
 }
 
 async function run(req: RunRuncRequest, ctx: PluginContext): Promise<StartedJob> {
@@ -227,12 +228,12 @@ async function cleanup(job: JobRow): Promise<void> {
 function reattach(job: JobRow): JobIo | null {
   const keep = details(job).ioKeepers;
   if (!keep) return null;
-  const io = reclaimIo(keep);
-  if (io && job.log && !job.attachable) {
-    logPump(io, openAppend(job.log));
+  if (job.log && !job.attachable) {
+    const fds = reclaimOutput(keep);
+    if (fds) logPump(fds, job.log);
     return null;
   }
-  return io;
+  return reclaimIo(keep);
 }
 
 function released(job: JobRow): void {
