@@ -65,7 +65,8 @@ export async function startWorkload(
     kind,
     ...args,
   );
-  await waitTicks(job.log!, 2);
+  // (random data takes its time to make: ~15 s for 1 GiB on a busy 2-core machine)
+  await waitTicks(job.log!, 2, kind === "memory" ? 20_000 + 40 * Number(args[0]) : 20_000);
   return job;
 }
 
