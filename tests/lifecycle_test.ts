@@ -297,3 +297,25 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "ps, jobs, job list: the fast path prints what the full CLI prints",
+  opts,
+  withDaemon(async (d) => {
+    await d.ok("run", "process", "--jid", "one", "--", "sleep", "60");
+    await d.ok("run", "process", "--jid", "two", "--", "true");
+    await waitFor(
+      async () => (await d.json<Job[]>("ps")).some((j) => j.jid === "two" && j.status === "halted"),
+      "two ended",
+    );
+    // a global option sends a command through the full CLI (commander)
+    const full = (...args: string[]) => d.ok("--address", d.socket, ...args);
+    for (const args of [["ps"], ["ps", "--json"], ["jobs"], ["job", "list"], ["job", "ls", "--json"]]) {
+      assertEquals(await d.ok(...args), await full(...args), args.join(" "));
+    }
+    assertMatch(await d.ok("ps"), /^JOB +TYPE +PID +STATUS +GPU +CHECKPOINT +SIZE +LOG\none +process +\d+ /);
+    // anything the fast path does not know goes to the full CLI, and its errors
+    const bad = await d.cli("ps", "--bogus");
+    assertEquals([bad.code, bad.stderr.trim()], [2, "Error: unknown option '--bogus'"]);
+  }),
+);

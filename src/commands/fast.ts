@@ -1,10 +1,11 @@
 // The fast path of the CLI: `dump job JID` and `restore job JID` (the commands whose latency users
-// and benchmarks feel, next to CRIU's own time) are parsed here without loading the full command
-// framework, which costs ~20 ms of start-up. Anything else, any other flag, or a global option,
-// goes to the full CLI (mod.ts), so behaviour is the same either way.
+// and benchmarks feel, next to CRIU's own time) and `ps` (the one typed most) are parsed here
+// without loading the full command framework: commander pulls in Deno's Node compatibility layer,
+// ~20 ms of start-up. Anything else, any other flag, or a global option, goes to the full CLI
+// (mod.ts), so behaviour is the same either way.
 // Only what sending the request needs is loaded before it goes out; the rest (rendering, progress)
 // loads while the daemon works.
-import type { DumpResult, RestoreResult } from "../api/types.ts";
+import type { DumpResult, Job, RestoreResult } from "../api/types.ts";
 import { DaemonClient } from "../client/mod.ts";
 import { loadConfig } from "../config/mod.ts";
 import { JID_PATTERN } from "../daemon/names.ts";
@@ -38,8 +39,34 @@ export function noticeInterrupt(op: "dump" | "restore", what: string): () => voi
   return () => Deno.removeSignalListener("SIGINT", onInt);
 }
 
+/** `ps`, `jobs`, `job list|ls`, each with or without `--json`: whether to print JSON; else null. */
+function parseList(args: string[]): { json: boolean } | null {
+  const rest = args[0] === "ps" || args[0] === "jobs"
+    ? args.slice(1)
+    : args[0] === "job" && (args[1] === "list" || args[1] === "ls")
+    ? args.slice(2)
+    : null;
+  if (!rest || rest.length > 1 || (rest.length === 1 && rest[0] !== "--json")) return null;
+  return { json: rest.length === 1 };
+}
+
+async function list(json: boolean): Promise<number> {
+  const client = new DaemonClient(loadConfig().address);
+  try {
+    const jobs = client.get<Job[]>("/v1/jobs");
+    jobs.catch(() => {}); // (awaited below, after the import)
+    const { printJobs } = await import("./render.ts");
+    printJobs(await jobs, json);
+    return 0;
+  } finally {
+    client.close();
+  }
+}
+
 /** Runs the command and returns the exit status, or null when the full CLI must handle it. */
 export async function fastPath(args: string[]): Promise<number | null> {
+  const l = parseList(args);
+  if (l) return await list(l.json);
   const f = parse(args);
   if (!f) return null;
   const client = new DaemonClient(loadConfig().address);

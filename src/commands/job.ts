@@ -6,16 +6,14 @@ import { attachAndExit } from "./attach_client.ts";
 import { checkpointCommand, checkpointsCommand } from "./cr.ts";
 import { clientOf } from "./context.ts";
 import { parsePid } from "./manage.ts";
-import { humanSize, JOB_HEADER, jobRow, printJson, statusText, table } from "./render.ts";
+import { humanSize, printJobs, printJson, statusText } from "./render.ts";
 
 function listCommand(name: string) {
   return new Command(name)
     .description("List managed jobs")
     .option("--json", "machine-readable output")
     .action(async (opts, cmd) => {
-      const jobs = await clientOf(cmd).get<Job[]>("/v1/jobs");
-      if (opts.json) return printJson(jobs);
-      console.log(table(JOB_HEADER, jobs.map(jobRow)));
+      printJobs(await clientOf(cmd).get<Job[]>("/v1/jobs"), !!opts.json);
     });
 }
 

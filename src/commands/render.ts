@@ -48,3 +48,9 @@ export function jobRow(j: Job): string[] {
 export function printJson(v: unknown): void {
   console.log(JSON.stringify(v, null, 2));
 }
+
+/** `cedana ps` (and `jobs`, `job list`): the table, or the jobs as JSON. */
+export function printJobs(jobs: Job[], json: boolean): void {
+  if (json) printJson(jobs);
+  else console.log(table(JOB_HEADER, jobs.map(jobRow)));
+}
