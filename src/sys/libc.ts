@@ -167,21 +167,41 @@ export async function readFd(fd: number, buf: Uint8Array): Promise<number> {
 
 /**
  * Opens `path` for appending as a raw fd (created 0644 if missing), close-on-exec. With `probe`,
- * only checks it can be opened and closes it again. Throws a clear error otherwise. Without
- * `append` the fd has no O_APPEND (splice(2) refuses such files): its writer seeks to the end.
+ * only checks it can be opened and closes it again. Throws a clear error otherwise.
  */
-export function openAppend(path: string, probe = false, append = true): number {
-  const O_WRONLY = 1, O_CREAT = 0o100, O_APPEND = 0o2000, O_CLOEXEC = 0o2000000;
+export function openAppend(path: string, probe = false): number {
+  const fd = openForLog(path, 0o2000 /* O_APPEND */);
+  if (probe) closeFd(fd);
+  return fd;
+}
+
+/**
+ * Opens a job's log for the daemon to write, without O_APPEND: splice(2) refuses such files, so
+ * the writer seeks to the end itself.
+ */
+export function openLog(path: string): number {
+  return openForLog(path, 0);
+}
+
+/**
+ * A log as a raw fd (created 0644), close-on-exec. Opened non-blocking, so a FIFO with no reader
+ * fails at once instead of stalling the daemon; the flag is then cleared, so a write to a FIFO or
+ * terminal that nobody reads blocks only the thread (or the job) that makes it.
+ */
+function openForLog(path: string, flags: number): number {
+  const O_WRONLY = 1, O_CREAT = 0o100, O_NONBLOCK = 0o4000, O_CLOEXEC = 0o2000000, ENXIO = 6;
+  const F_GETFL = 3, F_SETFL = 4;
   const fd = lib().open(
     new TextEncoder().encode(path + "\0"),
-    O_WRONLY | O_CREAT | (append ? O_APPEND : 0) | O_CLOEXEC,
+    O_WRONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC | flags,
     0o644,
   );
   if (fd < 0) {
-    const e = new ErrnoError(`open(${path})`, lastErrno());
-    throw new Error(`cannot open log file ${path}: ${e.message}`);
+    const errno = lastErrno();
+    if (errno === ENXIO) throw new Error(`cannot open log file ${path}: a FIFO with no reader`);
+    throw new Error(`cannot open log file ${path}: ${new ErrnoError(`open(${path})`, errno).message}`);
   }
-  if (probe) closeFd(fd);
+  lib().fcntl(fd, F_SETFL, lib().fcntl(fd, F_GETFL, 0) & ~O_NONBLOCK);
   return fd;
 }
 

@@ -5,6 +5,7 @@ import { assert, assertEquals, assertStringIncludes } from "../../src/testing/as
 import { lastTick, readLog, waitTicks } from "../cr_helpers.ts";
 import { crashDuring, sleep, TestDaemon, waitFor, withDaemon } from "../helpers.ts";
 import { existsSync } from "node:fs";
+import { closeFd, openpty } from "../../src/sys/mod.ts";
 import { hasContainerCRTools, makeBundle, runOk, spawnCapture } from "./fixture.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false, ignore: !hasContainerCRTools() } as const;
@@ -497,6 +498,55 @@ Deno.test(
     lines.pop(); // the last may be half written
     lines.forEach((l, k) => assertEquals(l, `tick ${k}`, "every line, once, in order"));
     await d.ok("job", "kill", "busy");
+  }),
+);
+
+Deno.test(
+  "runc: a log that is a FIFO or a terminal: refused without a reader, never stalls the daemon",
+  opts,
+  withDaemon(async (d) => {
+    const { bundle, root } = await setup(d);
+    const fifo = `${d.dir}/fifo`;
+    await runOk("mkfifo", [fifo]);
+    const none = await d.cli("run", "runc", "--bundle", bundle, "--root", root, "--id", "f0", "-o", fifo);
+    assertEquals([none.code, none.stderr.trim()], [
+      5,
+      `Error: cannot open log file ${fifo}: a FIFO with no reader`,
+    ]);
+    assertEquals(await runcList(root), [], "no container made");
+    // with a reader: it reads the ticks (the log is opened once: the reader never sees an EOF)
+    const reader = new Deno.Command("head", { args: ["-n", "3", fifo], stdout: "piped" }).spawn();
+    await d.ok("run", "runc", "--bundle", bundle, "--root", root, "--jid", "ff", "--id", "f1", "-o", fifo);
+    assertEquals(new TextDecoder().decode((await reader.output()).stdout), "tick 0\ntick 1\ntick 2\n");
+    // a terminal nobody reads: the job's output stalls there, the daemon answers
+    const pty = openpty();
+    const chatty = await makeBundle(`${d.dir}/chatty`, [
+      "sh",
+      "-c",
+      "while :; do echo 0123456789abcdef; done",
+    ]);
+    await d.ok(
+      "run",
+      "runc",
+      "--bundle",
+      chatty,
+      "--root",
+      root,
+      "--jid",
+      "tt",
+      "--id",
+      "t1",
+      "-o",
+      pty.slavePath,
+    );
+    await sleep(1000);
+    const t0 = performance.now();
+    await d.ok("ps");
+    assert(performance.now() - t0 < 5000, "ps answered");
+    await d.ok("job", "kill", "ff");
+    await d.ok("job", "kill", "tt");
+    closeFd(pty.master);
+    closeFd(pty.slave);
   }),
 );
 

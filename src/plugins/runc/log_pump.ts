@@ -1,39 +1,84 @@
 // Copies a container's output from its pipes into the job's log file (the daemon writes the log:
-// a container's stdio must stay pipes to be checkpointable). splice(2) moves the bytes inside the
-// kernel, so a daemon stopped or killed at any moment loses no output: what it has not moved is
-// still in the pipes, which the keepers hold open for the next daemon.
+// a container's stdio must stay pipes to be checkpointable). Into a regular file, splice(2) moves
+// the bytes inside the kernel, so a daemon stopped or killed at any moment loses no output: what it
+// has not moved is still in the pipes, which the keepers hold open for the next daemon. Into
+// anything else (a terminal, a FIFO), the bytes are copied by a thread of Deno's blocking pool: one
+// nobody reads stalls that job's output, never the daemon.
 import {
   closeFd,
   EAGAIN,
-  EINVAL,
-  openAppend,
+  openLog,
   pollReadable,
   readFd,
   spliceToEnd,
   writeAtEnd,
+  writeFdAsync,
 } from "../../sys/mod.ts";
 
 /** More than a pipe holds (64 KiB by default): one call empties it. */
 const CHUNK = 1 << 20;
+/** How often the log's path is looked at for a rotated or removed file. */
+const REFRESH_MS = 200;
 
 /**
- * Opens the log (without O_APPEND, which splice refuses) and pumps `fds` into it; resolves once
- * every writer of them is gone (the fds and the log closed).
+ * The log as the pump writes it. The path is looked up again now and then: after logrotate's
+ * `create` mode (or an rm) the output goes to the new file at the path, not the renamed one.
  */
-export function logPump(fds: number[], log: string): Promise<void> {
-  const logFd = openAppend(log, false, false);
-  return pump(fds, logFd).finally(() => closeFd(logFd));
+export class LogTarget {
+  fd: number | null = null;
+  regular = false;
+  #id = "";
+  #checked = 0;
+
+  /** `fd`: the log opened already (a run checks it before the container starts); null: open it. */
+  constructor(readonly path: string, fd: number | null = null) {
+    if (fd !== null) this.#use(fd);
+    else this.refresh(Date.now());
+  }
+
+  #use(fd: number): void {
+    const st = Deno.statSync(`/proc/self/fd/${fd}`);
+    this.fd = fd;
+    this.regular = st.isFile;
+    this.#id = `${st.dev}:${st.ino}`;
+  }
+
+  /** Reopens the path when it is no longer the file written to (or could not be opened before). */
+  refresh(now: number): void {
+    if (now - this.#checked < REFRESH_MS) return;
+    this.#checked = now;
+    if (this.fd !== null && !this.regular) return; // a terminal or FIFO stays what it is
+    if (this.fd !== null) {
+      try {
+        const st = Deno.statSync(this.path);
+        if (`${st.dev}:${st.ino}` === this.#id) return;
+      } catch { /* removed: made again below */ }
+    }
+    try {
+      const fd = openLog(this.path);
+      this.close();
+      this.#use(fd);
+    } catch { /* (its directory gone, a FIFO with no reader): write where we were, or nowhere */ }
+  }
+
+  close(): void {
+    if (this.fd !== null) closeFd(this.fd);
+    this.fd = null;
+  }
 }
 
-/** Pumps `fds` into `logFd` until EOF on all of them, closing each; exported for its test. */
-export async function pump(fds: number[], logFd: number): Promise<void> {
+/** Pumps `fds` into the log until every writer of them is gone (the fds and the log closed). */
+export function logPump(fds: number[], log: LogTarget): Promise<void> {
+  return pump(fds, log).finally(() => log.close());
+}
+
+async function pump(fds: number[], log: LogTarget): Promise<void> {
   const open = new Set(fds);
-  const state = { splice: true, buf: new Uint8Array(65536) };
+  const buf = new Uint8Array(65536);
   while (open.size) {
-    // one poll for both pipes: the moves then run in turn on the event loop, never two at once
-    // into the same file position
+    // one poll for both pipes: the moves then run in turn, never two at once into one file position
     for (const fd of await pollReadable([...open], -1)) {
-      if (!(await moveOnce(fd, logFd, state))) {
+      if (!(await moveOnce(fd, log, buf))) {
         open.delete(fd);
         closeFd(fd);
       }
@@ -42,19 +87,20 @@ export async function pump(fds: number[], logFd: number): Promise<void> {
 }
 
 /** Moves what `fd` holds into the log; false at EOF. */
-async function moveOnce(fd: number, logFd: number, state: { splice: boolean; buf: Uint8Array }) {
-  if (state.splice) {
-    const n = spliceToEnd(fd, logFd, CHUNK);
+async function moveOnce(fd: number, log: LogTarget, buf: Uint8Array): Promise<boolean> {
+  log.refresh(Date.now());
+  if (log.fd !== null && log.regular) {
+    const n = spliceToEnd(fd, log.fd, CHUNK);
     if (n > 0 || n === -EAGAIN) return true;
     if (n === 0) return false;
-    // a log splice cannot write to (a terminal, a socket): copy from now on
-    if (n === -EINVAL) state.splice = false;
-    // otherwise (disk full, log gone bad) drain below anyway: a full pipe would block the container
+    // a file system splice cannot write to (EINVAL), disk full: copy below, or drop, but drain:
+    // a full pipe would block the container
   }
-  const n = await readFd(fd, state.buf);
+  const n = await readFd(fd, buf);
   if (n <= 0) return false;
   try {
-    writeAtEnd(logFd, state.buf.subarray(0, n));
-  } catch { /* disk full or log removed: keep draining so the container never blocks */ }
+    if (log.fd !== null && log.regular) writeAtEnd(log.fd, buf.subarray(0, n));
+    else if (log.fd !== null) await writeFdAsync(log.fd, buf.slice(0, n));
+  } catch { /* disk full, a FIFO's reader gone: dropped, the container goes on */ }
   return true;
 }

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { dirname } from "node:path";
-import { closeFd, openAppend, pipe, writeFd, writeFdAsync } from "../../sys/mod.ts";
-import { logPump, pump } from "./log_pump.ts";
+import { closeFd, openAppend, openLog, openpty, pipe, writeFd, writeFdAsync } from "../../sys/mod.ts";
+import { logPump, LogTarget } from "./log_pump.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function tmpLog(): string {
   return `${Deno.makeTempDirSync({ prefix: "cedana-pump-" })}/out.log`;
@@ -13,26 +14,25 @@ Deno.test("log pump: both pipes into the log in order, done when their writers a
   const log = tmpLog();
   Deno.writeTextFileSync(log, "earlier\n");
   const out = pipe(), err = pipe();
-  const done = logPump([out.read, err.read], log);
+  const done = logPump([out.read, err.read], new LogTarget(log));
   writeFd(out.write, enc("one\n"));
-  await new Promise((r) => setTimeout(r, 50));
+  await sleep(50);
   writeFd(err.write, enc("two\n"));
-  await new Promise((r) => setTimeout(r, 50));
+  await sleep(50);
   await writeFdAsync(out.write, enc("x".repeat(200_000) + "\n")); // more than a pipe holds
   closeFd(out.write);
   closeFd(err.write);
   await done;
-  const text = Deno.readTextFileSync(log);
-  assert.equal(text, "earlier\none\ntwo\n" + "x".repeat(200_000) + "\n");
+  assert.equal(Deno.readTextFileSync(log), "earlier\none\ntwo\n" + "x".repeat(200_000) + "\n");
   Deno.removeSync(dirname(log), { recursive: true });
 });
 
 Deno.test("log pump: a log truncated meanwhile (logrotate copytruncate) gets no hole", async () => {
   const log = tmpLog();
   const out = pipe();
-  const done = logPump([out.read], log);
+  const done = logPump([out.read], new LogTarget(log));
   writeFd(out.write, enc("before\n"));
-  await new Promise((r) => setTimeout(r, 50));
+  await sleep(50);
   Deno.truncateSync(log, 0);
   writeFd(out.write, enc("after\n"));
   closeFd(out.write);
@@ -41,17 +41,59 @@ Deno.test("log pump: a log truncated meanwhile (logrotate copytruncate) gets no 
   Deno.removeSync(dirname(log), { recursive: true });
 });
 
+Deno.test("log pump: a log renamed (logrotate create) or removed: the output goes to the file at the path", async () => {
+  const log = tmpLog();
+  const out = pipe();
+  const done = logPump([out.read], new LogTarget(log));
+  writeFd(out.write, enc("one\n"));
+  await sleep(50);
+  Deno.renameSync(log, `${log}.1`);
+  Deno.writeTextFileSync(log, ""); // (what logrotate's create does)
+  await sleep(300);
+  writeFd(out.write, enc("two\n"));
+  await sleep(50);
+  Deno.removeSync(log);
+  await sleep(300);
+  writeFd(out.write, enc("three\n"));
+  closeFd(out.write);
+  await done;
+  assert.equal(Deno.readTextFileSync(`${log}.1`), "one\n");
+  assert.equal(Deno.readTextFileSync(log), "three\n");
+  Deno.removeSync(dirname(log), { recursive: true });
+});
+
 Deno.test("log pump: a target splice refuses (an O_APPEND fd) is written by copy instead", async () => {
   const log = tmpLog();
   const out = pipe();
-  const fd = openAppend(log); // O_APPEND: splice(2) says EINVAL
-  const done = pump([out.read], fd);
+  const done = logPump([out.read], new LogTarget(log, openAppend(log))); // splice(2): EINVAL
   writeFd(out.write, enc("a\n"));
-  await new Promise((r) => setTimeout(r, 50));
+  await sleep(50);
   writeFd(out.write, enc("b\n"));
   closeFd(out.write);
   await done;
-  closeFd(fd);
   assert.equal(Deno.readTextFileSync(log), "a\nb\n");
   Deno.removeSync(dirname(log), { recursive: true });
+});
+
+Deno.test("log: a FIFO with no reader is refused at once, not waited on", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "cedana-pump-" });
+  new Deno.Command("mkfifo", { args: [`${dir}/f`] }).outputSync();
+  assert.throws(() => openLog(`${dir}/f`), /cannot open log file .*\/f: a FIFO with no reader/);
+  Deno.removeSync(dir, { recursive: true });
+});
+
+Deno.test("log pump: a terminal nobody reads stalls the job's output, not the daemon", async () => {
+  const pty = openpty();
+  const out = pipe();
+  const done = logPump([out.read], new LogTarget(pty.slavePath, openLog(pty.slavePath)));
+  const writing = writeFdAsync(out.write, new Uint8Array(1 << 20).fill(0x61)); // far more than a tty holds
+  await sleep(200);
+  const t0 = performance.now();
+  await sleep(50);
+  assert.ok(performance.now() - t0 < 1000, "the event loop runs on");
+  closeFd(pty.master); // (the pump's blocked write now fails: the rest is drained and dropped)
+  await writing;
+  closeFd(out.write);
+  await done;
+  closeFd(pty.slave);
 });

@@ -13,10 +13,10 @@ import type { JobRow } from "../../daemon/db.ts";
 import { readStat, startTimeToDate } from "../../proc/mod.ts";
 import { criuLogFileErrors } from "../../criu/run.ts";
 import { writeCheckedCriuConfig } from "../../criu/check_opts.ts";
-import { closeFd, openAppend, pipe, runCommand, trackSpawn } from "../../sys/mod.ts";
+import { closeFd, openLog, pipe, runCommand, trackSpawn } from "../../sys/mod.ts";
 import { freezeCgroup, FROZEN_MARK, runcFreezer, thaw, thawAfter } from "../../sys/freezer.ts";
 import { type IoKeep, keepPipes, keptPipes, reclaimIo, reclaimOutput, releaseIo } from "../process/io.ts";
-import { logPump } from "./log_pump.ts";
+import { logPump, LogTarget } from "./log_pump.ts";
 import { faultPoint } from "../../daemon/fault.ts";
 import type {
   CheckpointContext,
@@ -92,11 +92,24 @@ async function withPipes(
 }
 
 /** Wire the container's pipes: broadcast (attachable) or copied into the log. */
-function wire(fds: { stdin: number | null; stdout: number; stderr: number }, log: string | null) {
+function wire(fds: { stdin: number | null; stdout: number; stderr: number }, log: LogTarget | null) {
   if (!log) return keptPipes(fds.stdin, fds.stdout, fds.stderr);
   const keep = keepPipes(fds.stdin, fds.stdout, fds.stderr);
   logPump([fds.stdout, fds.stderr], log);
   return { io: null, keep };
+}
+
+/**
+ * The job's log, opened before its container exists (a bad path fails early) and kept open for the
+ * pump: opening a FIFO twice would end its reader's input in between.
+ */
+function openTarget(path: string | null): LogTarget | null {
+  if (!path) return null;
+  try {
+    return new LogTarget(path, openLog(path));
+  } catch (e) {
+    throw failedPrecondition((e as Error).message);
+  }
 }
 
 async function run(req: RunRuncRequest, ctx: PluginContext): Promise<StartedJob> {
@@ -120,7 +133,7 @@ async function run(req: RunRuncRequest, ctx: PluginContext): Promise<StartedJob>
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   const log = req.attachable ? null : (req.log ?? defaultLogPath(ctx.config.output_dir, ctx.jid));
-  if (log) probeLog(log); // fail early on an unwritable log, before a container exists
+  const target = openTarget(log);
   // --pid-file: the init's PID even when it has ended by the time runc returns (`runc state`
   // then says "stopped", pid 0; the daemon keeps it as a zombie for its exit code)
   const pidFile = join(ctx.config.checkpoint.dir, `runc-${crypto.randomUUID().slice(0, 8)}.pid`);
@@ -139,6 +152,9 @@ async function run(req: RunRuncRequest, ctx: PluginContext): Promise<StartedJob>
     attachable: !!req.attachable,
     systemdCgroup: req.systemdCgroup,
     workDir: ctx.config.checkpoint.dir,
+  }).catch((e) => {
+    target?.close();
+    throw e;
   });
   try {
     pid = Number(Deno.readTextFileSync(pidFile).trim());
@@ -147,7 +163,7 @@ async function run(req: RunRuncRequest, ctx: PluginContext): Promise<StartedJob>
       Deno.removeSync(pidFile);
     } catch { /* not written */ }
   }
-  const { io, keep } = wire(fds, log);
+  const { io, keep } = wire(fds, target);
   const d: RuncDetails = {
     id,
     root,
@@ -166,14 +182,6 @@ async function run(req: RunRuncRequest, ctx: PluginContext): Promise<StartedJob>
     details: d as unknown as Record<string, unknown>,
     reap: true,
   };
-}
-
-function probeLog(path: string): void {
-  try {
-    openAppend(path, true);
-  } catch (e) {
-    throw failedPrecondition((e as Error).message);
-  }
 }
 
 /** The container's command and working directory (inside the container) from config.json. */
@@ -230,7 +238,8 @@ function reattach(job: JobRow): JobIo | null {
   if (!keep) return null;
   if (job.log && !job.attachable) {
     const fds = reclaimOutput(keep);
-    if (fds) logPump(fds, job.log);
+    // (a log that cannot be opened now is tried again while the output is drained)
+    if (fds) logPump(fds, new LogTarget(job.log));
     return null;
   }
   return reclaimIo(keep);
@@ -370,6 +379,8 @@ async function restore(c: RestoreContext): Promise<Restored> {
   ];
   for (const [k, flag] of Object.entries(FLAG_ARGS)) if (c.flags[k]) args.push(flag);
   const attachable = c.options.attachable ?? c.row.attachable;
+  const log = attachable ? null : c.row.log ?? defaultLogPath(c.config.output_dir, c.jid);
+  const target = openTarget(log);
   let fds;
   try {
     fds = await withPipes(root, [...args, id], `runc restore ${id}`, {
@@ -379,6 +390,7 @@ async function restore(c: RestoreContext): Promise<Restored> {
       criu: c.criu,
     });
   } catch (e) {
+    target?.close();
     (e as { details: string[] }).details?.unshift(
       ...criuLogFileErrors(join(c.workDir, "restore.log")).slice(-10),
     );
@@ -386,8 +398,7 @@ async function restore(c: RestoreContext): Promise<Restored> {
   }
   faultPoint("restore-runtime-done");
   const pid = Number(Deno.readTextFileSync(pidFile).trim());
-  const log = attachable ? null : c.row.log ?? defaultLogPath(c.config.output_dir, c.jid);
-  const { io, keep } = wire(fds, log);
+  const { io, keep } = wire(fds, target);
   return {
     pid,
     io,
