@@ -62,6 +62,24 @@ Deno.test(
 );
 
 Deno.test(
+  "run process -o FIFO: refused at once without a reader, the reader gets the output with one",
+  opts,
+  withDaemon(async (d) => {
+    const fifo = `${d.dir}/fifo`;
+    await new Deno.Command("mkfifo", { args: [fifo] }).output();
+    const none = await d.cli("run", "process", "-o", fifo, "--", "echo", "hi");
+    assertEquals([none.code, none.stderr.trim()], [
+      5,
+      `Error: cannot open log file ${fifo}: a FIFO with no reader`,
+    ]);
+    const reader = new Deno.Command("cat", { args: [fifo], stdout: "piped" }).spawn();
+    await d.ok("run", "process", "-o", fifo, "--", "sh", "-c", "echo one; echo two");
+    assertEquals(new TextDecoder().decode((await reader.output()).stdout), "one\ntwo\n");
+    await d.ok("ps"); // (and the daemon answers on)
+  }),
+);
+
+Deno.test(
   "run --attach: streams stdout/stderr, forwards stdin, exits with the job's code",
   opts,
   withDaemon(async (d) => {

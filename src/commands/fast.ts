@@ -39,6 +39,12 @@ export function noticeInterrupt(op: "dump" | "restore", what: string): () => voi
   return () => Deno.removeSignalListener("SIGINT", onInt);
 }
 
+/** As the full CLI's clientOf makes it, from the config (client.timeout included). */
+function daemonClient(): DaemonClient {
+  const cfg = loadConfig();
+  return new DaemonClient(cfg.address, cfg.client.timeout * 1000);
+}
+
 /** `ps`, `jobs`, `job list|ls`, each with or without `--json`: whether to print JSON; else null. */
 function parseList(args: string[]): { json: boolean } | null {
   const rest = args[0] === "ps" || args[0] === "jobs"
@@ -51,7 +57,7 @@ function parseList(args: string[]): { json: boolean } | null {
 }
 
 async function list(json: boolean): Promise<number> {
-  const client = new DaemonClient(loadConfig().address);
+  const client = daemonClient();
   try {
     const jobs = client.get<Job[]>("/v1/jobs");
     jobs.catch(() => {}); // (awaited below, after the import)
@@ -69,7 +75,7 @@ export async function fastPath(args: string[]): Promise<number | null> {
   if (l) return await list(l.json);
   const f = parse(args);
   if (!f) return null;
-  const client = new DaemonClient(loadConfig().address);
+  const client = daemonClient();
   const quiet = noticeInterrupt(f.op, `job ${f.jid}`);
   try {
     const body = f.op === "dump" && f.leaveRunning ? { jid: f.jid, leaveRunning: true } : { jid: f.jid };

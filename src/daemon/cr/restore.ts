@@ -4,7 +4,7 @@
 // (--restore-sibling) so its real exit code is known. When the original PIDs are taken, the
 // restore happens in a new PID namespace instead.
 
-import { closeSync, openSync } from "node:fs";
+import { closeSync } from "node:fs";
 import { join } from "node:path";
 import type { RestoreRequest, RestoreResult } from "../../api/types.ts";
 import { detectCompression, extractArchive } from "../../checkpoint/archive.ts";
@@ -19,7 +19,7 @@ import type { CudaDriver } from "../../gpu/mod.ts";
 import { checkGpuRoom, currentPids, restoreAll } from "./gpu.ts";
 import { defaultLogPath } from "../../plugins/process/mod.ts";
 import { children, killAll, readStat } from "../../proc/mod.ts";
-import { closeFd, openpty, pipe } from "../../sys/mod.ts";
+import { closeFd, openAppend, openpty, pipe } from "../../sys/mod.ts";
 import type { JobRow } from "../db.ts";
 import { exists, WORK_PREFIX } from "./salvage.ts";
 import { GATE_DIR, PID_FILE, writeIntent } from "./restore_intent.ts";
@@ -277,9 +277,9 @@ const steps: Step<RestoreCtx>[] = [
         const target = path === c.manifest!.job.log && log ? log : path;
         let fd: number;
         try {
-          fd = openSync(target, "a");
+          fd = openAppend(target);
         } catch (e) {
-          throw failedPrecondition(`cannot open log file ${target}: ${(e as Error).message}`);
+          throw failedPrecondition((e as Error).message);
         }
         give(fd, path.replace(/^\//, ""));
       }

@@ -3,9 +3,8 @@
 // An attachable job gets pipes or a pseudo-terminal held by the daemon.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, openSync } from "node:fs";
 import { failedPrecondition, invalidArgument } from "../../errors.ts";
-import { closeFd, openpty, pipe, setWindowSize, trackSpawn, untrackSpawn } from "../../sys/mod.ts";
+import { closeFd, openAppend, openpty, pipe, setWindowSize, trackSpawn, untrackSpawn } from "../../sys/mod.ts";
 import { type IoKeep, keptPipes, keptPty } from "./io.ts";
 import { signalName, SIGNALS } from "../../daemon/signals.ts";
 import type { ExitStatus, JobIo } from "../types.ts";
@@ -42,11 +41,12 @@ export function checkCwd(cwd: string): void {
   if (!st.isDirectory) throw invalidArgument(`working directory ${cwd} is not a directory`);
 }
 
+/** The job's log for it to append to (a FIFO with no reader is refused at once, not waited on). */
 export function openLog(path: string): number {
   try {
-    return openSync(path, "a", 0o644);
+    return openAppend(path);
   } catch (e) {
-    throw failedPrecondition(`cannot open log file ${path}: ${(e as Error).message}`);
+    throw failedPrecondition((e as Error).message);
   }
 }
 
@@ -107,7 +107,7 @@ export function spawnToLog(spec: SpawnSpec, logPath: string): Spawned {
   } catch (e) {
     spawnError(e);
   } finally {
-    closeSync(fd);
+    closeFd(fd);
   }
 }
 
