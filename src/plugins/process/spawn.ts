@@ -4,7 +4,15 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { failedPrecondition, invalidArgument } from "../../errors.ts";
-import { closeFd, openAppend, openpty, pipe, setWindowSize, trackSpawn, untrackSpawn } from "../../sys/mod.ts";
+import {
+  closeFd,
+  openAppend,
+  openpty,
+  pipe,
+  setWindowSize,
+  trackSpawn,
+  untrackSpawn,
+} from "../../sys/mod.ts";
 import { type IoKeep, keptPipes, keptPty } from "./io.ts";
 import { signalName, SIGNALS } from "../../daemon/signals.ts";
 import type { ExitStatus, JobIo } from "../types.ts";
