@@ -73,7 +73,12 @@ Deno.test(
       `Error: cannot open log file ${fifo}: a FIFO with no reader`,
     ]);
     const reader = new Deno.Command("cat", { args: [fifo], stdout: "piped" }).spawn();
-    await d.ok("run", "process", "-o", fifo, "--", "sh", "-c", "echo one; echo two");
+    // (until `cat` has opened its end: before that the FIFO has no reader)
+    await waitFor(
+      async () =>
+        (await d.cli("run", "process", "-o", fifo, "--", "sh", "-c", "echo one; echo two")).code === 0,
+      "run with a reader",
+    );
     assertEquals(new TextDecoder().decode((await reader.output()).stdout), "one\ntwo\n");
     await d.ok("ps"); // (and the daemon answers on)
   }),

@@ -516,7 +516,26 @@ Deno.test(
     assertEquals(await runcList(root), [], "no container made");
     // with a reader: it reads the ticks (the log is opened once: the reader never sees an EOF)
     const reader = new Deno.Command("head", { args: ["-n", "3", fifo], stdout: "piped" }).spawn();
-    await d.ok("run", "runc", "--bundle", bundle, "--root", root, "--jid", "ff", "--id", "f1", "-o", fifo);
+    // (until `head` has opened its end: before that the FIFO has no reader)
+    await waitFor(
+      async () =>
+        (await d.cli(
+          "run",
+          "runc",
+          "--bundle",
+          bundle,
+          "--root",
+          root,
+          "--jid",
+          "ff",
+          "--id",
+          "f1",
+          "-o",
+          fifo,
+        ))
+          .code === 0,
+      "run with a reader",
+    );
     assertEquals(new TextDecoder().decode((await reader.output()).stdout), "tick 0\ntick 1\ntick 2\n");
     // a terminal nobody reads: the job's output stalls there, the daemon answers
     const pty = openpty();
