@@ -31,6 +31,10 @@ Deno.test(
       "true",
     );
     await expectError(d, 2, "invalid job ID", "run", "process", "--jid", "bad/jid", "--", "true");
+    // `-o $EMPTY -- cmd`: the `--` is not taken for the log file's name
+    const noFile = "argument '--' is invalid. expected a file name, got \"--\" (an empty variable?)";
+    await expectError(d, 2, noFile, "run", "process", "-o", "--", "true");
+    await expectError(d, 2, noFile, "restore", "job", "x", "-o", "--");
     await expectError(d, 2, "unknown signal", "job", "kill", "--all", "--signal", "SIGFOO");
     await expectError(d, 2, "unknown command", "frobnicate");
     await expectError(d, 2, "name one or more jobs", "job", "kill");

@@ -1,5 +1,5 @@
 // What every command needs: the effective config (global flags applied) and a daemon client.
-import type { Command } from "@commander-js/extra-typings";
+import { type Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { type Config, loadConfig } from "../config/mod.ts";
 import { DaemonClient } from "../client/mod.ts";
 
@@ -29,4 +29,12 @@ export function configOf(cmd: AnyCommand, flags: Record<string, unknown> = {}): 
 export function clientOf(cmd: AnyCommand): DaemonClient {
   const cfg = configOf(cmd);
   return new DaemonClient(cfg.address, cfg.client.timeout * 1000);
+}
+
+/** `-o FILE`: a value that starts with "-" is a flag taken for the file (`-o $EMPTY -- cmd`). */
+export function fileArg(v: string): string {
+  if (v.startsWith("-")) {
+    throw new InvalidArgumentError(`expected a file name, got "${v}" (an empty variable?)`);
+  }
+  return v;
 }

@@ -14,7 +14,7 @@ import { attachAndExit } from "./attach_client.ts";
 import { msText, printDump, printRestore } from "./cr_render.ts";
 import { showProgress } from "./progress.ts";
 import { noticeInterrupt } from "./fast.ts";
-import { clientOf } from "./context.ts";
+import { clientOf, fileArg } from "./context.ts";
 import { parsePid } from "./manage.ts";
 import { ago, humanSize, printJson, table } from "./render.ts";
 
@@ -163,7 +163,7 @@ function restoreFlags(c: AnyCmd): AnyCmd {
   return c
     .option("-a, --attach", "attach to the restored job's stdio")
     .option("--attachable", "restore with stdio held by the daemon, for attach")
-    .option("-o, --out <file>", "log file for the restored job's output")
+    .option("-o, --out <file>", "log file for the restored job's output", fileArg)
     .option("--json", "print the result as JSON");
 }
 

@@ -3,7 +3,7 @@ import { Command, Option } from "@commander-js/extra-typings";
 import type { Job, RunContainerdRequest, RunProcessRequest, RunRuncRequest } from "../api/types.ts";
 import { invalidArgument } from "../errors.ts";
 import { attachAndExit } from "./attach_client.ts";
-import { clientOf } from "./context.ts";
+import { clientOf, fileArg } from "./context.ts";
 import type { DaemonClient } from "../client/mod.ts";
 import { printJson } from "./render.ts";
 import { dirname, resolve } from "node:path";
@@ -63,7 +63,10 @@ function processCommand(name: string) {
     .option("--attachable", "keep the job's stdio in the daemon for `cedana job attach`")
     .option("-t, --tty", "give the job a pseudo-terminal (implies --attachable)")
     .addOption(
-      new Option("-o, --out <file>", "log file for the job's output").conflicts(["attach", "attachable"]),
+      new Option("-o, --out <file>", "log file for the job's output").argParser(fileArg).conflicts([
+        "attach",
+        "attachable",
+      ]),
     )
     .option("--pid-file <file>", "write the job's PID to this file")
     .option("--gpu-enabled", "mark the job as a GPU job")
@@ -100,7 +103,7 @@ function runcCommand() {
     .option("-a, --attach", "attach to the container's stdio; exit with its exit code")
     .option("--attachable", "keep the container's stdio in the daemon for `cedana job attach`")
     .addOption(
-      new Option("-o, --out <file>", "log file for the container's output").conflicts([
+      new Option("-o, --out <file>", "log file for the container's output").argParser(fileArg).conflicts([
         "attach",
         "attachable",
       ]),
@@ -140,7 +143,7 @@ function containerdCommand() {
       "environment variable, repeatable",
       (v: string, p: string[] = []) => [...p, v],
     )
-    .option("-o, --out <file>", "log file for the container's output")
+    .option("-o, --out <file>", "log file for the container's output", fileArg)
     .option("--json", "print the job as JSON")
     .action(async (image, command, opts, cmd) => {
       const req: RunContainerdRequest = {
