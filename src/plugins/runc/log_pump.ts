@@ -20,6 +20,12 @@ const CHUNK = 1 << 20;
 /** How often the log's path is looked at for a rotated or removed file. */
 const REFRESH_MS = 200;
 
+/** Where the pump says that a job's output is being dropped, and that it reaches its log again. */
+export interface PumpLog {
+  warn(msg: string, fields: Record<string, unknown>): void;
+  info(msg: string, fields: Record<string, unknown>): void;
+}
+
 /**
  * The log as the pump writes it. The path is looked up again now and then: after logrotate's
  * `create` mode (or an rm) the output goes to the new file at the path, not the renamed one.
@@ -29,11 +35,34 @@ export class LogTarget {
   regular = false;
   #id = "";
   #checked = 0;
+  #openError = "";
+  #dropping = false;
 
   /** `fd`: the log opened already (a run checks it before the container starts); null: open it. */
-  constructor(readonly path: string, fd: number | null = null) {
+  constructor(
+    readonly path: string,
+    fd: number | null = null,
+    readonly owner: { log?: PumpLog; jid?: string } = {},
+  ) {
     if (fd !== null) this.#use(fd);
     else this.refresh(Date.now());
+  }
+
+  /** Output could not be written: said once, until it can be again. */
+  dropped(reason: string = this.#openError): void {
+    if (this.#dropping) return;
+    this.#dropping = true;
+    this.owner.log?.warn("a job's output is dropped: its log cannot be written", {
+      jid: this.owner.jid,
+      log: this.path,
+      reason,
+    });
+  }
+
+  written(): void {
+    if (!this.#dropping) return;
+    this.#dropping = false;
+    this.owner.log?.info("a job's output reaches its log again", { jid: this.owner.jid, log: this.path });
   }
 
   #use(fd: number): void {
@@ -58,7 +87,10 @@ export class LogTarget {
       const fd = openLog(this.path);
       this.close();
       this.#use(fd);
-    } catch { /* (its directory gone, a FIFO with no reader): write where we were, or nowhere */ }
+    } catch (e) {
+      // (its directory gone, a FIFO with no reader): write where we were, or nowhere
+      this.#openError = (e as Error).message;
+    }
   }
 
   close(): void {
@@ -91,6 +123,7 @@ async function moveOnce(fd: number, log: LogTarget, buf: Uint8Array): Promise<bo
   log.refresh(Date.now());
   if (log.fd !== null && log.regular) {
     const n = spliceToEnd(fd, log.fd, CHUNK);
+    if (n > 0) log.written();
     if (n > 0 || n === -EAGAIN) return true;
     if (n === 0) return false;
     // a file system splice cannot write to (EINVAL), disk full: copy below, or drop, but drain:
@@ -98,9 +131,16 @@ async function moveOnce(fd: number, log: LogTarget, buf: Uint8Array): Promise<bo
   }
   const n = await readFd(fd, buf);
   if (n <= 0) return false;
+  if (log.fd === null) {
+    log.dropped();
+    return true;
+  }
   try {
-    if (log.fd !== null && log.regular) writeAtEnd(log.fd, buf.subarray(0, n));
-    else if (log.fd !== null) await writeFdAsync(log.fd, buf.slice(0, n));
-  } catch { /* disk full, a FIFO's reader gone: dropped, the container goes on */ }
+    if (log.regular) writeAtEnd(log.fd, buf.subarray(0, n));
+    else await writeFdAsync(log.fd, buf.slice(0, n));
+    log.written();
+  } catch (e) {
+    log.dropped((e as Error).message); // disk full, a FIFO's reader gone: the container goes on
+  }
   return true;
 }

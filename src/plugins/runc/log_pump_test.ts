@@ -97,3 +97,27 @@ Deno.test("log pump: a terminal nobody reads stalls the job's output, not the da
   await done;
   closeFd(pty.slave);
 });
+
+Deno.test("log pump: output it cannot write is drained and dropped, said once, and said again when it lands", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "cedana-pump-" });
+  const log = `${dir}/gone/out.log`; // its directory does not exist (yet)
+  const said: string[] = [];
+  const note = { warn: (m: string) => said.push(`warn: ${m}`), info: (m: string) => said.push(`info: ${m}`) };
+  const out = pipe();
+  const done = logPump([out.read], new LogTarget(log, null, { log: note, jid: "j" }));
+  for (const line of ["one\n", "two\n"]) {
+    writeFd(out.write, enc(line));
+    await sleep(50);
+  }
+  Deno.mkdirSync(`${dir}/gone`);
+  await sleep(250);
+  writeFd(out.write, enc("three\n"));
+  closeFd(out.write);
+  await done;
+  assert.equal(Deno.readTextFileSync(log), "three\n");
+  assert.deepEqual(said, [
+    "warn: a job's output is dropped: its log cannot be written",
+    "info: a job's output reaches its log again",
+  ]);
+  Deno.removeSync(dir, { recursive: true });
+});

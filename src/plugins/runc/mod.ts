@@ -18,6 +18,7 @@ import { freezeCgroup, FROZEN_MARK, runcFreezer, thaw, thawAfter } from "../../s
 import { type IoKeep, keepPipes, keptPipes, reclaimIo, reclaimOutput, releaseIo } from "../process/io.ts";
 import { logPump, LogTarget } from "./log_pump.ts";
 import { faultPoint } from "../../daemon/fault.ts";
+import type { Logger } from "../../daemon/log.ts";
 import type {
   CheckpointContext,
   JobIo,
@@ -103,10 +104,10 @@ function wire(fds: { stdin: number | null; stdout: number; stderr: number }, log
  * The job's log, opened before its container exists (a bad path fails early) and kept open for the
  * pump: opening a FIFO twice would end its reader's input in between.
  */
-function openTarget(path: string | null): LogTarget | null {
+function openTarget(path: string | null, owner: { log: Logger; jid: string }): LogTarget | null {
   if (!path) return null;
   try {
-    return new LogTarget(path, openLog(path));
+    return new LogTarget(path, openLog(path), owner);
   } catch (e) {
     throw failedPrecondition((e as Error).message);
   }
@@ -133,7 +134,7 @@ async function run(req: RunRuncRequest, ctx: PluginContext): Promise<StartedJob>
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   const log = req.attachable ? null : (req.log ?? defaultLogPath(ctx.config.output_dir, ctx.jid));
-  const target = openTarget(log);
+  const target = openTarget(log, { log: ctx.log, jid: ctx.jid });
   // --pid-file: the init's PID even when it has ended by the time runc returns (`runc state`
   // then says "stopped", pid 0; the daemon keeps it as a zombie for its exit code)
   const pidFile = join(ctx.config.checkpoint.dir, `runc-${crypto.randomUUID().slice(0, 8)}.pid`);
@@ -233,13 +234,13 @@ async function cleanup(job: JobRow): Promise<void> {
   }
 }
 
-function reattach(job: JobRow): JobIo | null {
+function reattach(job: JobRow, ctx: PluginContext): JobIo | null {
   const keep = details(job).ioKeepers;
   if (!keep) return null;
   if (job.log && !job.attachable) {
     const fds = reclaimOutput(keep);
     // (a log that cannot be opened now is tried again while the output is drained)
-    if (fds) logPump(fds, new LogTarget(job.log));
+    if (fds) logPump(fds, new LogTarget(job.log, null, { log: ctx.log, jid: job.jid }));
     return null;
   }
   return reclaimIo(keep);
@@ -380,7 +381,7 @@ async function restore(c: RestoreContext): Promise<Restored> {
   for (const [k, flag] of Object.entries(FLAG_ARGS)) if (c.flags[k]) args.push(flag);
   const attachable = c.options.attachable ?? c.row.attachable;
   const log = attachable ? null : c.row.log ?? defaultLogPath(c.config.output_dir, c.jid);
-  const target = openTarget(log);
+  const target = openTarget(log, { log: c.log, jid: c.jid });
   let fds;
   try {
     fds = await withPipes(root, [...args, id], `runc restore ${id}`, {
