@@ -97,6 +97,12 @@ export async function verify(d: TestDaemon, jid: string, log: string): Promise<v
   assertEquals(line, "verify ok", `${jid}: ${line}`);
 }
 
+/** Every tick in the log follows the one before it: nothing lost, nothing replayed, no restart. */
+export function assertConsecutiveTicks(log: string, msg = "no gap, no restart"): void {
+  const ticks = readLog(log).filter((l) => l.startsWith("tick ")).map((l) => Number(l.slice(5)));
+  for (let k = 1; k < ticks.length; k++) assertEquals(ticks[k], ticks[k - 1] + 1, msg);
+}
+
 /** After a restore: the counter goes on past where it stopped, and the process was not restarted. */
 export async function assertContinues(log: string, before: number): Promise<void> {
   const t = await waitTicks(log, before + 2);

@@ -7,6 +7,8 @@
 // and v2 (cgroup.freeze, cgroup.events), whichever runc uses; anything unexpected leaves the
 // freezing to CRIU as before.
 
+import { existsSync } from "node:fs";
+
 const ROOT = "/sys/fs/cgroup";
 /** Written into the dump's work dir before freezing: a daemon killed mid-dump thaws it next start. */
 export const FROZEN_MARK = "frozen-cgroup";
@@ -18,14 +20,7 @@ export interface Freezer {
 }
 
 // (runc uses v2 only where /sys/fs/cgroup itself is cgroup2; a hybrid host freezes through v1)
-const isV2 = () => {
-  try {
-    Deno.statSync(`${ROOT}/cgroup.controllers`);
-    return true;
-  } catch {
-    return false;
-  }
-};
+const isV2 = () => existsSync(`${ROOT}/cgroup.controllers`);
 
 /**
  * The cgroup runc has CRIU freeze, from runc's state (`cgroup_paths` in <root>/<id>/state.json):

@@ -166,13 +166,11 @@ export async function readFd(fd: number, buf: Uint8Array): Promise<number> {
 }
 
 /**
- * Opens `path` for appending as a raw fd (created 0644 if missing), close-on-exec. With `probe`,
- * only checks it can be opened and closes it again. Throws a clear error otherwise.
+ * Opens `path` for appending as a raw fd (created 0644 if missing), close-on-exec, for a job to
+ * write its log into. Throws a clear error otherwise.
  */
-export function openAppend(path: string, probe = false): number {
-  const fd = openForLog(path, 0o2000 /* O_APPEND */);
-  if (probe) closeFd(fd);
-  return fd;
+export function openAppend(path: string): number {
+  return openForLog(path, 0o2000 /* O_APPEND */);
 }
 
 /**
@@ -248,7 +246,7 @@ export function writeFd(fd: number, data: Uint8Array): void {
  * none (read+write loses what was read and not yet written). Seeks to the end first: the file
  * has no O_APPEND and may have been truncated (logrotate's copytruncate). Returns the count (0:
  * the pipe's writers are gone) or -errno (EAGAIN: nothing there; EINVAL: `to` cannot be spliced
- * to, e.g. a terminal).
+ * to, e.g. a file opened O_APPEND or on a file system without splice support).
  */
 export function spliceToEnd(from: number, to: number, max: number): number {
   const SEEK_END = 2, SPLICE_F_MOVE = 1, SPLICE_F_NONBLOCK = 2;

@@ -2,7 +2,7 @@
 // restarts, cleanup, errors. Each test uses its own runc state root.
 import type { DumpResult, Job, RestoreResult } from "../../src/api/types.ts";
 import { assert, assertEquals, assertStringIncludes } from "../../src/testing/asserts.ts";
-import { lastTick, readLog, waitTicks } from "../cr_helpers.ts";
+import { assertConsecutiveTicks, lastTick, readLog, waitTicks } from "../cr_helpers.ts";
 import { crashDuring, sleep, TestDaemon, waitFor, withDaemon } from "../helpers.ts";
 import { existsSync } from "node:fs";
 import { closeFd, openpty } from "../../src/sys/mod.ts";
@@ -70,8 +70,7 @@ Deno.test(
       const back = await d.json<RestoreResult>("restore", "job", "ctr");
       assert(back.job.pid !== null && back.job.status !== "halted");
       await waitTicks(log, before + 3);
-      const ticks = readLog(log).filter((l) => l.startsWith("tick ")).map((l) => Number(l.slice(5)));
-      for (let k = 1; k < ticks.length; k++) assertEquals(ticks[k], ticks[k - 1] + 1, "no gap, no restart");
+      assertConsecutiveTicks(log);
     }
     assertEquals(await runcList(root), ["c1"]);
     await d.ok("job", "kill", "ctr");
@@ -386,10 +385,7 @@ Deno.test(
       assertEquals((await job(d, "crash")).status, "halted");
       await d.ok("restore", "job", "crash");
       await waitTicks(log, lastBefore + 3);
-      const ticks = readLog(log).filter((l) => l.startsWith("tick ")).map((l) => Number(l.slice(5)));
-      for (let k = 1; k < ticks.length; k++) {
-        assertEquals(ticks[k], ticks[k - 1] + 1, "the latest state, not an older one");
-      }
+      assertConsecutiveTicks(log, "the latest state, not an older one");
       assertEquals(
         [...Deno.readDirSync(`${d.dir}/checkpoints`)].filter((e) => e.name.startsWith(".cedana-")).length,
         0,
@@ -423,8 +419,7 @@ Deno.test(
     assertEquals([j.pid, st.status], [st.pid, "running"]);
     // its output still reaches the log (the keepers held its pipes): nothing lost, nothing replayed
     await waitTicks(log, before + 5);
-    const ticks = readLog(log).filter((l) => l.startsWith("tick ")).map((l) => Number(l.slice(5)));
-    for (let k = 1; k < ticks.length; k++) assertEquals(ticks[k], ticks[k - 1] + 1, "no gap, no restart");
+    assertConsecutiveTicks(log);
     // and the record is whole: another cycle works
     await d.ok("dump", "job", "late");
     await d.ok("restore", "job", "late");
@@ -449,8 +444,7 @@ Deno.test(
     assertEquals((await job(d, "cut")).status, "halted");
     await waitFor(async () => (await d.cli("restore", "job", "cut")).code === 0, "the job restores again");
     await waitTicks(log, before + 3);
-    const ticks = readLog(log).filter((l) => l.startsWith("tick ")).map((l) => Number(l.slice(5)));
-    for (let k = 1; k < ticks.length; k++) assertEquals(ticks[k], ticks[k - 1] + 1, "no gap, no restart");
+    assertConsecutiveTicks(log);
     await d.ok("job", "kill", "cut");
   }),
 );
@@ -472,8 +466,7 @@ Deno.test(
     await d.ok("restore", "job", "fz");
     const after = lastTick(readLog(log));
     await waitTicks(log, after + 3);
-    const ticks = readLog(log).filter((l) => l.startsWith("tick ")).map((l) => Number(l.slice(5)));
-    for (let k = 1; k < ticks.length; k++) assertEquals(ticks[k], ticks[k - 1] + 1, "no gap, no restart");
+    assertConsecutiveTicks(log);
     await d.ok("job", "kill", "fz");
   }),
 );
