@@ -117,8 +117,16 @@ export class TestDaemon {
     return JSON.parse(await this.ok(...withJson)) as T;
   }
 
+  readonly #cleanups: (() => void)[] = [];
+
+  /** Runs `fn` at cleanup (before the jobs are killed): for what a test started itself. */
+  onCleanup(fn: () => void): void {
+    this.#cleanups.push(fn);
+  }
+
   /** Kills every job and stops the daemon; keeps the temp dir when KEEP_TEST_DIRS is set. */
   async cleanup(): Promise<void> {
+    for (const fn of this.#cleanups.splice(0)) fn();
     if (this.#exited) {
       await this.cli("job", "kill", "--all");
       // let the daemon see the exits (and release the jobs' keepers) before it stops

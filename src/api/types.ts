@@ -213,6 +213,8 @@ export interface RestoreResult {
   pidNamespace: boolean;
   timings: Timings;
   criuStats: Record<string, number> | null;
+  /** What the user should know about how the job came back (e.g. it has a new terminal). */
+  notes?: string[];
 }
 
 export interface CheckpointInspect extends CheckpointInfo {

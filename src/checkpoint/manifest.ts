@@ -22,9 +22,18 @@ export function newCheckpointId(): string {
   );
 }
 
+export type TtyStdio = { kind: "tty"; id: string; shell?: boolean; path?: string };
+
 export interface StdioInfo {
-  /** fd -> what it was: a log file, a pipe held by the daemon, or a pty slave. */
-  [fd: string]: { kind: "file"; path: string } | { kind: "pipe"; ino: number } | { kind: "tty"; id: string };
+  /**
+   * fd -> what it was: a log file, a pipe held by the daemon, or a terminal (the daemon's pty, or
+   * one the process was started in). `shell`: the terminal's session is led from outside the
+   * checkpoint (CRIU's -j); `path`: a terminal that was the job's log (-o /dev/pts/N).
+   */
+  [fd: string]:
+    | { kind: "file"; path: string }
+    | { kind: "pipe"; ino: number }
+    | TtyStdio;
 }
 
 export interface Manifest {

@@ -52,6 +52,7 @@ export function printRestore(r: RestoreResult, json?: boolean) {
       r.pidNamespace ? " in a new PID namespace (its original PIDs were taken)" : ""
     }`,
   );
+  for (const n of r.notes ?? []) console.log(`  note: ${n}`);
   console.log(
     "  " + timingLine(r.timings, [
       ["unpack", "unpack"],

@@ -36,6 +36,32 @@ export function startKeeper(fds: number[]): KeeperRef {
   return { pid, startTime: readStat(pid)?.startTime ?? 0, count: fds.length };
 }
 
+/**
+ * A keeper that leads a session of its own with `tty` (a pty slave) as its controlling terminal,
+ * and runs `argv` in it first (see cr/session.ts). Once argv exits, its status goes into
+ * `statusFile`; on success the keeper becomes a `sleep infinity` (same PID) holding only the
+ * terminal, on failure it exits with that status. Bash, not sh: dash cannot close fds above 9.
+ */
+export function startSessionKeeper(
+  tty: number,
+  argv: string[],
+  extraFds: number[],
+  statusFile: string,
+): { ref: KeeperRef; exited: Promise<void> } {
+  const script = `"$@"; s=$?; echo $s > "$0.tmp" && mv "$0.tmp" "$0"; [ $s -eq 0 ] || exit $s; ` +
+    'for f in /proc/self/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done; exec sleep infinity';
+  // (not detached: setsid would fork if it led a process group already, and the PID would change)
+  const child = spawn("setsid", ["--ctty", "bash", "-c", script, statusFile, ...argv], {
+    stdio: [tty, "ignore", "ignore", ...extraFds],
+    env: { ...Deno.env.toObject(), [KEEPER_ENV]: tag },
+  });
+  const pid = child.pid!;
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  trackSpawn(pid, exited);
+  child.unref();
+  return { ref: { pid, startTime: readStat(pid)?.startTime ?? 0, count: 0 }, exited };
+}
+
 /** The keeper's fds, duplicated into this process; null when the keeper is gone. */
 export function reclaimFds(ref: KeeperRef): number[] | null {
   let pidfd: number;

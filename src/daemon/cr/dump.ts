@@ -148,10 +148,18 @@ const steps: Step<DumpCtx>[] = [
         if (row?.attachable && !row.tty && pipe) {
           c.stdio[fd] = { kind: "pipe", ino: Number(pipe[1]) };
           if (!c.external.includes(target)) c.external.push(target);
-        } else if (row?.tty && target.startsWith("/dev/pts/")) {
+        } else if (/^\/dev\/pts\/\d+$/.test(target) && (row?.tty || !row?.attachable)) {
+          // A terminal: the job's own pty, or one the process was started in (adopted from a
+          // shell, or -o /dev/pts/N). Its master is not in the tree: the restore gives a new pty
+          // (or, for a log, the same terminal again). A session leader's terminal is external to
+          // CRIU; a shell job's (the shell leads its session) is what CRIU's -j restores onto its
+          // own terminal (see session.ts).
           const id = ttyExternalId(target);
-          c.stdio[fd] = { kind: "tty", id };
-          if (!c.external.includes(id)) c.external.push(id);
+          const log = row?.log === target ? { path: target } : {};
+          if (f.sessionLeader || log.path) {
+            c.stdio[fd] = { kind: "tty", id, ...log };
+            if (!c.external.includes(id)) c.external.push(id);
+          } else c.stdio[fd] = { kind: "tty", id, shell: true };
         } else if (
           row?.log === target || (fd !== "0" && target.startsWith("/") && !target.startsWith("/dev/"))
         ) {

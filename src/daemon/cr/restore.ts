@@ -8,7 +8,7 @@ import { closeSync } from "node:fs";
 import { join } from "node:path";
 import type { RestoreRequest, RestoreResult } from "../../api/types.ts";
 import { detectCompression, extractArchive } from "../../checkpoint/archive.ts";
-import { type Manifest, readManifest, verifySizes } from "../../checkpoint/manifest.ts";
+import { type Manifest, readManifest, type TtyStdio, verifySizes } from "../../checkpoint/manifest.ts";
 import { restoreArgs } from "../../criu/options.ts";
 import { criuErrorLines, runCriu, spawnCriu } from "../../criu/run.ts";
 import { readRestoreStats } from "../../criu/stats.ts";
@@ -27,6 +27,7 @@ import { faultPoint, faultPointWhen } from "../fault.ts";
 import type { CrHost } from "./host.ts";
 import { runSteps, type Step } from "./steps.ts";
 import { requireCriu } from "./dump.ts";
+import { restoreInSession } from "./session.ts";
 
 interface RestoreCtx {
   req: RestoreRequest;
@@ -48,17 +49,25 @@ interface RestoreCtx {
   inherit: { fd: number; resource: string }[];
   io: JobIo | null;
   keep?: IoKeep;
+  /** A shell job's new terminal (pty slave): CRIU restores it in a session of its own (session.ts). */
+  sessionTty?: number;
   ourFds: number[];
   pid: number;
   /** The restored root is our child (restore-sibling, or via the subreaper): reap it. */
   reap: boolean;
   gpuDriver: CudaDriver | null;
   stats: Record<string, number> | null;
+  notes: string[];
 }
 
 function restoreOptions(req: RestoreRequest) {
   const { id, bundle, root, attachable, address, namespace } = req;
   return { id, bundle, root, attachable, address, namespace };
+}
+
+/** The checkpoint is of a shell job on a terminal (see session.ts). */
+function shellTty(m: Manifest): boolean {
+  return Object.values(m.stdio ?? {}).some((s) => s.kind === "tty" && s.shell);
 }
 
 function pidTaken(pid: number): boolean {
@@ -114,6 +123,12 @@ post-resume) : > '${gate}/resumed' ;;
 esac
 exit 0
 `;
+
+function closeSessionTty(c: RestoreCtx): void {
+  if (c.sessionTty === undefined) return;
+  closeFd(c.sessionTty);
+  c.sessionTty = undefined;
+}
 
 const steps: Step<RestoreCtx>[] = [
   {
@@ -190,6 +205,14 @@ const steps: Step<RestoreCtx>[] = [
     when: (c) => !plugin(c.row.type).restore,
     async run(c) {
       c.pidNamespace = !(await pidsFree(c));
+      if (c.pidNamespace && shellTty(c.manifest!)) {
+        // (CRIU would have to be both the namespace's init and a member of the terminal's session)
+        throw failedPrecondition(
+          `a process from a terminal can only be restored under its original PIDs, and they are taken (${
+            c.manifest!.pids.filter(pidTaken).join(", ")
+          })`,
+        );
+      }
       if (c.pidNamespace && c.manifest!.gpu) {
         // the driver's restore addresses processes by their original PIDs
         throw failedPrecondition(
@@ -298,12 +321,39 @@ const steps: Step<RestoreCtx>[] = [
         }
         ({ io: c.io, keep: c.keep } = keptPipes(made[0].write, made[1].read, made[2].read));
       }
-      const tty = Object.values(stdio).find((s) => s.kind === "tty") as { id: string } | undefined;
+      const ttys = Object.values(stdio).filter((s) => s.kind === "tty") as TtyStdio[];
+      for (const path of new Set(ttys.map((t) => t.path).filter((p) => p !== undefined))) {
+        // a terminal that was the job's log (-o /dev/pts/N): the same one again
+        const id = ttys.find((t) => t.path === path)!.id;
+        try {
+          give(openAppend(path), id);
+        } catch (e) {
+          throw failedPrecondition(`the job's log terminal is gone: ${(e as Error).message}`);
+        }
+      }
+      const tty = ttys.find((t) => t.path === undefined);
       if (tty) {
+        // The job's terminal (the daemon's pty, or the one it was started in): a new pty, which
+        // the daemon holds, so the job is attachable (`cedana attach`).
+        if (c.req.log) {
+          throw invalidArgument(
+            "the job's output went to a terminal: restore it without -o; it gets a new terminal " +
+              `(cedana attach ${c.row.jid}, or restore with --attach)`,
+          );
+        }
         const pty = openpty();
         c.ourFds.push(pty.master);
-        give(pty.slave, tty.id);
+        if (tty.shell) {
+          c.sessionTty = pty.slave;
+          undo(() => closeSessionTty(c));
+        } else give(pty.slave, tty.id);
         ({ io: c.io, keep: c.keep } = keptPty(pty.master));
+        if (!c.row.tty) {
+          c.notes.push(
+            `its terminal stays with the session it was started in; the job has a new one: cedana job attach ${c.row.jid}`,
+          );
+        }
+        c.row = { ...c.row, attachable: true, tty: true };
       }
       faultPoint("restore-io-ready");
     },
@@ -337,7 +387,8 @@ const steps: Step<RestoreCtx>[] = [
           // wait at the gate, or (in a new PID namespace) to learn that the tasks resumed.
           actionScript: c.gated || ns ? script : undefined,
           detach: !ns,
-          restoreSibling: !ns,
+          // (a shell job's root is CRIU's child, re-parented to the daemon: see session.ts)
+          restoreSibling: !ns && c.sessionTty === undefined,
           pidFile: ns ? undefined : pidFile,
           inheritFds: c.inherit,
         });
@@ -358,15 +409,32 @@ const steps: Step<RestoreCtx>[] = [
         }
       };
       // (if the daemon dies from here on, the next one finishes the record: see restore_intent.ts)
-      writeIntent(c.workDir, {
-        row: { ...c.row, details: { ...c.row.details, ioKeepers: c.keep ?? c.row.details.ioKeepers } },
-        gated: c.gated,
-        checkpoint: c.path,
-        gpuPids: m.gpu?.pids,
-      });
+      const intent = () =>
+        writeIntent(c.workDir, {
+          row: { ...c.row, details: { ...c.row.details, ioKeepers: c.keep ?? c.row.details.ioKeepers } },
+          gated: c.gated,
+          checkpoint: c.path,
+          gpuPids: m.gpu?.pids,
+        });
+      intent();
       const release = c.host.checksums.hold();
       try {
-        if (!c.pidNamespace) {
+        if (c.sessionTty !== undefined) {
+          c.keep!.session = await restoreInSession({
+            criu: c.criu,
+            args: args(false),
+            extraFds: c.childFds,
+            tty: c.sessionTty,
+            workDir: c.workDir,
+            logPath,
+            onKeeper: (ref) => {
+              closeSessionTty(c);
+              c.keep!.session = ref;
+              intent(); // (a daemon killed from here on finds the keeper there, not as a stray)
+            },
+          });
+          c.pid = Number(Deno.readTextFileSync(pidFile).trim());
+        } else if (!c.pidNamespace) {
           try {
             // (CRIU outlives the daemon: the restore finishes, the next daemon adopts or kills it)
             await runCriu(c.criu, args(false), logPath, "criu restore", {
@@ -530,6 +598,7 @@ export async function restore(
     gpuDriver: null,
     reap: true,
     stats: null,
+    notes: [],
   };
   const timings: Record<string, number> = {};
   // a restored container's init is our orphan until recorded (see JobService.pauseReaping)
@@ -612,5 +681,6 @@ export async function restore(
     pidNamespace: c.pidNamespace,
     timings,
     criuStats: c.stats,
+    ...(c.notes.length ? { notes: c.notes } : {}),
   };
 }

@@ -229,7 +229,9 @@ type Temp = ReturnType<CrHost["db"]["temps"]>[number];
 /** The PIDs of the live keepers named in a job's details (a dead one's PID may be another's now). */
 export function keeperPids(keep: unknown): number[] {
   const k = keep as IoKeep | undefined;
-  return [k?.out, k?.input].filter((r) => r && isSameProcess(r.pid, r.startTime)).map((r) => r!.pid);
+  return [k?.out, k?.input, k?.session].filter((r) => r && isSameProcess(r.pid, r.startTime)).map((r) =>
+    r!.pid
+  );
 }
 
 /**

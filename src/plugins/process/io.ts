@@ -93,6 +93,8 @@ export interface IoKeep {
   out: KeeperRef;
   /** The stdin write end, kept apart: ending input must drop every copy of it. */
   input?: KeeperRef;
+  /** The leader of the session whose terminal the job has (a shell job restored: cr/session.ts). */
+  session?: KeeperRef;
 }
 
 /** Keepers for a job's pipes, so they outlive this daemon. */
@@ -132,4 +134,5 @@ export function reclaimOutput(keep: IoKeep): number[] | null {
 export function releaseIo(keep: IoKeep | undefined): void {
   stopKeeper(keep?.out);
   stopKeeper(keep?.input);
+  stopKeeper(keep?.session);
 }
