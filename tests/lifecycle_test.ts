@@ -32,6 +32,15 @@ Deno.test(
     }, "adopted job to be seen halted");
     assertEquals(halted.exitCode, null);
     assertStringIncludes(await d.ok("job", "inspect", "adopted"), "unknowable (adopted)");
+    // SIGKILL cannot be caught: the one the daemon sent is what ended it, adopted or not
+    const other = await spawnSleeper();
+    await d.ok("manage", "process", String(other.pid), "--jid", "adopted2");
+    await d.ok("job", "kill", "adopted2");
+    const killed = await waitFor(async () => {
+      const j = (await d.json<Job[]>("ps")).find((j) => j.jid === "adopted2")!;
+      return j.status === "halted" && j;
+    }, "adopted2 to be seen halted");
+    assertEquals([killed.exitCode, killed.exitSignal], [null, "SIGKILL"]);
   }),
 );
 

@@ -129,6 +129,8 @@ export class JobService implements CrHost {
   readonly #hubs = new Map<string, IoHub>();
   /** Cancels the exit watch of each job being watched. */
   readonly #watchers = new Map<string, () => void>();
+  /** Jobs this daemon sent SIGKILL, with the PID it went to (see #watch). */
+  readonly #sigkilled = new Map<string, number>();
   readonly #exits = new ExitWatcher();
   /** How each live job's exit can be learned: its spawn's exit event, or reaping it ourselves. */
   readonly #sources = new Map<string, { pid: number; exited?: Promise<ExitStatus>; reap?: boolean }>();
@@ -334,6 +336,10 @@ export class JobService implements CrHost {
       }
       this.#watchers.delete(jid);
       if (this.#sources.get(jid)?.pid === pid) this.#sources.delete(jid);
+      // Not our child, so its status is unknown; but SIGKILL cannot be caught: one this daemon
+      // sent is what ended it (`job kill` of an adopted process or container).
+      if (code === null && signal === null && this.#sigkilled.get(jid) === pid) signal = "SIGKILL";
+      this.#sigkilled.delete(jid);
       try {
         const cur = this.db.getJob(jid);
         // The job may have been deleted, or restored under a new PID meanwhile.
@@ -531,6 +537,7 @@ export class JobService implements CrHost {
           continue;
         }
         plugin(row.type).signal(row, sig);
+        if (sig === "SIGKILL" && row.pid) this.#sigkilled.set(row.jid, row.pid);
         out.killed.push(row.jid);
         this.log.info("job signalled", { jid: row.jid, signal: sig });
       } else if (rest.length) {
