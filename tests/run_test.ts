@@ -301,3 +301,36 @@ Deno.test(
     assertEquals(j.status !== "halted", true);
   }),
 );
+
+Deno.test(
+  "40 attachable jobs (pipes and ptys): the newest answers attach, and every job's exit is seen",
+  opts,
+  withDaemon(async (d) => {
+    // A blocked read per stream held one of the 32 threads of Deno's blocking pool: from ~16 such
+    // jobs on, newer jobs' output was never read (attach hung) and exits went unnoticed.
+    for (let i = 0; i < 40; i++) {
+      const tty = i % 4 === 3 ? ["--tty"] : [];
+      await d.ok(
+        "run",
+        "process",
+        "--attachable",
+        ...tty,
+        "--jid",
+        `a${i}`,
+        "--",
+        "sh",
+        "-c",
+        "read l; echo got $l",
+      );
+    }
+    for (const jid of ["a0", "a38", "a39"]) { // (a39: a pty job; a38: pipes)
+      const r = await d.cliWith({ stdin: "hello\n" }, "job", "attach", jid);
+      assertEquals(r.code, 0, `${jid}: ${r.stderr}`);
+      assertStringIncludes(r.stdout, "got hello");
+    }
+    await waitFor(async () => {
+      const jobs = await d.json<Job[]>("ps");
+      return ["a0", "a38", "a39"].every((j) => jobs.find((x) => x.jid === j)?.status === "halted");
+    }, "the attached jobs' exits recorded");
+  }),
+);

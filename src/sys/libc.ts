@@ -20,8 +20,8 @@ const SYMBOLS = {
   syscall3: { name: "syscall", parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
   // A blocking poll must not stall the event loop, so it runs on Deno's blocking thread pool.
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
-  // A pty master read blocks until the job prints something, so it also runs off the event loop.
-  read: { parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
+  // On a non-blocking fd that poll saw ready (see poller.ts): returns at once, on the event loop.
+  read_now: { name: "read", parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   // A job that does not read its stdin must never block the daemon's event loop.
   write_nb: { name: "write", parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
@@ -56,7 +56,8 @@ const FD_CLOEXEC = 1;
 const TIOCSWINSZ = 0x5414;
 const SYS_PIDFD_OPEN = 434;
 const SYS_PIDFD_GETFD = 438;
-const POLLIN = 0x1;
+export const POLLIN = 0x1;
+export const POLLOUT = 0x4;
 const POLLNVAL = 0x20;
 const P_PIDFD = 3;
 const WNOHANG = 1;
@@ -157,15 +158,6 @@ export function openpty(): { master: number; slave: number; slavePath: string } 
 }
 
 /**
- * Reads up to `buf.length` bytes from a raw fd (such as a pty master, which Deno's own file APIs
- * cannot wrap) on Deno's blocking thread pool. Resolves 0 at EOF and also -1 on error: a pty
- * master reports EIO once every slave fd is closed, which callers treat as end of output.
- */
-export async function readFd(fd: number, buf: Uint8Array): Promise<number> {
-  return Number(await lib().read(fd, buf, BigInt(buf.length)));
-}
-
-/**
  * Opens `path` for appending as a raw fd (created 0644 if missing), close-on-exec, for a job to
  * write its log into. Throws a clear error otherwise.
  */
@@ -224,6 +216,33 @@ export function pipe(): { read: number; write: number } {
   const fds = new Int32Array(2);
   check("pipe2", lib().pipe2(fds, 0o2000000 /* O_CLOEXEC */));
   return { read: fds[0], write: fds[1] };
+}
+
+/** O_NONBLOCK on `fd`'s open file description (its copies share it). */
+export function setNonBlocking(fd: number): void {
+  const F_GETFL = 3, F_SETFL = 4, O_NONBLOCK = 0o4000;
+  const flags = check("fcntl(F_GETFL)", lib().fcntl(fd, F_GETFL, 0));
+  if (!(flags & O_NONBLOCK)) check("fcntl(F_SETFL)", lib().fcntl(fd, F_SETFL, flags | O_NONBLOCK));
+}
+
+/** One read(2) on the event loop (for a non-blocking fd): the count (0: end of file) or -errno. */
+export function readNow(fd: number, buf: Uint8Array): number {
+  for (;;) {
+    const n = Number(lib().read_now(fd, buf, BigInt(buf.length)));
+    if (n >= 0) return n;
+    const errno = lastErrno();
+    if (errno !== EINTR) return -errno;
+  }
+}
+
+/** One write(2) on the event loop (for a non-blocking fd): the count written, or -errno. */
+export function writeNow(fd: number, data: Uint8Array): number {
+  for (;;) {
+    const n = Number(lib().write(fd, data, BigInt(data.length)));
+    if (n >= 0) return n;
+    const errno = lastErrno();
+    if (errno !== EINTR) return -errno;
+  }
 }
 
 /** Writes all of `data` to a raw fd (a pty master); throws ErrnoError on failure. */
@@ -290,6 +309,20 @@ export async function pollReadable(fds: number[], timeoutMs: number): Promise<nu
   const rc = await lib().poll(new Uint8Array(view.buffer), BigInt(fds.length), timeoutMs);
   if (rc <= 0) return [];
   return fds.filter((_, i) => view.getInt16(8 * i + 6, true) !== 0);
+}
+
+/**
+ * One poll over `fds` with their `events` (POLLIN, POLLOUT), on the blocking pool; resolves each
+ * fd's revents (0: not ready) when it returns.
+ */
+export async function pollEvents(fds: number[], events: number[], timeoutMs: number): Promise<number[]> {
+  const view = new DataView(new ArrayBuffer(8 * fds.length));
+  fds.forEach((fd, i) => {
+    view.setInt32(8 * i, fd, true);
+    view.setInt16(8 * i + 4, events[i], true);
+  });
+  const rc = await lib().poll(new Uint8Array(view.buffer), BigInt(fds.length), timeoutMs);
+  return fds.map((_, i) => rc > 0 ? view.getInt16(8 * i + 6, true) : 0);
 }
 
 /** Sets the terminal size (struct winsize: u16 rows, cols, xpixel, ypixel) via TIOCSWINSZ. */

@@ -1,47 +1,18 @@
 // JobIo over raw fds held by the daemon: a pty master, or the daemon's ends of fresh pipes that a
-// restored job inherited (CRIU --inherit-fd). Reads run on Deno's blocking pool through FFI.
+// restored job inherited (CRIU --inherit-fd). Bytes move through the daemon's one poll loop
+// (sys/poller.ts), never a thread per stream.
 
 import { STREAM_STDERR, STREAM_STDOUT } from "../../api/types.ts";
-import { closeFd, readFd, setWindowSize, writeFdAsync } from "../../sys/mod.ts";
+import { closeFd, queuedWriter, readAll, setWindowSize } from "../../sys/mod.ts";
 import type { JobIo } from "../types.ts";
 import { type KeeperRef, reclaimFds, startKeeper, stopKeeper } from "../../daemon/keeper.ts";
 
-/** Reads until EOF (or EIO from a pty master once the last slave fd is closed); the caller closes. */
-async function pump(fd: number, onData: (d: Uint8Array) => void): Promise<void> {
-  for (;;) {
-    const buf = new Uint8Array(16384);
-    const n = await readFd(fd, buf);
-    if (n <= 0) break;
-    onData(buf.subarray(0, n));
-  }
-}
-
-/**
- * Ordered writes off the event loop. `close` runs after the writes queued before it, so an fd is
- * never closed (and its number reused) under a write still in flight.
- */
-function writer(fd: number) {
-  let chain: Promise<void> = Promise.resolve();
-  let failed = false;
-  return {
-    write(data: Uint8Array) {
-      const copy = data.slice(); // the caller may reuse its buffer
-      chain = chain.then(() => failed ? undefined : writeFdAsync(fd, copy)).catch(() => {
-        failed = true; // EPIPE/EIO: the job stopped reading; drop further input
-      });
-    },
-    close(): Promise<void> {
-      return chain = chain.then(() => closeFd(fd)).catch(() => {});
-    },
-  };
-}
-
 export function ptyIo(master: number): JobIo {
   let closed = false;
-  const w = writer(master);
+  const w = queuedWriter(master);
   return {
     onOutput(cb, end) {
-      pump(master, (d) => cb(STREAM_STDOUT, d)).then(() => {
+      readAll(master, (d) => cb(STREAM_STDOUT, d)).then(() => {
         closed = true;
         w.close().then(end);
       });
@@ -68,12 +39,14 @@ export function pipesIo(
   stderr: number | null,
   onEndInput: () => void = () => {},
 ): JobIo {
-  const w = stdin === null ? null : writer(stdin);
+  const w = stdin === null ? null : queuedWriter(stdin);
   let inputOpen = w !== null;
   return {
     onOutput(cb, end) {
-      const pumps = [pump(stdout, (d) => cb(STREAM_STDOUT, d)).then(() => closeFd(stdout))];
-      if (stderr !== null) pumps.push(pump(stderr, (d) => cb(STREAM_STDERR, d)).then(() => closeFd(stderr)));
+      const pumps = [readAll(stdout, (d) => cb(STREAM_STDOUT, d)).then(() => closeFd(stdout))];
+      if (stderr !== null) {
+        pumps.push(readAll(stderr, (d) => cb(STREAM_STDERR, d)).then(() => closeFd(stderr)));
+      }
       Promise.all(pumps).then(end);
     },
     write: (data) => {

@@ -3,13 +3,15 @@
 // the bytes inside the kernel, so a daemon stopped or killed at any moment loses no output: what it
 // has not moved is still in the pipes, which the keepers hold open for the next daemon. Into
 // anything else (a terminal, a FIFO), the bytes are copied by a thread of Deno's blocking pool: one
-// nobody reads stalls that job's output, never the daemon.
+// nobody reads stalls that job's output, never the daemon. The pipes are watched by the daemon's
+// one poll loop (sys/poller.ts), not a thread per job.
 import {
   closeFd,
   EAGAIN,
   openLog,
-  pollReadable,
-  readFd,
+  type Poller,
+  poller,
+  readNow,
   spliceToEnd,
   writeAtEnd,
   writeFdAsync,
@@ -100,47 +102,74 @@ export class LogTarget {
 }
 
 /** Pumps `fds` into the log until every writer of them is gone (the fds and the log closed). */
-export function logPump(fds: number[], log: LogTarget): Promise<void> {
-  return pump(fds, log).finally(() => log.close());
+export function logPump(fds: number[], log: LogTarget, p: Poller = poller): Promise<void> {
+  return pump(fds, log, p).finally(() => log.close());
 }
 
-async function pump(fds: number[], log: LogTarget): Promise<void> {
-  const open = new Set(fds);
-  const buf = new Uint8Array(65536);
-  while (open.size) {
-    // one poll for both pipes: the moves then run in turn, never two at once into one file position
-    for (const fd of await pollReadable([...open], -1)) {
-      if (!(await moveOnce(fd, log, buf))) {
+function pump(fds: number[], log: LogTarget, p: Poller): Promise<void> {
+  return new Promise((resolve) => {
+    const buf = new Uint8Array(65536);
+    const open = new Map<number, (() => void) | null>(); // fd -> unwatch (null: paused)
+    const watch = (fd: number) => open.set(fd, p.watch(fd, "in", () => ready(fd)));
+    const pause = () => {
+      for (const [fd, stop] of open) {
+        stop?.();
+        open.set(fd, null);
+      }
+    };
+    const ready = (fd: number) => {
+      // (the poller runs one handler at a time: the moves of both pipes never overlap in the file)
+      const r = moveNow(fd, log, buf);
+      if (r === "eof") {
+        open.get(fd)?.();
         open.delete(fd);
         closeFd(fd);
+        if (!open.size) resolve();
+      } else if (r !== "more") {
+        // A chunk on its way to a FIFO or terminal: neither pipe is read until it is out, so a
+        // slow reader stalls this job's output (its pipes fill, the container waits), nothing else.
+        pause();
+        r.then(() => {
+          for (const fd of open.keys()) watch(fd);
+        });
       }
-    }
-  }
+    };
+    for (const fd of fds) watch(fd);
+  });
 }
 
-/** Moves what `fd` holds into the log; false at EOF. */
-async function moveOnce(fd: number, log: LogTarget, buf: Uint8Array): Promise<boolean> {
+/**
+ * Moves what `fd` holds into the log: "more" (or a promise of a copy in flight) until the pipe's
+ * writers are gone ("eof").
+ */
+function moveNow(fd: number, log: LogTarget, buf: Uint8Array): "more" | "eof" | Promise<void> {
   log.refresh(Date.now());
   if (log.fd !== null && log.regular) {
     const n = spliceToEnd(fd, log.fd, CHUNK);
     if (n > 0) log.written();
-    if (n > 0 || n === -EAGAIN) return true;
-    if (n === 0) return false;
+    if (n > 0 || n === -EAGAIN) return "more";
+    if (n === 0) return "eof";
     // a file system splice cannot write to (EINVAL), disk full: copy below, or drop, but drain:
     // a full pipe would block the container
   }
-  const n = await readFd(fd, buf);
-  if (n <= 0) return false;
+  const n = readNow(fd, buf);
+  if (n === -EAGAIN) return "more";
+  if (n <= 0) return "eof";
   if (log.fd === null) {
     log.dropped();
-    return true;
+    return "more";
+  }
+  if (!log.regular) {
+    return writeFdAsync(log.fd, buf.slice(0, n)).then(
+      () => log.written(),
+      (e) => log.dropped((e as Error).message), // a FIFO's reader gone: the container goes on
+    );
   }
   try {
-    if (log.regular) writeAtEnd(log.fd, buf.subarray(0, n));
-    else await writeFdAsync(log.fd, buf.slice(0, n));
+    writeAtEnd(log.fd, buf.subarray(0, n));
     log.written();
   } catch (e) {
-    log.dropped((e as Error).message); // disk full, a FIFO's reader gone: the container goes on
+    log.dropped((e as Error).message); // disk full: the container goes on
   }
-  return true;
+  return "more";
 }

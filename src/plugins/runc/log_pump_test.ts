@@ -121,3 +121,24 @@ Deno.test("log pump: output it cannot write is drained and dropped, said once, a
   ]);
   Deno.removeSync(dir, { recursive: true });
 });
+
+Deno.test("log pump: 60 containers' pipes at once, each into its own log (one poll loop, no thread each)", async () => {
+  // (one blocked poll per job held a thread of Deno's 32-thread blocking pool: job 33's log stayed empty)
+  const dir = Deno.makeTempDirSync({ prefix: "cedana-pump-" });
+  const jobs = Array.from(
+    { length: 60 },
+    (_, i) => ({ i, out: pipe(), err: pipe(), log: `${dir}/${i}.log` }),
+  );
+  const done = jobs.map((j) => logPump([j.out.read, j.err.read], new LogTarget(j.log)));
+  for (const j of jobs) writeFd(j.out.write, enc(`job ${j.i} out\n`));
+  const deadline = Date.now() + 5000;
+  const written = () => jobs.filter((j) => Deno.readTextFileSync(j.log) === `job ${j.i} out\n`).length;
+  while (written() < jobs.length && Date.now() < deadline) await sleep(20);
+  assert.equal(written(), jobs.length);
+  for (const j of jobs) {
+    closeFd(j.out.write);
+    closeFd(j.err.write);
+  }
+  await Promise.all(done);
+  Deno.removeSync(dir, { recursive: true });
+});

@@ -1,0 +1,201 @@
+// One poll loop for every stream the daemon moves bytes through (jobs' pipes and ptys, runc's
+// output pipes). A blocked read() or poll() per stream each held a thread of Deno's blocking pool,
+// and that pool is small (its threads stopped at 36 on a 2-core machine): from ~16 attachable
+// jobs on, the streams of newer jobs were never served (attach hung, a container's log stayed
+// empty). Now one thread waits in poll(2) for all of them; the fds are non-blocking, and the
+// handlers read or write on the event loop until EAGAIN. Watching or unwatching an fd wakes the
+// poll (a byte on a pipe), so the next poll has the new set.
+
+import {
+  closeFd,
+  EAGAIN,
+  pipe,
+  pollEvents,
+  POLLIN,
+  POLLOUT,
+  readNow,
+  setNonBlocking,
+  writeNow,
+} from "./libc.ts";
+
+const POLLERR = 0x8, POLLHUP = 0x10, POLLNVAL = 0x20;
+
+type Direction = "in" | "out";
+interface Watch {
+  fn: () => void;
+}
+interface Entry {
+  in?: Watch;
+  out?: Watch;
+}
+
+export class Poller {
+  readonly #entries = new Map<number, Entry>();
+  #wake: { read: number; write: number } | null = null;
+  #running = false;
+
+  /**
+   * Calls `fn` whenever `fd` is readable ("in": data, end of file or an error to read) or
+   * writable ("out"), until the returned function is called. `fd` is made non-blocking; `fn` must
+   * read or write until EAGAIN (or unwatch), or it is called again at once. One watch per fd and
+   * direction.
+   */
+  watch(fd: number, dir: Direction, fn: () => void): () => void {
+    setNonBlocking(fd);
+    const w: Watch = { fn };
+    const e = this.#entries.get(fd) ?? {};
+    e[dir] = w;
+    this.#entries.set(fd, e);
+    this.#kick();
+    this.#loop();
+    return () => {
+      const cur = this.#entries.get(fd);
+      if (cur?.[dir] !== w) return;
+      delete cur[dir];
+      if (!cur.in && !cur.out) this.#entries.delete(fd);
+      this.#kick();
+    };
+  }
+
+  /** How many fds are watched (for tests). */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  #kick(): void {
+    if (!this.#running) return; // (the loop starts with the current set anyway)
+    writeNow(this.#wakeFds().write, new Uint8Array(1)); // (EAGAIN: a wake-up is pending already)
+  }
+
+  #wakeFds(): { read: number; write: number } {
+    if (!this.#wake) {
+      this.#wake = pipe();
+      setNonBlocking(this.#wake.read);
+      setNonBlocking(this.#wake.write);
+    }
+    return this.#wake;
+  }
+
+  async #loop(): Promise<void> {
+    if (this.#running) return;
+    this.#running = true;
+    const wake = this.#wakeFds();
+    const drain = new Uint8Array(64);
+    try {
+      while (this.#entries.size) {
+        const polled = [...this.#entries].map(([fd, e]) => ({ fd, in: e.in, out: e.out }));
+        const revents = await pollEvents(
+          [wake.read, ...polled.map((p) => p.fd)],
+          [POLLIN, ...polled.map((p) => (p.in ? POLLIN : 0) | (p.out ? POLLOUT : 0))],
+          -1,
+        );
+        if (revents[0]) { while (readNow(wake.read, drain) > 0) { /* emptied */ } }
+        polled.forEach((p, i) => {
+          const r = revents[i + 1];
+          if (!r) return;
+          // Only watches that are still the ones polled: an fd unwatched (and maybe closed, its
+          // number reused) meanwhile may have meant another file when poll ran.
+          const cur = this.#entries.get(p.fd);
+          const fail = r & (POLLERR | POLLHUP | POLLNVAL);
+          if (p.in && cur?.in === p.in && (r & POLLIN || fail)) run(p.in);
+          if (p.out && cur?.out === p.out && (r & POLLOUT || fail)) run(p.out);
+        });
+      }
+    } finally {
+      this.#running = false;
+    }
+  }
+}
+
+function run(w: Watch): void {
+  try {
+    w.fn();
+  } catch (e) {
+    // a handler's bug must not stop every other stream
+    console.error(`poller: a stream handler failed: ${(e as Error).stack ?? e}`);
+  }
+}
+
+/** The daemon's one poller. */
+export const poller: Poller = new Poller();
+
+/**
+ * Reads `fd` as its data comes (through the poller) until end of file or an error (EIO: a pty
+ * whose last slave closed); resolves then. `onData` gets a copy it may keep. The caller closes.
+ */
+export function readAll(fd: number, onData: (d: Uint8Array) => void, p: Poller = poller): Promise<void> {
+  return new Promise((resolve) => {
+    const buf = new Uint8Array(65536);
+    const stop = p.watch(fd, "in", () => {
+      // (a few reads at most per turn: the other streams get theirs)
+      for (let i = 0; i < 8; i++) {
+        const n = readNow(fd, buf);
+        if (n === -EAGAIN) return;
+        if (n <= 0) {
+          stop();
+          resolve();
+          return;
+        }
+        onData(buf.slice(0, n));
+      }
+    });
+  });
+}
+
+/**
+ * Ordered writes to `fd` through the poller: what does not fit now waits for the fd to take it.
+ * A write error (EPIPE, EIO: the reader is gone) drops everything after it. `close` runs after
+ * the writes queued before it, so an fd is never closed (and its number reused) under a write.
+ */
+export function queuedWriter(fd: number, p: Poller = poller) {
+  const queue: Uint8Array[] = [];
+  let failed = false;
+  let stop: (() => void) | null = null; // waiting for the fd to be writable
+  let closing: (() => void) | null = null;
+  let closed = false;
+  const finish = () => {
+    if (!closing) return;
+    try {
+      closeFd(fd);
+    } catch { /* closed */ }
+    closed = true;
+    closing();
+    closing = null;
+  };
+  const flush = () => {
+    while (queue.length && !failed) {
+      const n = writeNow(fd, queue[0]);
+      if (n === -EAGAIN) {
+        stop ??= p.watch(fd, "out", () => {
+          stop!();
+          stop = null;
+          flush();
+        });
+        return;
+      }
+      if (n < 0) {
+        failed = true; // the job stopped reading: drop further input
+        queue.length = 0;
+        break;
+      }
+      queue[0] = queue[0].subarray(n);
+      if (!queue[0].length) queue.shift();
+    }
+    finish();
+  };
+  setNonBlocking(fd);
+  return {
+    write(data: Uint8Array): void {
+      if (failed || closing || closed) return;
+      queue.push(data.slice()); // the caller may reuse its buffer
+      if (!stop) flush();
+    },
+    close(): Promise<void> {
+      if (closing || closed) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        closing = resolve;
+        if (!stop) flush();
+      });
+    },
+  };
+}
