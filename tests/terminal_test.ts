@@ -26,6 +26,16 @@ function startTerminal(d: TestDaemon, mode: "shell" | "leader" | "open", screen:
   return child;
 }
 
+/** A terminal with no program on it (`-o` target): its slave's path. */
+async function openTerminal(d: TestDaemon, screen: string) {
+  const child = startTerminal(d, "open", screen);
+  const reader = child.stdout.getReader();
+  const tty = new TextDecoder().decode((await reader.read()).value).trim();
+  reader.releaseLock();
+  assert(/^\/dev\/pts\/\d+$/.test(tty), tty);
+  return { tty, child };
+}
+
 /** The workload's PID, from its `ready` line on the screen. */
 async function readyPid(screen: string): Promise<number> {
   return await waitFor(() => {
@@ -149,11 +159,7 @@ Deno.test(
   crOpts,
   withDaemon(async (d) => {
     const screen = `${d.dir}/screen.txt`;
-    const term = startTerminal(d, "open", screen);
-    const reader = term.stdout.getReader();
-    const tty = new TextDecoder().decode((await reader.read()).value).trim();
-    reader.releaseLock();
-    assert(/^\/dev\/pts\/\d+$/.test(tty), tty);
+    const { tty } = await openTerminal(d, screen);
     await d.ok("run", "process", "--jid", "tl", "-o", tty, "--", PYTHON, WORKLOAD, "counter");
     await waitTicks(screen, 2);
     // (it used to fail: "tty: Found slave peer index 0 without correspond master peer")
@@ -164,5 +170,114 @@ Deno.test(
     assertEquals((await jobOf(d, "tl")).log, tty);
     await waitTicks(screen, before + 2);
     assertEquals(readLog(screen).filter((l) => l.startsWith("ready")).length, 1, "restarted, not restored");
+  }),
+);
+
+Deno.test(
+  "terminal: a program that opened its terminal again (as less does) is refused up front and runs on",
+  crOpts,
+  withDaemon(async (d) => {
+    for (
+      const [jid, open, says] of [
+        ["again", 'exec 3< "$(tty)"', "opened its terminal /dev/pts/"],
+        ["devtty", "exec 3< /dev/tty", "has its terminal open as /dev/tty (fd 3"],
+      ]
+    ) {
+      const screen = `${d.dir}/${jid}.txt`;
+      startTerminal(d, "shell", screen, ["bash", "-c", `${open}; exec ${PYTHON} ${WORKLOAD} counter`]);
+      const pid = await readyPid(screen);
+      await d.ok("manage", "process", String(pid), "--jid", jid);
+      const r = await d.cli("dump", "job", jid);
+      assertEquals(r.code, 5, r.stderr);
+      assertStringIncludes(r.stderr, says);
+      const t = lastTick(readLog(screen));
+      await waitTicks(screen, t + 1); // (refused before CRIU froze it)
+    }
+  }),
+);
+
+Deno.test(
+  "terminal: a job piped to a process outside it (`job | cat`) comes back with the pipe on its new terminal, or on the daemon's pipe",
+  crOpts,
+  withDaemon(async (d) => {
+    // in a terminal: its output pipe goes to the new terminal too
+    const screen = `${d.dir}/screen.txt`;
+    startTerminal(d, "shell", screen, ["bash", "-c", `${PYTHON} ${WORKLOAD} counter | cat`]);
+    const pid = await readyPid(screen);
+    await waitTicks(screen, 2);
+    await d.ok("manage", "process", String(pid), "--jid", "pt");
+    assertStringIncludes(await d.ok("dump", "job", "pt"), "fd 1 is a pipe to a process outside the job");
+    await d.ok("restore", "job", "pt");
+    await assertGoesOnAttached(d, "pt", lastTick(readLog(screen)));
+
+    // no terminal (`nohup job | cat > out &`): the daemon's pipe, so attach shows it
+    const out = `${d.dir}/out.txt`;
+    const bg = new Deno.Command("setsid", {
+      args: ["bash", "-c", `${PYTHON} ${WORKLOAD} counter | cat > ${out}`],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    d.onCleanup(() => {
+      try {
+        bg.kill("SIGKILL");
+      } catch { /* gone */ }
+    });
+    const bgPid = await readyPid(out);
+    await waitTicks(out, 2);
+    await d.ok("manage", "process", String(bgPid), "--jid", "pp");
+    await d.ok("dump", "job", "pp");
+    const before = lastTick(readLog(out));
+    // (it used to die at its next line: EPIPE, nobody at the pipe's other end)
+    assertStringIncludes(await d.ok("restore", "job", "pp"), "is the daemon's now: cedana job attach pp");
+    await assertGoesOnAttached(d, "pp", before);
+    assertEquals((await jobOf(d, "pp")).status === "halted", false);
+  }),
+);
+
+Deno.test(
+  "terminal: a shell job writing to a file, restored --attachable, goes on writing to it; its keepers are recorded",
+  crOpts,
+  withDaemon(async (d) => {
+    const screen = `${d.dir}/screen.txt`, log = `${d.dir}/out.log`;
+    startTerminal(d, "shell", screen, ["bash", "-c", `${PYTHON} ${WORKLOAD} counter > ${log} 2>&1`]);
+    const pid = await readyPid(log);
+    await waitTicks(log, 2);
+    await d.ok("manage", "process", String(pid), "--jid", "fl");
+    await d.ok("dump", "job", "fl");
+    const before = lastTick(readLog(log));
+    await d.ok("restore", "job", "fl", "--attachable");
+    await waitTicks(log, before + 2);
+    const keep = (await jobOf(d, "fl")).details.ioKeepers as { kind: string; session?: unknown };
+    assertEquals([keep.kind, !!keep.session], ["pty", true]);
+    // (a pipe keeper nobody recorded was stopped as a stray here, and the job died of EPIPE)
+    await d.stop("SIGKILL");
+    await d.start();
+    assert(!d.daemonLog.includes("never recorded"), d.daemonLog);
+    await waitTicks(log, lastTick(readLog(log)) + 2);
+  }),
+);
+
+Deno.test(
+  "terminal: a job whose log terminal closed is not restored onto whatever terminal has its number now",
+  crOpts,
+  withDaemon(async (d) => {
+    const first = await openTerminal(d, `${d.dir}/first.txt`);
+    await d.ok("run", "process", "--jid", "tl", "-o", first.tty, "--", PYTHON, WORKLOAD, "counter");
+    await waitTicks(`${d.dir}/first.txt`, 2);
+    await d.ok("dump", "job", "tl");
+    first.child.kill("SIGKILL");
+    await first.child.status;
+    const second = await openTerminal(d, `${d.dir}/second.txt`); // (likely the same number)
+    const r = await d.cli("restore", "job", "tl");
+    assertEquals(r.code, 5, r.stderr);
+    assertStringIncludes(r.stderr, `the terminal ${first.tty} the job wrote to is`);
+    assertStringIncludes(r.stderr, "restore it with --attachable (a new terminal)");
+    assertEquals(readLog(`${d.dir}/second.txt`).filter((l) => l.startsWith("tick")).length, 0);
+    const o = await d.cli("restore", "job", "tl", "-o", `${d.dir}/x.log`);
+    assertEquals(o.code, 2, o.stderr); // (CRIU restores a terminal as a terminal, not as a file)
+    assertStringIncludes(await d.ok("restore", "job", "tl", "--attachable"), "it has a new one");
+    await assertGoesOnAttached(d, "tl", 2);
+    second.child.kill("SIGKILL");
   }),
 );

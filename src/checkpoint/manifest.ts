@@ -22,7 +22,19 @@ export function newCheckpointId(): string {
   );
 }
 
-export type TtyStdio = { kind: "tty"; id: string; shell?: boolean; path?: string };
+/**
+ * `holder`: who held a log terminal's master at the dump (a terminal that got its number later is
+ * not it; devpts reuses even the inode).
+ */
+export type TtyStdio = {
+  kind: "tty";
+  id: string;
+  shell?: boolean;
+  path?: string;
+  holder?: { pid: number; startTime: number };
+};
+/** `outside`: a pipe to a process outside the job (`job | tee`), not the daemon's. */
+export type PipeStdio = { kind: "pipe"; ino: number; outside?: boolean };
 
 export interface StdioInfo {
   /**
@@ -32,7 +44,7 @@ export interface StdioInfo {
    */
   [fd: string]:
     | { kind: "file"; path: string }
-    | { kind: "pipe"; ino: number }
+    | PipeStdio
     | TtyStdio;
 }
 

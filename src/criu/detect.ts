@@ -18,7 +18,20 @@ export interface TreeFacts {
   ioUring: boolean;
   /** fd -> link target for the root's stdin/stdout/stderr. */
   stdio: Record<number, string>;
+  /** The tree's pipes and terminals: which process holds them, as what fd, opened how. */
+  files: TreeFile[];
 }
+
+export interface TreeFile {
+  pid: number;
+  fd: number;
+  target: string;
+  /** open(2) flags from fdinfo (O_ACCMODE: 0 read, 1 write, 2 both). */
+  flags: number;
+}
+
+/** Whether `f` is a terminal: a pty slave, or the caller's controlling terminal as /dev/tty. */
+export const isTerminal = (target: string) => /^\/dev\/pts\/\d+$/.test(target) || target === "/dev/tty";
 
 /** Lines of a /proc table, without its header line(s). */
 function readLines(path: string, header = 1): string[] {
@@ -43,6 +56,7 @@ export function inspectTree(root: number): TreeFacts {
   let ioUring = false;
   const stdio: Record<number, string> = {};
   let fileLocks = false;
+  const files: TreeFile[] = [];
   for (const pid of procs) {
     for (const { fd, target } of readFds(pid)) {
       const m = /^socket:\[(\d+)\]$/.exec(target);
@@ -52,7 +66,11 @@ export function inspectTree(root: number): TreeFacts {
       // Locks held through an fd are listed in its fdinfo ("lock:\t1: POSIX ..."). Not
       // /proc/locks: opening it takes a global lock that waits for an RCU grace period (7-11 ms).
       // (any fd: flock works on pipes too, and CRIU reads the fdinfo of every fd)
-      if (!fileLocks && holdsLock(pid, fd)) fileLocks = true;
+      const info = fdinfo(pid, fd);
+      if (info.includes("\nlock:")) fileLocks = true;
+      if (target.startsWith("pipe:") || isTerminal(target)) {
+        files.push({ pid, fd, target, flags: parseInt(/^flags:\s*([0-7]+)/m.exec(info)?.[1] ?? "0", 8) });
+      }
     }
   }
   let tcpEstablished = false, tcpListen = false;
@@ -79,15 +97,26 @@ export function inspectTree(root: number): TreeFacts {
     fileLocks,
     ioUring,
     stdio,
+    files,
   };
 }
 
-function holdsLock(pid: number, fd: number): boolean {
+function fdinfo(pid: number, fd: number): string {
   try {
-    return Deno.readTextFileSync(`/proc/${pid}/fdinfo/${fd}`).includes("\nlock:");
+    return Deno.readTextFileSync(`/proc/${pid}/fdinfo/${fd}`);
   } catch {
-    return false; // closed meanwhile
+    return ""; // closed meanwhile
   }
+}
+
+/**
+ * The root's stdio pipe `target` leads out of the tree: no process in it holds the pipe's other
+ * end (its read end for the root's stdout, its write end for stdin). CRIU would make it a pipe
+ * with nobody at the other end: a `job | cat` restored dies of EPIPE at its next line.
+ */
+export function pipeLeavesTree(facts: TreeFacts, target: string): boolean {
+  const ends = facts.files.filter((f) => f.target === target).map((f) => f.flags & 3);
+  return !(ends.some((m) => m === 0 || m === 2) && ends.some((m) => m === 1 || m === 2));
 }
 
 /** CRIU's id for a tty: hex st_rdev and st_dev of the slave, e.g. "tty[8800:1a]". */

@@ -28,6 +28,11 @@ const HINTS: [RegExp, string][] = [
     "bind that directory by itself in the container's config (runc hands config bind mounts to CRIU as " +
     "external mounts)",
   ],
+  [
+    /SEIZE \d+: unsupported stop signal (21|22)\b/,
+    "hint: a process of the job is stopped by its terminal (SIGTTIN/SIGTTOU: a background job that read " +
+    "from or wrote to it): bring it to the foreground (fg) or send it SIGCONT, then dump",
+  ],
 ];
 
 /** The `Error (...)` lines of a CRIU log, minus the harmless RLIMIT_NOFILE one, then any hints. */

@@ -74,4 +74,10 @@ Deno.test("criuErrorLines: errors users meet get a hint after them, others none"
     true,
   );
   assertEquals(criuErrorLines(other).length, 1);
+  // (seen on a background job of an interactive shell that read its terminal)
+  const ttin = "(00.01) Error (compel/src/lib/infect.c:260): SEIZE 42: unsupported stop signal 21";
+  assertEquals(
+    criuErrorLines(ttin)[1].startsWith("hint: a process of the job is stopped by its terminal"),
+    true,
+  );
 });

@@ -39,7 +39,7 @@ export function startKeeper(fds: number[]): KeeperRef {
 /**
  * A keeper that leads a session of its own with `tty` (a pty slave) as its controlling terminal,
  * and runs `argv` in it first (see cr/session.ts). Once argv exits, its status goes into
- * `statusFile`; on success the keeper becomes a `sleep infinity` (same PID) holding only the
+ * `statusFile`; on success the keeper becomes a `sleep infinity` (same PID, shown as cedana-session-keeper) holding only the
  * terminal, on failure it exits with that status. Bash, not sh: dash cannot close fds above 9.
  */
 export function startSessionKeeper(
@@ -49,7 +49,9 @@ export function startSessionKeeper(
   statusFile: string,
 ): { ref: KeeperRef; exited: Promise<void> } {
   const script = `"$@"; s=$?; echo $s > "$0.tmp" && mv "$0.tmp" "$0"; [ $s -eq 0 ] || exit $s; ` +
-    'for f in /proc/self/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done; exec sleep infinity';
+    'for f in /proc/self/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done; ' +
+    // (named: `ps` shows what it is; killing it hangs up the job, as closing a terminal does)
+    "exec -a cedana-session-keeper sleep infinity";
   // (not detached: setsid would fork if it led a process group already, and the PID would change)
   const child = spawn("setsid", ["--ctty", "bash", "-c", script, statusFile, ...argv], {
     stdio: [tty, "ignore", "ignore", ...extraFds],

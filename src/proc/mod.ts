@@ -202,6 +202,30 @@ export function readExe(pid: number): string | null {
   return orNull(() => Deno.readLinkSync(`/proc/${pid}/exe`));
 }
 
+/** Whether `pid` holds the master of the pty whose slave is /dev/pts/`index`. */
+export function holdsPtyMaster(pid: number, index: number): boolean {
+  return readFds(pid).some(({ fd, target }) =>
+    (target === "/dev/ptmx" || target === "/dev/pts/ptmx") &&
+    new RegExp(`^tty-index:\\s*${index}$`, "m").test(
+      orNull(() => Deno.readTextFileSync(`/proc/${pid}/fdinfo/${fd}`)) ?? "",
+    )
+  );
+}
+
+/**
+ * Who holds the master of the pty whose slave is /dev/pts/`index` (the terminal emulator, tmux,
+ * sshd): the first such process found, or null. Scans every process: for rare paths only.
+ */
+export function ptyMasterHolder(index: number): { pid: number; startTime: number } | null {
+  for (const e of orNull(() => [...Deno.readDirSync("/proc")]) ?? []) {
+    const pid = Number(e.name);
+    if (!(pid > 0) || !holdsPtyMaster(pid, index)) continue;
+    const st = readStat(pid);
+    if (st) return { pid, startTime: st.startTime };
+  }
+  return null;
+}
+
 /** Open file descriptors and what they point to, sorted by fd; [] when the process is gone. */
 export function readFds(pid: number): { fd: number; target: string }[] {
   const dir = `/proc/${pid}/fd`;

@@ -18,6 +18,7 @@ const SYMBOLS = {
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   syscall: { parameters: ["i64", "i64", "i64"], result: "i64" },
   syscall3: { name: "syscall", parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
+  syscall5: { name: "syscall", parameters: ["i64", "i64", "i64", "i64", "i64", "i64"], result: "i64" },
   // A blocking poll must not stall the event loop, so it runs on Deno's blocking thread pool.
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
   // On a non-blocking fd that poll saw ready (see poller.ts): returns at once, on the event loop.
@@ -218,6 +219,12 @@ export function pipe(): { read: number; write: number } {
   return { read: fds[0], write: fds[1] };
 }
 
+/** A second fd for `fd`'s open file, close-on-exec. */
+export function dupFd(fd: number): number {
+  const F_DUPFD_CLOEXEC = 1030;
+  return check("fcntl(F_DUPFD_CLOEXEC)", lib().fcntl(fd, F_DUPFD_CLOEXEC, 0));
+}
+
 /** O_NONBLOCK on `fd`'s open file description (its copies share it). */
 export function setNonBlocking(fd: number): void {
   const F_GETFL = 3, F_SETFL = 4, O_NONBLOCK = 0o4000;
@@ -338,6 +345,18 @@ export function setWindowSize(fd: number, cols: number, rows: number): void {
 export function pidfdGetfd(pidfd: number, targetFd: number): number {
   const rc = Number(lib().syscall3(BigInt(SYS_PIDFD_GETFD), BigInt(pidfd), BigInt(targetFd), 0n));
   return check(`pidfd_getfd(${targetFd})`, rc);
+}
+
+/**
+ * Whether fd `a` of process `pa` and fd `b` of `pb` are one open file (kcmp KCMP_FILE: dup'ed or
+ * inherited), not two opens of the same path. Needs ptrace rights over both (root).
+ */
+export function sameOpenFile(pa: number, a: number, pb: number, b: number): boolean {
+  const SYS_KCMP = Deno.build.arch === "aarch64" ? 272 : 312, KCMP_FILE = 0;
+  const rc = Number(
+    lib().syscall5(BigInt(SYS_KCMP), BigInt(pa), BigInt(pb), BigInt(KCMP_FILE), BigInt(a), BigInt(b)),
+  );
+  return check("kcmp", rc) === 0;
 }
 
 /** Returns a pidfd for `pid`; throws ErrnoError (errno ESRCH when there is no such process). */

@@ -15,7 +15,7 @@ import {
   type StdioInfo,
   writeManifest,
 } from "../../checkpoint/manifest.ts";
-import { inspectTree, type TreeFacts, ttyExternalId } from "../../criu/detect.ts";
+import { inspectTree, pipeLeavesTree, type TreeFacts, ttyExternalId } from "../../criu/detect.ts";
 import { criuVersion, findCriu, MIN_CRIU, versionAtLeast } from "../../criu/mod.ts";
 import { criuConfigFile, dumpArgs, parseCriuOpts } from "../../criu/options.ts";
 import { checkCriuOpts } from "../../criu/check_opts.ts";
@@ -27,6 +27,7 @@ import {
   isRunning,
   isValidPid,
   jobProcess,
+  ptyMasterHolder,
   readCmdline,
   readCwd,
   readStat,
@@ -37,6 +38,7 @@ import { checkpointAll, detectGpu, type GpuDump, lockAll, resumeAll } from "./gp
 import { type CriuFlags, type JobPlugin, plugin } from "../../plugins/mod.ts";
 import type { CrHost } from "./host.ts";
 import { faultPoint } from "../fault.ts";
+import { sameOpenFile } from "../../sys/mod.ts";
 import { exists, type Salvaged, salvageImages, TMP_PREFIX, WORK_SUBDIR } from "./salvage.ts";
 import { runSteps, type Step } from "./steps.ts";
 
@@ -95,6 +97,37 @@ export async function requireCriu(host: CrHost): Promise<{ bin: string; version:
   return { bin, version };
 }
 
+/**
+ * A job on a terminal it does not own comes back on a new one (see restore's io step), which CRIU
+ * can do only for the terminal as the job got it: refused up front, where CRIU would fail after
+ * freezing the tree, or restore the extra open onto the old terminal (its shell's, by then).
+ */
+function checkTerminals(c: DumpCtx): void {
+  const f = c.facts!;
+  const ttys = Object.entries(c.stdio).filter(([, s]) => s.kind === "tty" && !s.path);
+  if (!ttys.length) return;
+  for (const file of f.files) {
+    if (file.target === "/dev/tty") {
+      throw failedPrecondition(
+        `process ${file.pid} has its terminal open as /dev/tty (fd ${file.fd}; less, vim and ssh do that), ` +
+          `which CRIU cannot move to a new terminal: end that program first`,
+      );
+    }
+  }
+  const shell = ttys.filter(([, s]) => s.kind === "tty" && s.shell).map(([fd]) => Number(fd));
+  for (const fd of shell) {
+    const path = f.stdio[fd];
+    for (const file of f.files.filter((x) => x.target === path)) {
+      if (!sameOpenFile(c.pid, fd, file.pid, file.fd)) {
+        throw failedPrecondition(
+          `process ${file.pid} opened its terminal ${path} itself (fd ${file.fd}; less and vim do that): ` +
+            `CRIU can move only the terminal a shell gave the job to a new one: end that program first`,
+        );
+      }
+    }
+  }
+}
+
 const steps: Step<DumpCtx>[] = [
   {
     name: "inspect",
@@ -148,6 +181,15 @@ const steps: Step<DumpCtx>[] = [
         if (row?.attachable && !row.tty && pipe) {
           c.stdio[fd] = { kind: "pipe", ino: Number(pipe[1]) };
           if (!c.external.includes(target)) c.external.push(target);
+        } else if (pipe && !row?.attachable && pipeLeavesTree(f, target)) {
+          // A pipe to a process outside the job (`job | tee log`, `producer | job`): that process
+          // is not in the checkpoint, so the restored job's end goes to the daemon (or to its new
+          // terminal) instead of to a pipe nobody is at the other end of.
+          c.stdio[fd] = { kind: "pipe", ino: Number(pipe[1]), outside: true };
+          if (!c.external.includes(target)) c.external.push(target);
+          c.detected.push(
+            `fd ${fd} is a pipe to a process outside the job: a restore gives it the daemon's instead`,
+          );
         } else if (/^\/dev\/pts\/\d+$/.test(target) && (row?.tty || !row?.attachable)) {
           // A terminal: the job's own pty, or one the process was started in (adopted from a
           // shell, or -o /dev/pts/N). Its master is not in the tree: the restore gives a new pty
@@ -155,7 +197,9 @@ const steps: Step<DumpCtx>[] = [
           // CRIU; a shell job's (the shell leads its session) is what CRIU's -j restores onto its
           // own terminal (see session.ts).
           const id = ttyExternalId(target);
-          const log = row?.log === target ? { path: target } : {};
+          const log = row?.log === target
+            ? { path: target, holder: ptyMasterHolder(Number(target.slice("/dev/pts/".length))) ?? undefined }
+            : {};
           if (f.sessionLeader || log.path) {
             c.stdio[fd] = { kind: "tty", id, ...log };
             if (!c.external.includes(id)) c.external.push(id);
@@ -168,6 +212,7 @@ const steps: Step<DumpCtx>[] = [
           c.stdio[fd] = { kind: "file", path: target };
         }
       }
+      checkTerminals(c);
     },
   },
   {

@@ -4,11 +4,17 @@
 // (--restore-sibling) so its real exit code is known. When the original PIDs are taken, the
 // restore happens in a new PID namespace instead.
 
-import { closeSync } from "node:fs";
+import { closeSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import type { RestoreRequest, RestoreResult } from "../../api/types.ts";
 import { detectCompression, extractArchive } from "../../checkpoint/archive.ts";
-import { type Manifest, readManifest, type TtyStdio, verifySizes } from "../../checkpoint/manifest.ts";
+import {
+  type Manifest,
+  type PipeStdio,
+  readManifest,
+  type TtyStdio,
+  verifySizes,
+} from "../../checkpoint/manifest.ts";
 import { restoreArgs } from "../../criu/options.ts";
 import { criuErrorLines, runCriu, spawnCriu } from "../../criu/run.ts";
 import { readRestoreStats } from "../../criu/stats.ts";
@@ -18,8 +24,8 @@ import { type JobIo, plugin } from "../../plugins/mod.ts";
 import type { CudaDriver } from "../../gpu/mod.ts";
 import { checkGpuRoom, currentPids, restoreAll } from "./gpu.ts";
 import { defaultLogPath } from "../../plugins/process/mod.ts";
-import { children, killAll, readStat } from "../../proc/mod.ts";
-import { closeFd, openAppend, openpty, pipe } from "../../sys/mod.ts";
+import { children, holdsPtyMaster, isSameProcess, killAll, readStat } from "../../proc/mod.ts";
+import { closeFd, dupFd, openAppend, openpty, pipe } from "../../sys/mod.ts";
 import type { JobRow } from "../db.ts";
 import { exists, WORK_PREFIX } from "./salvage.ts";
 import { GATE_DIR, PID_FILE, writeIntent } from "./restore_intent.ts";
@@ -286,7 +292,11 @@ const steps: Step<RestoreCtx>[] = [
       const log = c.row.log;
       const files = new Set<string>();
       for (const s of Object.values(stdio)) if (s.kind === "file") files.add(s.path);
-      if (files.size && c.req.attachable && !c.row.attachable) {
+      const ttys = Object.values(stdio).filter((s) => s.kind === "tty") as TtyStdio[];
+      // (a log that is a terminal, restored --attachable: a new terminal too)
+      const tty = ttys.find((t) => t.path === undefined) ?? (c.req.attachable ? ttys[0] : undefined);
+      // (a job with a terminal has that as its attachable I/O: its files stay files)
+      if (files.size && c.req.attachable && !c.row.attachable && !tty) {
         // A log-mode job restored as attachable: one pipe stands in for its log file.
         const p = pipe();
         c.ourFds.push(p.read);
@@ -306,9 +316,73 @@ const steps: Step<RestoreCtx>[] = [
         }
         give(fd, path.replace(/^\//, ""));
       }
-      const pipes = Object.entries(stdio).filter(([, s]) => s.kind === "pipe") as [string, { ino: number }][];
-      if (pipes.length) {
+      for (const t of tty ? [] : ttys) {
+        // A terminal that was the job's log (-o /dev/pts/N): the same one again. (CRIU restores a
+        // terminal as a terminal: another log file cannot stand in for it.)
+        const path = t.path!;
+        if (ttys.find((x) => x.path === path) !== t) continue;
+        if (c.isNew && !c.req.log) c.row = { ...c.row, log: path }; // (a copy writes where it did)
+        else if (log !== path) {
+          throw invalidArgument(
+            `job ${c.row.jid} wrote to the terminal ${path}: restore it onto that terminal (without -o), ` +
+              "or with --attachable (a new terminal)",
+          );
+        }
+        const there = existsSync(path);
+        const h = t.holder;
+        if (
+          !there ||
+          (h &&
+            !(isSameProcess(h.pid, h.startTime) &&
+              holdsPtyMaster(h.pid, Number(path.slice("/dev/pts/".length)))))
+        ) {
+          throw failedPrecondition(
+            `the terminal ${path} the job wrote to is ${there ? "another terminal now" : "gone"}: ` +
+              "restore it with --attachable (a new terminal)",
+          );
+        }
+        try {
+          give(openAppend(path), t.id);
+        } catch (e) {
+          throw failedPrecondition((e as Error).message);
+        }
+      }
+      let pty: { master: number; slave: number } | null = null;
+      if (tty) {
+        // The job's terminal (the daemon's pty, or the one it was started in): a new pty, which
+        // the daemon holds, so the job is attachable (`cedana job attach`).
+        if (c.req.log) {
+          throw invalidArgument(
+            "the job's output went to a terminal: restore it without -o; it gets a new terminal " +
+              `(cedana job attach ${c.row.jid}, or restore with --attach)`,
+          );
+        }
+        pty = openpty();
+        c.ourFds.push(pty.master);
+        if (tty.shell) {
+          c.sessionTty = pty.slave;
+          undo(() => closeSessionTty(c));
+        } else give(pty.slave, tty.id);
+        for (const t of ttys) if (t.id !== tty.id) give(dupFd(pty.slave), t.id); // (one terminal)
+        ({ io: c.io, keep: c.keep } = keptPty(pty.master));
+        if (!c.row.tty) {
+          c.notes.push(
+            tty.path
+              ? `it wrote to the terminal ${tty.path}; it has a new one: cedana job attach ${c.row.jid}`
+              : `its terminal stays with the session it was started in; the job has a new one: cedana job attach ${c.row.jid}`,
+          );
+        }
+        c.row = { ...c.row, attachable: true, tty: true, log: tty.path ? null : c.row.log };
+      }
+      const pipes = Object.entries(stdio).filter(([, s]) => s.kind === "pipe") as [string, PipeStdio][];
+      if (pipes.length && pty) {
+        // pipes to processes outside the job, on a job with a terminal: to the terminal as well
+        for (const ino of new Set(pipes.map(([, s]) => s.ino))) give(dupFd(pty.slave), `pipe:[${ino}]`);
+      } else if (pipes.length) {
+        // The daemon's pipes (an attachable job), or the job's pipes to processes outside it,
+        // whose far ends are not in the checkpoint: fresh pipes, held by the daemon.
         const byFd = new Map(pipes.map(([fd, s]) => [Number(fd), s.ino]));
+        const given = new Set<number>();
         const made = [0, 1, 2].map(() => pipe());
         for (const fd of [0, 1, 2]) {
           const ino = byFd.get(fd);
@@ -316,44 +390,19 @@ const steps: Step<RestoreCtx>[] = [
           const childEnd = fd === 0 ? p.read : p.write;
           const ourEnd = fd === 0 ? p.write : p.read;
           c.ourFds.push(ourEnd);
-          if (ino !== undefined) give(childEnd, `pipe:[${ino}]`);
+          // (`2>&1 | tee`: one pipe for both; CRIU takes one fd per resource)
+          if (ino !== undefined && !given.has(ino)) give(childEnd, `pipe:[${ino}]`);
           else closeFd(childEnd);
+          if (ino !== undefined) given.add(ino);
         }
         ({ io: c.io, keep: c.keep } = keptPipes(made[0].write, made[1].read, made[2].read));
-      }
-      const ttys = Object.values(stdio).filter((s) => s.kind === "tty") as TtyStdio[];
-      for (const path of new Set(ttys.map((t) => t.path).filter((p) => p !== undefined))) {
-        // a terminal that was the job's log (-o /dev/pts/N): the same one again
-        const id = ttys.find((t) => t.path === path)!.id;
-        try {
-          give(openAppend(path), id);
-        } catch (e) {
-          throw failedPrecondition(`the job's log terminal is gone: ${(e as Error).message}`);
-        }
-      }
-      const tty = ttys.find((t) => t.path === undefined);
-      if (tty) {
-        // The job's terminal (the daemon's pty, or the one it was started in): a new pty, which
-        // the daemon holds, so the job is attachable (`cedana attach`).
-        if (c.req.log) {
-          throw invalidArgument(
-            "the job's output went to a terminal: restore it without -o; it gets a new terminal " +
-              `(cedana attach ${c.row.jid}, or restore with --attach)`,
-          );
-        }
-        const pty = openpty();
-        c.ourFds.push(pty.master);
-        if (tty.shell) {
-          c.sessionTty = pty.slave;
-          undo(() => closeSessionTty(c));
-        } else give(pty.slave, tty.id);
-        ({ io: c.io, keep: c.keep } = keptPty(pty.master));
-        if (!c.row.tty) {
+        if (!c.row.attachable) {
           c.notes.push(
-            `its terminal stays with the session it was started in; the job has a new one: cedana job attach ${c.row.jid}`,
+            "its pipe to a process outside it (not in the checkpoint) is the daemon's now: " +
+              `cedana job attach ${c.row.jid}`,
           );
+          c.row = { ...c.row, attachable: true, log: null };
         }
-        c.row = { ...c.row, attachable: true, tty: true };
       }
       faultPoint("restore-io-ready");
     },
@@ -431,6 +480,7 @@ const steps: Step<RestoreCtx>[] = [
               closeSessionTty(c);
               c.keep!.session = ref;
               intent(); // (a daemon killed from here on finds the keeper there, not as a stray)
+              faultPoint("restore-criu-started");
             },
           });
           c.pid = Number(Deno.readTextFileSync(pidFile).trim());
