@@ -126,7 +126,11 @@ export class TestDaemon {
 
   /** Kills every job and stops the daemon; keeps the temp dir when KEEP_TEST_DIRS is set. */
   async cleanup(): Promise<void> {
-    for (const fn of this.#cleanups.splice(0)) fn();
+    for (const fn of this.#cleanups.splice(0)) {
+      try {
+        fn();
+      } catch { /* (what it stops may be gone already: the daemon and its jobs still go below) */ }
+    }
     if (this.#exited) {
       await this.cli("job", "kill", "--all");
       // let the daemon see the exits (and release the jobs' keepers) before it stops

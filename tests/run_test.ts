@@ -1,7 +1,7 @@
 // `cedana run process` in log, attach, attachable and tty modes, and `cedana ps`.
 import type { Job, JobInspect } from "../src/api/types.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "../src/testing/asserts.ts";
-import { MAIN, opts, sleep, waitFor, withDaemon } from "./helpers.ts";
+import { MAIN, opts, sleep, type TestDaemon, waitFor, withDaemon } from "./helpers.ts";
 
 Deno.test(
   "run process: output goes to the log, exit code shows in ps",
@@ -308,6 +308,8 @@ Deno.test(
   withDaemon(async (d) => {
     // A blocked read per stream held one of the 32 threads of Deno's blocking pool: from ~16 such
     // jobs on, newer jobs' output was never read (attach hung) and exits went unnoticed.
+    const fds = () => [...Deno.readDirSync(`/proc/${d.pid}/fd`)].length;
+    const before = fds();
     for (let i = 0; i < 40; i++) {
       const tty = i % 4 === 3 ? ["--tty"] : [];
       await d.ok(
@@ -332,5 +334,66 @@ Deno.test(
       const jobs = await d.json<Job[]>("ps");
       return ["a0", "a38", "a39"].every((j) => jobs.find((x) => x.jid === j)?.status === "halted");
     }, "the attached jobs' exits recorded");
+    // Ended jobs leave no fd behind (a pipe job's stdin end stayed open until its input ended).
+    await d.ok("job", "kill", "--all");
+    await waitFor(async () => (await d.json<Job[]>("ps")).every((j) => j.status === "halted"), "all halted");
+    await waitFor(() => fds() <= before + 2, `the daemon's fds back to ${before} (${fds()})`);
   }),
 );
+
+Deno.test(
+  "attach: a client behind holds the job's output up (nothing piles up in the daemon); one that reads nothing for 10 s is let go, the job goes on",
+  opts,
+  withDaemon(async (d) => {
+    // a fast job and a client that reads it all: every byte, none dropped
+    const all = await d.cli("run", "process", "--attach", "--", "sh", "-c", "yes | head -c 50000000");
+    assertEquals([all.code, all.stdout.length], [0, 50_000_000]);
+
+    await d.ok("run", "process", "--attachable", "--jid", "yes", "--", "yes");
+    const rss = () =>
+      Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${d.pid}/status`))![1]) * 1024;
+    const client = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", MAIN, "job", "attach", "yes", "--no-stdin"],
+      env: d.env,
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    await sleep(1000); // (attached, reading)
+    const before = rss();
+    Deno.kill(client.pid, "SIGSTOP"); // (Ctrl-Z'd; `yes` makes 100+ MB/s: all of it was held for it before)
+    await sleep(12_000);
+    const grew = rss() - before;
+    Deno.kill(client.pid, "SIGCONT");
+    const out = await client.output();
+    assertEquals(out.code, 6);
+    assertStringIncludes(new TextDecoder().decode(out.stderr), "read none of job yes's output for 10 s");
+    assert(grew < 100 << 20, `the daemon grew by ${grew >> 20} MiB for a stopped client`);
+    assertEquals((await d.json<Job[]>("ps")).find((j) => j.jid === "yes")?.status !== "halted", true);
+    // and the job's output flows again for the next client
+    const next = await attachFor(d, "yes", 500);
+    assert(next > 1 << 20, `the next client got ${next} bytes`);
+  }),
+);
+
+/** Bytes `job attach` shows in `ms`. */
+async function attachFor(d: TestDaemon, jid: string, ms: number): Promise<number> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", MAIN, "job", "attach", jid, "--no-stdin"],
+    env: d.env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  let n = 0;
+  const reader = child.stdout.getReader();
+  const deadline = Date.now() + ms + 3000; // (+ start-up)
+  while (Date.now() < deadline) {
+    const r = await Promise.race([reader.read(), sleep(deadline - Date.now()).then(() => null)]);
+    if (!r || r.done) break;
+    n += r.value.length;
+  }
+  child.kill("SIGKILL");
+  await child.status;
+  return n;
+}

@@ -112,4 +112,15 @@ export class IoHub {
   resize(cols: number, rows: number) {
     this.io.resize?.(cols, rows);
   }
+
+  #pauses = 0;
+
+  /** A client is behind: stop reading the job's output until it caught up (see server.ts). */
+  pause() {
+    if (this.#pauses++ === 0) this.io.pause?.();
+  }
+
+  resume() {
+    if (this.#pauses > 0 && --this.#pauses === 0) this.io.resume?.();
+  }
 }

@@ -107,6 +107,11 @@ function checkJids(b: Record<string, unknown>) {
   b.jids ??= [];
 }
 
+/** A client this far behind on a job's output pauses the job's output; it resumes below LOW. */
+const CLIENT_HIGH = 4 << 20, CLIENT_LOW = 1 << 20;
+/** How long a client may read nothing while it holds a job's output up before it is let go. */
+const STALL_MS = 10_000;
+
 export function createApp(
   svc: JobService,
   info: { address: string; db: string },
@@ -225,14 +230,45 @@ export function createApp(
       const hub = svc.hub(c.req.param("jid")!);
       const since = c.req.query("since");
       let detach = () => {};
+      let unpause = () => {};
       return {
         onOpen(_e, ws) {
+          const raw = ws.raw as WebSocket | undefined;
+          // A client behind on the job's output (a slow link, `| less`): the daemon stops reading
+          // the job until it caught up, so the job waits on its pipe as it would on a slow
+          // terminal, and nothing piles up in the daemon. One that reads nothing for STALL_MS
+          // (stopped, Ctrl-Z'd) is let go, and the job goes on.
+          let pausedAt = 0;
+          let timer: ReturnType<typeof setInterval> | undefined;
+          unpause = () => {
+            if (!pausedAt) return;
+            pausedAt = 0;
+            clearInterval(timer);
+            hub.resume();
+          };
           detach = hub.attach({
             output(stream, data) {
               const frame = new Uint8Array(data.length + 1);
               frame[0] = stream;
               frame.set(data, 1);
               ws.send(frame);
+              if (pausedAt || !raw || raw.bufferedAmount < CLIENT_HIGH) return;
+              pausedAt = Date.now();
+              hub.pause();
+              timer = setInterval(() => {
+                if (raw.readyState !== WebSocket.OPEN || raw.bufferedAmount < CLIENT_LOW) return unpause();
+                if (Date.now() - pausedAt < STALL_MS) return;
+                const m: AttachServerMessage = {
+                  type: "error",
+                  message: `detached: this client read none of job ${c.req.param("jid")}'s output for ${
+                    STALL_MS / 1000
+                  } s (the job goes on; attach again to follow it)`,
+                };
+                ws.send(JSON.stringify(m));
+                ws.close(1008, "client stalled");
+                unpause();
+                detach();
+              }, 20);
             },
             exit(status) {
               const m: AttachServerMessage = {
@@ -263,6 +299,7 @@ export function createApp(
           }
         },
         onClose() {
+          unpause();
           detach();
         },
       };

@@ -21,6 +21,9 @@ export interface JobIo {
   write(data: Uint8Array): void;
   endInput(): void;
   resize?(cols: number, rows: number): void;
+  /** Stop reading the job's output for now (a client is behind: the job waits on its pipe), and go on. */
+  pause?(): void;
+  resume?(): void;
 }
 
 export interface StartedJob {

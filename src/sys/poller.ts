@@ -119,26 +119,48 @@ function run(w: Watch): void {
 /** The daemon's one poller. */
 export const poller: Poller = new Poller();
 
+/** readAll's promise, which can also stop reading for a while (the writer then waits). */
+export type Reading = Promise<void> & { pause(): void; resume(): void };
+
 /**
  * Reads `fd` as its data comes (through the poller) until end of file or an error (EIO: a pty
- * whose last slave closed); resolves then. `onData` gets a copy it may keep. The caller closes.
+ * whose last slave closed); resolves then. `onData` gets a copy it may keep (and may pause the
+ * reading from inside). The caller closes.
  */
-export function readAll(fd: number, onData: (d: Uint8Array) => void, p: Poller = poller): Promise<void> {
-  return new Promise((resolve) => {
-    const buf = new Uint8Array(65536);
-    const stop = p.watch(fd, "in", () => {
-      // (a few reads at most per turn: the other streams get theirs)
-      for (let i = 0; i < 8; i++) {
-        const n = readNow(fd, buf);
-        if (n === -EAGAIN) return;
-        if (n <= 0) {
-          stop();
-          resolve();
-          return;
-        }
-        onData(buf.slice(0, n));
+export function readAll(fd: number, onData: (d: Uint8Array) => void, p: Poller = poller): Reading {
+  const buf = new Uint8Array(65536);
+  let stop: (() => void) | null = null;
+  let paused = false, ended = false;
+  let resolve = () => {};
+  const done = new Promise<void>((r) => resolve = r);
+  const ready = () => {
+    // (a few reads at most per turn: the other streams get theirs)
+    for (let i = 0; i < 8 && !paused; i++) {
+      const n = readNow(fd, buf);
+      if (n === -EAGAIN) return;
+      if (n <= 0) {
+        stop?.();
+        stop = null;
+        ended = true;
+        resolve();
+        return;
       }
-    });
+      onData(buf.slice(0, n));
+    }
+  };
+  stop = p.watch(fd, "in", ready);
+  return Object.assign(done, {
+    pause() {
+      if (paused || ended) return;
+      paused = true;
+      stop?.();
+      stop = null;
+    },
+    resume() {
+      if (!paused || ended) return;
+      paused = false;
+      stop = p.watch(fd, "in", ready);
+    },
   });
 }
 

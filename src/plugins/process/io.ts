@@ -3,20 +3,24 @@
 // (sys/poller.ts), never a thread per stream.
 
 import { STREAM_STDERR, STREAM_STDOUT } from "../../api/types.ts";
-import { closeFd, queuedWriter, readAll, setWindowSize } from "../../sys/mod.ts";
+import { closeFd, queuedWriter, readAll, type Reading, setWindowSize } from "../../sys/mod.ts";
 import type { JobIo } from "../types.ts";
 import { type KeeperRef, reclaimFds, startKeeper, stopKeeper } from "../../daemon/keeper.ts";
 
 export function ptyIo(master: number): JobIo {
   let closed = false;
   const w = queuedWriter(master);
+  let reading: Reading | null = null;
   return {
     onOutput(cb, end) {
-      readAll(master, (d) => cb(STREAM_STDOUT, d)).then(() => {
+      reading = readAll(master, (d) => cb(STREAM_STDOUT, d));
+      reading.then(() => {
         closed = true;
         w.close().then(end);
       });
     },
+    pause: () => reading?.pause(),
+    resume: () => reading?.resume(),
     write: (data) => {
       if (!closed) w.write(data);
     },
@@ -41,13 +45,24 @@ export function pipesIo(
 ): JobIo {
   const w = stdin === null ? null : queuedWriter(stdin);
   let inputOpen = w !== null;
+  const readings: Reading[] = [];
   return {
+    pause: () => readings.forEach((r) => r.pause()),
+    resume: () => readings.forEach((r) => r.resume()),
     onOutput(cb, end) {
-      const pumps = [readAll(stdout, (d) => cb(STREAM_STDOUT, d)).then(() => closeFd(stdout))];
+      const out = readAll(stdout, (d) => cb(STREAM_STDOUT, d));
+      readings.push(out);
+      const pumps = [out.then(() => closeFd(stdout))];
       if (stderr !== null) {
-        pumps.push(readAll(stderr, (d) => cb(STREAM_STDERR, d)).then(() => closeFd(stderr)));
+        const err = readAll(stderr, (d) => cb(STREAM_STDERR, d));
+        readings.push(err);
+        pumps.push(err.then(() => closeFd(stderr)));
       }
-      Promise.all(pumps).then(end);
+      // (the job is gone: its stdin end goes too, or every such job leaked an fd)
+      Promise.all(pumps).then(() => {
+        if (inputOpen) w!.close();
+        inputOpen = false;
+      }).then(end);
     },
     write: (data) => {
       if (inputOpen) w!.write(data);

@@ -2,19 +2,21 @@
 // a container's stdio must stay pipes to be checkpointable). Into a regular file, splice(2) moves
 // the bytes inside the kernel, so a daemon stopped or killed at any moment loses no output: what it
 // has not moved is still in the pipes, which the keepers hold open for the next daemon. Into
-// anything else (a terminal, a FIFO), the bytes are copied by a thread of Deno's blocking pool: one
-// nobody reads stalls that job's output, never the daemon. The pipes are watched by the daemon's
-// one poll loop (sys/poller.ts), not a thread per job.
+// anything else (a terminal, a FIFO), the bytes are copied, non-blocking: one nobody reads stalls
+// that job's output, never the daemon. The pipes (and such a log, while it is full) are watched by
+// the daemon's one poll loop (sys/poller.ts), never a thread per job: Deno's blocking pool has 32.
 import {
   closeFd,
   EAGAIN,
+  ErrnoError,
   openLog,
   type Poller,
   poller,
   readNow,
+  setNonBlocking,
   spliceToEnd,
   writeAtEnd,
-  writeFdAsync,
+  writeNow,
 } from "../../sys/mod.ts";
 
 /** More than a pipe holds (64 KiB by default): one call empties it. */
@@ -71,6 +73,8 @@ export class LogTarget {
     const st = Deno.statSync(`/proc/self/fd/${fd}`);
     this.fd = fd;
     this.regular = st.isFile;
+    // (our own open of a FIFO or terminal: written only when it takes the bytes, see pump)
+    if (!st.isFile) setNonBlocking(fd);
     this.#id = `${st.dev}:${st.ino}`;
   }
 
@@ -111,11 +115,31 @@ function pump(fds: number[], log: LogTarget, p: Poller): Promise<void> {
     const buf = new Uint8Array(65536);
     const open = new Map<number, (() => void) | null>(); // fd -> unwatch (null: paused)
     const watch = (fd: number) => open.set(fd, p.watch(fd, "in", () => ready(fd)));
-    const pause = () => {
-      for (const [fd, stop] of open) {
-        stop?.();
-        open.set(fd, null);
+    // A chunk on its way to a FIFO or terminal that does not take it now: neither pipe is read
+    // until it is out (their pipes fill, the container waits), and the poller waits for the log
+    // to take it, so a slow reader stalls this job's output, nothing else.
+    let pending: Uint8Array | null = null;
+    let waiting: (() => void) | null = null;
+    const flush = () => {
+      while (pending?.length) {
+        const n = writeNow(log.fd!, pending);
+        if (n === -EAGAIN) {
+          waiting ??= p.watch(log.fd!, "out", () => {
+            waiting!();
+            waiting = null;
+            flush();
+          });
+          return;
+        }
+        if (n < 0) {
+          log.dropped(new ErrnoError("write", -n).message); // a FIFO's reader gone: the container goes on
+          break;
+        }
+        pending = pending.subarray(n);
       }
+      if (pending && !pending.length) log.written();
+      pending = null;
+      for (const [fd, stop] of open) if (!stop) watch(fd);
     };
     const ready = (fd: number) => {
       // (the poller runs one handler at a time: the moves of both pipes never overlap in the file)
@@ -126,12 +150,12 @@ function pump(fds: number[], log: LogTarget, p: Poller): Promise<void> {
         closeFd(fd);
         if (!open.size) resolve();
       } else if (r !== "more") {
-        // A chunk on its way to a FIFO or terminal: neither pipe is read until it is out, so a
-        // slow reader stalls this job's output (its pipes fill, the container waits), nothing else.
-        pause();
-        r.then(() => {
-          for (const fd of open.keys()) watch(fd);
-        });
+        for (const [f, stop] of open) {
+          stop?.();
+          open.set(f, null);
+        }
+        pending = r;
+        flush();
       }
     };
     for (const fd of fds) watch(fd);
@@ -139,10 +163,10 @@ function pump(fds: number[], log: LogTarget, p: Poller): Promise<void> {
 }
 
 /**
- * Moves what `fd` holds into the log: "more" (or a promise of a copy in flight) until the pipe's
- * writers are gone ("eof").
+ * Moves what `fd` holds into the log: "more" until the pipe's writers are gone ("eof"); for a
+ * log that is not a regular file, the bytes read, for the caller to write.
  */
-function moveNow(fd: number, log: LogTarget, buf: Uint8Array): "more" | "eof" | Promise<void> {
+function moveNow(fd: number, log: LogTarget, buf: Uint8Array): "more" | "eof" | Uint8Array {
   log.refresh(Date.now());
   if (log.fd !== null && log.regular) {
     const n = spliceToEnd(fd, log.fd, CHUNK);
@@ -159,12 +183,7 @@ function moveNow(fd: number, log: LogTarget, buf: Uint8Array): "more" | "eof" | 
     log.dropped();
     return "more";
   }
-  if (!log.regular) {
-    return writeFdAsync(log.fd, buf.slice(0, n)).then(
-      () => log.written(),
-      (e) => log.dropped((e as Error).message), // a FIFO's reader gone: the container goes on
-    );
-  }
+  if (!log.regular) return buf.slice(0, n);
   try {
     writeAtEnd(log.fd, buf.subarray(0, n));
     log.written();

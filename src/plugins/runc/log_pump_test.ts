@@ -1,6 +1,16 @@
 import assert from "node:assert/strict";
 import { dirname } from "node:path";
-import { closeFd, openAppend, openLog, openpty, pipe, writeFd, writeFdAsync } from "../../sys/mod.ts";
+import {
+  closeFd,
+  openAppend,
+  openLog,
+  openpty,
+  pipe,
+  setNonBlocking,
+  writeFd,
+  writeFdAsync,
+  writeNow,
+} from "../../sys/mod.ts";
 import { logPump, LogTarget } from "./log_pump.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -140,5 +150,43 @@ Deno.test("log pump: 60 containers' pipes at once, each into its own log (one po
     closeFd(j.err.write);
   }
   await Promise.all(done);
+  Deno.removeSync(dir, { recursive: true });
+});
+
+Deno.test("log pump: 40 FIFO logs nobody reads stall only their own jobs; a file log next to them flows", async () => {
+  // (a blocked copy into such a log held a thread of Deno's 32-thread blocking pool: from 32 on,
+  // every stream of the daemon stopped)
+  const dir = Deno.makeTempDirSync({ prefix: "cedana-pump-" });
+  const threads = () => [...Deno.readDirSync("/proc/self/task")].length;
+  const before = threads();
+  const stalled = Array.from({ length: 40 }, (_, i) => {
+    const path = `${dir}/f${i}`;
+    new Deno.Command("mkfifo", { args: [path] }).outputSync();
+    const reader = Deno.openSync(path, { read: true, write: true }); // (held, never read)
+    const out = pipe();
+    const done = logPump([out.read], new LogTarget(path, openLog(path)));
+    return { reader, out, done };
+  });
+  // more than a FIFO and a pipe hold, without a blocked thread here either
+  for (let round = 0; round < 4; round++) {
+    for (const s of stalled) {
+      setNonBlocking(s.out.write);
+      writeNow(s.out.write, new Uint8Array(64 << 10));
+    }
+    await sleep(50);
+  }
+  const log = `${dir}/file.log`;
+  const out = pipe();
+  const done = logPump([out.read], new LogTarget(log));
+  writeFd(out.write, enc("flows\n"));
+  const deadline = Date.now() + 3000;
+  while (Deno.readTextFileSync(log) !== "flows\n" && Date.now() < deadline) await sleep(20);
+  assert.equal(Deno.readTextFileSync(log), "flows\n");
+  assert.ok(threads() - before < 40, `threads grew from ${before} to ${threads()}`);
+  closeFd(out.write);
+  await done;
+  for (const s of stalled) s.reader.close(); // (their copies fail now: drained and dropped)
+  for (const s of stalled) closeFd(s.out.write);
+  await Promise.all(stalled.map((s) => s.done));
   Deno.removeSync(dir, { recursive: true });
 });
