@@ -40,6 +40,9 @@ Deno.test("config file in --config-dir sets the socket the CLI and daemon use", 
     assert(Deno.statSync(sock).isSocket);
     const r = await d.cli("--config-dir", `${d.dir}/config`, "ps");
     assertEquals(r.code, 0, r.stderr);
+  } catch (e) {
+    console.error(`--- daemon log (${d.dir}) ---\n${d.daemonLog}`);
+    throw e;
   } finally {
     await d.cleanup();
   }

@@ -397,3 +397,37 @@ async function attachFor(d: TestDaemon, jid: string, ms: number): Promise<number
   await child.status;
   return n;
 }
+
+Deno.test(
+  "attach: input for a job that does not read it waits in the client, not in the daemon",
+  opts,
+  withDaemon(async (d) => {
+    await d.ok("run", "process", "--attachable", "--jid", "nr", "--", "sleep", "600");
+    const rss = () =>
+      Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${d.pid}/status`))![1]) * 1024;
+    const before = rss();
+    const client = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", MAIN, "job", "attach", "nr"],
+      env: d.env,
+      stdin: "piped",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const w = client.stdin.getWriter();
+    const chunk = new Uint8Array(1 << 20);
+    let sent = 0;
+    const feeding = (async () => {
+      for (let i = 0; i < 300; i++) {
+        await w.write(chunk); // (blocks once the client stops reading its stdin)
+        sent += chunk.length;
+      }
+    })().catch(() => {});
+    await sleep(4000); // (the daemon queued all of it before: ~150 MB/s here)
+    const grew = rss() - before;
+    client.kill("SIGKILL");
+    await client.status;
+    await feeding;
+    assert(grew < 40 << 20, `the daemon grew by ${grew >> 20} MiB holding input (${sent >> 20} MiB sent)`);
+    assert(sent < 100 << 20, `${sent >> 20} MiB left the client for a job that reads nothing`);
+  }),
+);

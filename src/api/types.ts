@@ -123,7 +123,15 @@ export const STREAM_STDERR = 2;
 
 export type AttachServerMessage =
   | { type: "exit"; exitCode: number | null; exitSignal: string | null; checkpointed?: boolean }
-  | { type: "error"; message: string };
+  | { type: "error"; message: string }
+  // Input flow control: `hello` says the daemon acknowledges input; `input-ack` counts the bytes of
+  // this client's input the job took (or that were dropped). A client keeps at most
+  // ATTACH_INPUT_WINDOW bytes unacknowledged, so a job that reads slowly slows the client down
+  // instead of the daemon queueing its input without end.
+  | { type: "hello"; inputAcks: true }
+  | { type: "input-ack"; bytes: number };
+
+export const ATTACH_INPUT_WINDOW = 1 << 20;
 
 export type AttachClientMessage =
   | { type: "resize"; cols: number; rows: number }

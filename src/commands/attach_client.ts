@@ -2,7 +2,7 @@
 // size changes to a tty job. Resolves with the job's exit code, or null when the user detached.
 
 import type { AttachServerMessage, JobInspect } from "../api/types.ts";
-import { STREAM_STDERR } from "../api/types.ts";
+import { ATTACH_INPUT_WINDOW, STREAM_STDERR } from "../api/types.ts";
 import type { DaemonClient } from "../client/mod.ts";
 import { failedPrecondition, unavailable } from "../errors.ts";
 import { SIGNALS } from "../daemon/signals.ts";
@@ -66,11 +66,15 @@ export async function attachJob(
   const rawMode = job.tty && Deno.stdin.isTerminal();
   const cleanups: (() => void)[] = [];
 
+  // Input flow control (see AttachServerMessage): at most ATTACH_INPUT_WINDOW bytes the job has not
+  // taken yet are in flight; a job that reads slowly slows this client down.
+  const flow = { on: false, sent: 0, acked: 0, wake: () => {} };
   const result = new Promise<AttachEnd>((resolve, reject) => {
     let done = false;
     const finish = (v: AttachEnd | Error) => {
       if (done) return;
       done = true;
+      flow.wake();
       v instanceof Error ? reject(v) : resolve(v);
     };
     ws.onmessage = (e) => {
@@ -85,6 +89,11 @@ export async function attachJob(
             finish(1);
           } else finish(m.exitCode ?? 128 + (SIGNALS[m.exitSignal ?? ""] ?? 0));
         } else if (m.type === "error") finish(unavailable(m.message));
+        else if (m.type === "hello") flow.on = m.inputAcks;
+        else if (m.type === "input-ack") {
+          flow.acked = m.bytes;
+          flow.wake();
+        }
         return;
       }
       const frame = new Uint8Array(e.data as ArrayBuffer);
@@ -150,7 +159,12 @@ export async function attachJob(
         if (i >= 0) return detach();
         prev = chunk[n - 1];
       }
+      while (flow.on && flow.sent - flow.acked > ATTACH_INPUT_WINDOW && ws.readyState === WebSocket.OPEN) {
+        await new Promise<void>((r) => flow.wake = r);
+      }
+      if (ws.readyState !== WebSocket.OPEN) return;
       ws.send(chunk);
+      flow.sent += chunk.length;
     }
   }
 

@@ -101,8 +101,10 @@ export class IoHub {
     return () => this.#subs.delete(sub);
   }
 
-  input(data: Uint8Array) {
-    if (!this.#final) this.io.write(data);
+  /** `done`: once the job took it (or it was dropped: the job has ended, or stopped reading). */
+  input(data: Uint8Array, done?: () => void) {
+    if (!this.#final) this.io.write(data, done);
+    else done?.();
   }
 
   endInput() {

@@ -231,8 +231,24 @@ export function createApp(
       const since = c.req.query("since");
       let detach = () => {};
       let unpause = () => {};
+      // (input flow control, see AttachServerMessage: acknowledged in steps, and when all is taken)
+      let received = 0, taken = 0, acked = 0;
+      let wsRef: { send(s: string): void; readyState: number } | null = null;
+      const input = (data: Uint8Array) => {
+        received += data.length;
+        hub.input(data, () => {
+          taken += data.length;
+          if (taken - acked < 64 << 10 && taken !== received) return;
+          acked = taken;
+          const m: AttachServerMessage = { type: "input-ack", bytes: taken };
+          try {
+            if (wsRef?.readyState === 1) wsRef.send(JSON.stringify(m));
+          } catch { /* closed meanwhile */ }
+        });
+      };
       return {
         onOpen(_e, ws) {
+          wsRef = ws;
           const raw = ws.raw as WebSocket | undefined;
           // A client behind on the job's output (a slow link, `| less`): the daemon stops reading
           // the job until it caught up, so the job waits on its pipe as it would on a slow
@@ -246,6 +262,8 @@ export function createApp(
             clearInterval(timer);
             hub.resume();
           };
+          const hello: AttachServerMessage = { type: "hello", inputAcks: true };
+          ws.send(JSON.stringify(hello));
           detach = hub.attach({
             output(stream, data) {
               const frame = new Uint8Array(data.length + 1);
@@ -290,9 +308,9 @@ export function createApp(
               if (m?.type === "resize" && Number.isInteger(m.cols) && Number.isInteger(m.rows)) {
                 hub.resize(m.cols, m.rows);
               } else if (m?.type === "eof") hub.endInput();
-            } else if (e.data instanceof ArrayBuffer) hub.input(new Uint8Array(e.data));
+            } else if (e.data instanceof ArrayBuffer) input(new Uint8Array(e.data));
             else if (e.data instanceof Blob) {
-              e.data.arrayBuffer().then((b) => hub.input(new Uint8Array(b))).catch(() => {});
+              e.data.arrayBuffer().then((b) => input(new Uint8Array(b))).catch(() => {});
             }
           } catch (err) {
             log.debug("attach message dropped", { error: String(err) });

@@ -18,7 +18,8 @@ export interface ExitStatus {
 export interface JobIo {
   /** Called with (stream, data) for output, then once with end() when all output is read. */
   onOutput(cb: (stream: number, data: Uint8Array) => void, end: () => void): void;
-  write(data: Uint8Array): void;
+  /** Input for the job; `done` once it is written (or dropped): clients wait for that (flow control). */
+  write(data: Uint8Array, done?: () => void): void;
   endInput(): void;
   resize?(cols: number, rows: number): void;
   /** Stop reading the job's output for now (a client is behind: the job waits on its pipe), and go on. */

@@ -170,7 +170,7 @@ export function readAll(fd: number, onData: (d: Uint8Array) => void, p: Poller =
  * the writes queued before it, so an fd is never closed (and its number reused) under a write.
  */
 export function queuedWriter(fd: number, p: Poller = poller) {
-  const queue: Uint8Array[] = [];
+  const queue: { data: Uint8Array; done?: () => void }[] = [];
   let failed = false;
   let stop: (() => void) | null = null; // waiting for the fd to be writable
   let closing: (() => void) | null = null;
@@ -186,7 +186,7 @@ export function queuedWriter(fd: number, p: Poller = poller) {
   };
   const flush = () => {
     while (queue.length && !failed) {
-      const n = writeNow(fd, queue[0]);
+      const n = writeNow(fd, queue[0].data);
       if (n === -EAGAIN) {
         stop ??= p.watch(fd, "out", () => {
           stop!();
@@ -197,19 +197,20 @@ export function queuedWriter(fd: number, p: Poller = poller) {
       }
       if (n < 0) {
         failed = true; // the job stopped reading: drop further input
-        queue.length = 0;
+        for (const q of queue.splice(0)) q.done?.();
         break;
       }
-      queue[0] = queue[0].subarray(n);
-      if (!queue[0].length) queue.shift();
+      queue[0].data = queue[0].data.subarray(n);
+      if (!queue[0].data.length) queue.shift()!.done?.();
     }
     finish();
   };
   setNonBlocking(fd);
   return {
-    write(data: Uint8Array): void {
-      if (failed || closing || closed) return;
-      queue.push(data.slice()); // the caller may reuse its buffer
+    /** `done`: called once `data` is written, or dropped. */
+    write(data: Uint8Array, done?: () => void): void {
+      if (failed || closing || closed) return done?.();
+      queue.push({ data: data.slice(), done }); // (the caller may reuse its buffer)
       if (!stop) flush();
     },
     close(): Promise<void> {

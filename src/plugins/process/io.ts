@@ -21,8 +21,9 @@ export function ptyIo(master: number): JobIo {
     },
     pause: () => reading?.pause(),
     resume: () => reading?.resume(),
-    write: (data) => {
-      if (!closed) w.write(data);
+    write: (data, done) => {
+      if (!closed) w.write(data, done);
+      else done?.();
     },
     // Ctrl+D (VEOF) at the start of a line is how a terminal says end of input.
     endInput: () => {
@@ -64,8 +65,9 @@ export function pipesIo(
         inputOpen = false;
       }).then(end);
     },
-    write: (data) => {
-      if (inputOpen) w!.write(data);
+    write: (data, done) => {
+      if (inputOpen) w!.write(data, done);
+      else done?.();
     },
     endInput: () => {
       if (inputOpen) w!.close();
