@@ -431,3 +431,21 @@ Deno.test(
     assert(sent < 100 << 20, `${sent >> 20} MiB left the client for a job that reads nothing`);
   }),
 );
+
+Deno.test(
+  "run --attach: output of what the job left running in its group still reaches the client before the exit",
+  opts,
+  withDaemon(async (d) => {
+    // (the client got the exit 2 s after sh ended, and `late` was lost)
+    const r = await d.cli(
+      "run",
+      "process",
+      "--attach",
+      "--",
+      "sh",
+      "-c",
+      "(sleep 3; echo late) & echo early; exit 4",
+    );
+    assertEquals([r.code, r.stdout], [4, "early\nlate\n"]);
+  }),
+);

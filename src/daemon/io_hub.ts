@@ -42,7 +42,7 @@ export class IoHub {
       this.#outputEnded = true;
       this.#maybeFinish();
     });
-    if (this.#exit) this.#ptyFallback();
+    if (this.#exit) this.#fallback();
   }
 
   /** Bytes of output seen so far: a client attaching with `since` = this gets only new output. */
@@ -64,19 +64,34 @@ export class IoHub {
     for (const s of this.#subs) s.output(stream, data);
   }
 
-  /** The job's process has exited; clients hear of it once its remaining output is drained. */
-  exited(status: ExitStatus) {
+  /**
+   * The job's process has exited; clients hear of it once its remaining output is drained.
+   * `lingering`: whether processes of the job's group live on (their output is the job's too).
+   */
+  exited(status: ExitStatus, lingering: () => boolean = () => false) {
     this.#exit = status;
+    this.#lingering = lingering;
     this.#maybeFinish();
-    if (this.#reading) this.#ptyFallback(); // (held output: once it is being read)
+    if (this.#reading) this.#fallback(); // (held output: once it is being read)
   }
 
-  /** A pty's master may never report the end of output (a grandchild can hold the slave open). */
-  #ptyFallback() {
-    setTimeout(() => {
-      this.#outputEnded = true;
-      this.#maybeFinish();
-    }, 2000);
+  #lingering: () => boolean = () => false;
+
+  /**
+   * The output may never end: something outside the job's group can hold its pty's slave or its
+   * pipe open (a daemon it started). So: while the job's own processes live on, their output is
+   * waited for (`(sleep 4; echo late) &`); after that, 2 s at most.
+   */
+  #fallback() {
+    const tick = () => {
+      if (this.#final) return;
+      if (this.#lingering()) return void setTimeout(tick, 250);
+      setTimeout(() => {
+        this.#outputEnded = true;
+        this.#maybeFinish();
+      }, 2000);
+    };
+    tick();
   }
 
   #maybeFinish() {

@@ -345,7 +345,11 @@ export class JobService implements CrHost {
         // The job may have been deleted, or restored under a new PID meanwhile.
         if (!cur || cur.pid !== pid || cur.state !== "running") return;
         this.db.updateJob(jid, { state: "halted", exitCode: code, exitSignal: signal });
-        this.#hubs.get(jid)?.exited({ code, signal });
+        // (the job's group: what its process started and left behind, now the daemon's)
+        this.#hubs.get(jid)?.exited(
+          { code, signal },
+          () => cur.type === "process" && adoptedOf(pid).length > 0,
+        );
         releaseIo(cur.details.ioKeepers as IoKeep | undefined);
         this.log.info("job exited", { jid, pid, code, signal });
       } catch (e) {
