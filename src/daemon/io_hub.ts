@@ -83,13 +83,18 @@ export class IoHub {
    * waited for (`(sleep 4; echo late) &`); after that, 2 s at most.
    */
   #fallback() {
+    // (not while a client holds the output up: what is still in the pipe would be lost)
+    let quiet = 0;
     const tick = () => {
-      if (this.#final) return;
-      if (this.#lingering()) return void setTimeout(tick, 250);
-      setTimeout(() => {
+      if (this.#final || this.#outputEnded) return;
+      if (this.#lingering() || this.#pauses > 0) quiet = 0;
+      else if (!quiet) quiet = Date.now();
+      else if (Date.now() - quiet >= 2000) {
         this.#outputEnded = true;
         this.#maybeFinish();
-      }, 2000);
+        return;
+      }
+      setTimeout(tick, 250);
     };
     tick();
   }
@@ -99,6 +104,13 @@ export class IoHub {
     this.#final = this.#exit;
     for (const s of this.#subs) s.exit(this.#final);
     this.#subs.clear();
+    // A client that comes right after the end still gets the tail (`restore --attach` of a job that
+    // ends at once); after that, nobody can attach to an ended job: the buffer goes.
+    const t = setTimeout(() => {
+      this.#chunks = [];
+      this.#buffered = 0;
+    }, 60_000);
+    Deno.unrefTimer(t);
   }
 
   /** Attach a client; replays buffered output from byte `since` (default: only new output). */

@@ -92,3 +92,21 @@ Deno.test("io hub: a held job's output is not read until the first client attach
   assertEquals(c.got, ["1:all of it"]);
   assertEquals(c.exit(), { code: 0, signal: null });
 });
+
+Deno.test("io hub: a job that ends while a client holds its output up keeps its tail until it is read", async () => {
+  const f = fakeIo();
+  let paused = 0;
+  f.io.pause = () => paused++;
+  f.io.resume = () => paused--;
+  const hub = new IoHub(f.io);
+  const c = collector();
+  hub.attach(c.sub);
+  hub.pause(); // (a client behind)
+  hub.exited({ code: 3, signal: null });
+  await new Promise((r) => setTimeout(r, 2600)); // the 2 s fallback would have ended it here
+  assertEquals([c.exit(), paused], [null, 1]);
+  hub.resume();
+  f.emit(1, "TAIL");
+  f.end();
+  assertEquals([c.got.at(-1), c.exit()?.code], ["1:TAIL", 3]);
+});

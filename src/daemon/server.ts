@@ -272,9 +272,12 @@ export function createApp(
               ws.send(frame);
               if (pausedAt || !raw || raw.bufferedAmount < CLIENT_HIGH) return;
               pausedAt = Date.now();
+              let left = raw.bufferedAmount;
               hub.pause();
               timer = setInterval(() => {
                 if (raw.readyState !== WebSocket.OPEN || raw.bufferedAmount < CLIENT_LOW) return unpause();
+                // (a slow reader still reads: only one that took nothing for STALL_MS is let go)
+                if (raw.bufferedAmount < left) [left, pausedAt] = [raw.bufferedAmount, Date.now()];
                 if (Date.now() - pausedAt < STALL_MS) return;
                 const m: AttachServerMessage = {
                   type: "error",
