@@ -210,3 +210,35 @@ export function pidAlive(pid: number): boolean {
 }
 
 export const opts = { sanitizeOps: false, sanitizeResources: false } as const;
+
+/** What `cedana job attach JID --no-stdin` prints, until `enough` says so or `timeoutMs` pass. */
+export async function attachedOutput(
+  d: TestDaemon,
+  jid: string,
+  enough: (text: string) => boolean,
+  timeoutMs = 20_000,
+): Promise<string> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", MAIN, "job", "attach", jid, "--no-stdin"],
+    env: d.env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.getReader();
+  const dec = new TextDecoder();
+  let text = "";
+  const deadline = Date.now() + timeoutMs;
+  try {
+    while (Date.now() < deadline) {
+      const r = await Promise.race([reader.read(), sleep(deadline - Date.now()).then(() => null)]);
+      if (!r || r.done) break;
+      text += dec.decode(r.value, { stream: true });
+      if (enough(text)) break;
+    }
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+  }
+  return text;
+}

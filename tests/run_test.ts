@@ -1,7 +1,7 @@
 // `cedana run process` in log, attach, attachable and tty modes, and `cedana ps`.
 import type { Job, JobInspect } from "../src/api/types.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "../src/testing/asserts.ts";
-import { MAIN, opts, sleep, type TestDaemon, waitFor, withDaemon } from "./helpers.ts";
+import { attachedOutput, MAIN, opts, sleep, waitFor, withDaemon } from "./helpers.ts";
 
 Deno.test(
   "run process: output goes to the log, exit code shows in ps",
@@ -371,32 +371,10 @@ Deno.test(
     assert(grew < 100 << 20, `the daemon grew by ${grew >> 20} MiB for a stopped client`);
     assertEquals((await d.json<Job[]>("ps")).find((j) => j.jid === "yes")?.status !== "halted", true);
     // and the job's output flows again for the next client
-    const next = await attachFor(d, "yes", 500);
+    const next = (await attachedOutput(d, "yes", (t) => t.length > 1 << 20, 5000)).length;
     assert(next > 1 << 20, `the next client got ${next} bytes`);
   }),
 );
-
-/** Bytes `job attach` shows in `ms`. */
-async function attachFor(d: TestDaemon, jid: string, ms: number): Promise<number> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", MAIN, "job", "attach", jid, "--no-stdin"],
-    env: d.env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  let n = 0;
-  const reader = child.stdout.getReader();
-  const deadline = Date.now() + ms + 3000; // (+ start-up)
-  while (Date.now() < deadline) {
-    const r = await Promise.race([reader.read(), sleep(deadline - Date.now()).then(() => null)]);
-    if (!r || r.done) break;
-    n += r.value.length;
-  }
-  child.kill("SIGKILL");
-  await child.status;
-  return n;
-}
 
 Deno.test(
   "attach: input for a job that does not read it waits in the client, not in the daemon",

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import type { Job } from "../src/api/types.ts";
 import { assert, assertEquals, assertStringIncludes } from "../src/testing/asserts.ts";
 import { crOpts, jobOf, lastTick, PYTHON, readLog, waitTicks, WORKLOAD } from "./cr_helpers.ts";
-import { MAIN, pidAlive, sleep, type TestDaemon, waitFor, withDaemon } from "./helpers.ts";
+import { attachedOutput, pidAlive, type TestDaemon, waitFor, withDaemon } from "./helpers.ts";
 
 const TERMINAL = fileURLToPath(new URL("./workloads/terminal.py", import.meta.url));
 
@@ -44,36 +44,10 @@ async function readyPid(screen: string): Promise<number> {
   }, `the workload's ready line in ${screen}`);
 }
 
-/** What `cedana job attach JID` shows until `enough` says so (or 20 s pass). */
-async function attachedOutput(d: TestDaemon, jid: string, enough: (lines: string[]) => boolean) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", MAIN, "job", "attach", jid, "--no-stdin"],
-    env: d.env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const reader = child.stdout.getReader();
-  const dec = new TextDecoder();
-  let text = "";
-  const deadline = Date.now() + 20_000;
-  try {
-    while (Date.now() < deadline) {
-      const r = await Promise.race([reader.read(), sleep(deadline - Date.now()).then(() => null)]);
-      if (!r || r.done) break;
-      text += dec.decode(r.value, { stream: true });
-      if (enough(text.replaceAll("\r", "").split("\n"))) break;
-    }
-  } finally {
-    child.kill("SIGKILL");
-    await child.status;
-  }
-  return text.replaceAll("\r", "").split("\n");
-}
-
 /** After a restore onto a new terminal: the counter goes on past `before`, seen through attach. */
 async function assertGoesOnAttached(d: TestDaemon, jid: string, before: number): Promise<number> {
-  const lines = await attachedOutput(d, jid, (l) => lastTick(l) >= before + 2);
+  const toLines = (t: string) => t.replaceAll("\r", "").split("\n");
+  const lines = toLines(await attachedOutput(d, jid, (t) => lastTick(toLines(t)) >= before + 2));
   const t = lastTick(lines);
   assert(t >= before + 2, `${jid}: attach shows tick ${t} after tick ${before} before the dump`);
   assert(!lines.some((l) => l.startsWith("ready")), `${jid} was restarted, not restored`);
