@@ -425,5 +425,23 @@ Deno.test(
       "(sleep 3; echo late) & echo early; exit 4",
     );
     assertEquals([r.code, r.stdout], [4, "early\nlate\n"]);
+    // and a client that comes after the main process ended still gets the rest, and the exit
+    await d.ok(
+      "run",
+      "process",
+      "--attachable",
+      "--jid",
+      "lg",
+      "--",
+      "sh",
+      "-c",
+      "(sleep 3; echo late) & exit 5",
+    );
+    await waitFor(
+      async () => (await d.json<Job[]>("ps")).find((j) => j.jid === "lg")?.status === "halted",
+      "lg",
+    );
+    const a = await d.cli("job", "attach", "lg", "--no-stdin");
+    assertEquals([a.code, a.stdout], [5, "late\n"]);
   }),
 );

@@ -48,6 +48,8 @@ export interface JobInspect extends Job {
   children: number[];
   /** Whether the daemon holds the job's I/O (for attach). */
   ioAvailable: boolean;
+  /** Its output is still being read: the main process ended, processes it left in its group print on. */
+  outputOpen?: boolean;
   /** GPU jobs: each CUDA process's checkpoint state, or why it cannot be read. */
   cuda?: { pid: number; state: string }[] | { error: string };
 }

@@ -47,7 +47,8 @@ export async function attachJob(
   if (!job.ioAvailable && job.status !== "halted") {
     throw failedPrecondition(`job ${jid}'s I/O is gone: it was held by a daemon that has since stopped`);
   }
-  if ((opts.since === undefined || !job.ioAvailable) && job.status === "halted") {
+  // (a job whose main process ended while what it left in its group prints on: attach to that)
+  if ((opts.since === undefined || !job.ioAvailable) && job.status === "halted" && !job.outputOpen) {
     // (run/restore --attach replay from byte 0, so a job that ended at once still shows its output)
     if (job.checkpoint && job.exitCode === null && job.exitSignal === null) {
       throw failedPrecondition(

@@ -467,6 +467,8 @@ export class JobService implements CrHost {
       fds: live ? readFds(row.pid!) : [],
       children: live ? descendants(row.pid!) : [],
       ioAvailable: this.#hubs.has(jid),
+      // (not a dumped job's: its clients hear that it was checkpointed)
+      outputOpen: !!this.#hubs.get(jid) && !this.#hubs.get(jid)!.finished && !row.details.haltedBy,
       cuda: row.gpu && live ? cudaStates(row.pid!) : undefined,
     };
   }
