@@ -23,6 +23,10 @@ export class IoHub {
   #final: ExitStatus | null = null;
   #reading = false;
   #hold: ReturnType<typeof setTimeout> | undefined;
+  /** Whether processes the job left in its group live on (see exited). */
+  #lingering: () => boolean = () => false;
+  /** Clients holding the output up (see pause). */
+  #pauses = 0;
 
   /**
    * `hold`: read nothing until the first client attaches (or HOLD_MS passed): the job blocks on a
@@ -74,8 +78,6 @@ export class IoHub {
     this.#maybeFinish();
     if (this.#reading) this.#fallback(); // (held output: once it is being read)
   }
-
-  #lingering: () => boolean = () => false;
 
   /**
    * The output may never end: something outside the job's group can hold its pty's slave or its
@@ -141,8 +143,6 @@ export class IoHub {
   resize(cols: number, rows: number) {
     this.io.resize?.(cols, rows);
   }
-
-  #pauses = 0;
 
   /** A client is behind: stop reading the job's output until it caught up (see server.ts). */
   pause() {

@@ -39,8 +39,9 @@ export function startKeeper(fds: number[]): KeeperRef {
 /**
  * A keeper that leads a session of its own with `tty` (a pty slave) as its controlling terminal,
  * and runs `argv` in it first (see cr/session.ts). Once argv exits, its status goes into
- * `statusFile`; on success the keeper becomes a `sleep infinity` (same PID, shown as cedana-session-keeper) holding only the
- * terminal, on failure it exits with that status. Bash, not sh: dash cannot close fds above 9.
+ * `statusFile`; on success the keeper becomes a `sleep infinity` (same PID, shown as
+ * cedana-session-keeper) holding only the terminal, on failure it exits with that status. Bash,
+ * not sh: dash cannot close fds above 9.
  */
 export function startSessionKeeper(
   tty: number,

@@ -202,8 +202,9 @@ export function readExe(pid: number): string | null {
   return orNull(() => Deno.readLinkSync(`/proc/${pid}/exe`));
 }
 
-/** Whether `pid` holds the master of the pty whose slave is /dev/pts/`index`. */
-export function holdsPtyMaster(pid: number, index: number): boolean {
+/** Whether `pid` holds the master of the pty whose slave is `slave` (/dev/pts/N). */
+export function holdsPtyMaster(pid: number, slave: string): boolean {
+  const index = Number(slave.slice("/dev/pts/".length));
   return readFds(pid).some(({ fd, target }) =>
     (target === "/dev/ptmx" || target === "/dev/pts/ptmx") &&
     new RegExp(`^tty-index:\\s*${index}$`, "m").test(
@@ -213,13 +214,13 @@ export function holdsPtyMaster(pid: number, index: number): boolean {
 }
 
 /**
- * Who holds the master of the pty whose slave is /dev/pts/`index` (the terminal emulator, tmux,
- * sshd): the first such process found, or null. Scans every process: for rare paths only.
+ * Who holds the master of the pty whose slave is `slave` (the terminal emulator, tmux, sshd): the
+ * first such process found, or null. Scans every process: for rare paths only.
  */
-export function ptyMasterHolder(index: number): { pid: number; startTime: number } | null {
+export function ptyMasterHolder(slave: string): { pid: number; startTime: number } | null {
   for (const e of orNull(() => [...Deno.readDirSync("/proc")]) ?? []) {
     const pid = Number(e.name);
-    if (!(pid > 0) || !holdsPtyMaster(pid, index)) continue;
+    if (!(pid > 0) || !holdsPtyMaster(pid, slave)) continue;
     const st = readStat(pid);
     if (st) return { pid, startTime: st.startTime };
   }

@@ -24,8 +24,6 @@ const SYMBOLS = {
   // On a non-blocking fd that poll saw ready (see poller.ts): returns at once, on the event loop.
   read_now: { name: "read", parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  // A job that does not read its stdin must never block the daemon's event loop.
-  write_nb: { name: "write", parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
   // Nonblocking on the pipe side (SPLICE_F_NONBLOCK): called only once poll saw data.
   splice: { parameters: ["i32", "pointer", "i32", "pointer", "usize", "u32"], result: "isize" },
@@ -59,7 +57,9 @@ const SYS_PIDFD_OPEN = 434;
 const SYS_PIDFD_GETFD = 438;
 export const POLLIN = 0x1;
 export const POLLOUT = 0x4;
-const POLLNVAL = 0x20;
+export const POLLERR = 0x8;
+export const POLLHUP = 0x10;
+export const POLLNVAL = 0x20;
 const P_PIDFD = 3;
 const WNOHANG = 1;
 const WEXITED = 4;
@@ -291,31 +291,14 @@ export function writeAtEnd(fd: number, data: Uint8Array): void {
   writeFd(fd, data);
 }
 
-/** writeFd on Deno's blocking pool: a full pipe or terminal stalls only that write. */
-export async function writeFdAsync(fd: number, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.length) {
-    const chunk = data.subarray(off);
-    const n = Number(await lib().write_nb(fd, chunk, BigInt(chunk.length)));
-    if (n < 0) throw new ErrnoError(`write(${fd})`, EINVAL); // errno lives on the pool thread
-    off += n;
-  }
-}
-
 /**
  * One poll over many fds (POLLIN), on the blocking pool; resolves the fds that are readable
  * (or invalid) when it returns. Used to watch every job's pidfd with a single thread.
  */
 export async function pollReadable(fds: number[], timeoutMs: number): Promise<number[]> {
   if (!fds.length) return [];
-  const view = new DataView(new ArrayBuffer(8 * fds.length));
-  fds.forEach((fd, i) => {
-    view.setInt32(8 * i, fd, true);
-    view.setInt16(8 * i + 4, POLLIN, true);
-  });
-  const rc = await lib().poll(new Uint8Array(view.buffer), BigInt(fds.length), timeoutMs);
-  if (rc <= 0) return [];
-  return fds.filter((_, i) => view.getInt16(8 * i + 6, true) !== 0);
+  const revents = await pollEvents(fds, fds.map(() => POLLIN), timeoutMs);
+  return fds.filter((_, i) => revents[i] !== 0);
 }
 
 /**

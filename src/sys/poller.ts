@@ -10,15 +10,16 @@ import {
   closeFd,
   EAGAIN,
   pipe,
+  POLLERR,
   pollEvents,
+  POLLHUP,
   POLLIN,
+  POLLNVAL,
   POLLOUT,
   readNow,
   setNonBlocking,
   writeNow,
 } from "./libc.ts";
-
-const POLLERR = 0x8, POLLHUP = 0x10, POLLNVAL = 0x20;
 
 type Direction = "in" | "out";
 interface Watch {

@@ -198,7 +198,7 @@ const steps: Step<DumpCtx>[] = [
           // own terminal (see session.ts).
           const id = ttyExternalId(target);
           const log = row?.log === target
-            ? { path: target, holder: ptyMasterHolder(Number(target.slice("/dev/pts/".length))) ?? undefined }
+            ? { path: target, holder: ptyMasterHolder(target) ?? undefined }
             : {};
           if (f.sessionLeader || log.path) {
             c.stdio[fd] = { kind: "tty", id, ...log };

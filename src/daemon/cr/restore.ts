@@ -330,12 +330,7 @@ const steps: Step<RestoreCtx>[] = [
         }
         const there = existsSync(path);
         const h = t.holder;
-        if (
-          !there ||
-          (h &&
-            !(isSameProcess(h.pid, h.startTime) &&
-              holdsPtyMaster(h.pid, Number(path.slice("/dev/pts/".length)))))
-        ) {
+        if (!there || (h && !(isSameProcess(h.pid, h.startTime) && holdsPtyMaster(h.pid, path)))) {
           throw failedPrecondition(
             `the terminal ${path} the job wrote to is ${there ? "another terminal now" : "gone"}: ` +
               "restore it with --attachable (a new terminal)",

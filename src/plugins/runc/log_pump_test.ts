@@ -6,9 +6,9 @@ import {
   openLog,
   openpty,
   pipe,
+  queuedWriter,
   setNonBlocking,
   writeFd,
-  writeFdAsync,
   writeNow,
 } from "../../sys/mod.ts";
 import { logPump, LogTarget } from "./log_pump.ts";
@@ -29,8 +29,9 @@ Deno.test("log pump: both pipes into the log in order, done when their writers a
   await sleep(50);
   writeFd(err.write, enc("two\n"));
   await sleep(50);
-  await writeFdAsync(out.write, enc("x".repeat(200_000) + "\n")); // more than a pipe holds
-  closeFd(out.write);
+  const w = queuedWriter(out.write);
+  w.write(enc("x".repeat(200_000) + "\n")); // more than a pipe holds
+  await w.close(); // (closes out.write once all of it is in)
   closeFd(err.write);
   await done;
   assert.equal(Deno.readTextFileSync(log), "earlier\none\ntwo\n" + "x".repeat(200_000) + "\n");
@@ -96,14 +97,15 @@ Deno.test("log pump: a terminal nobody reads stalls the job's output, not the da
   const pty = openpty();
   const out = pipe();
   const done = logPump([out.read], new LogTarget(pty.slavePath, openLog(pty.slavePath)));
-  const writing = writeFdAsync(out.write, new Uint8Array(1 << 20).fill(0x61)); // far more than a tty holds
+  const w = queuedWriter(out.write);
+  w.write(new Uint8Array(1 << 20).fill(0x61)); // far more than a tty holds
+  const writing = w.close(); // (closes out.write once all of it is in)
   await sleep(200);
   const t0 = performance.now();
   await sleep(50);
   assert.ok(performance.now() - t0 < 1000, "the event loop runs on");
   closeFd(pty.master); // (the pump's blocked write now fails: the rest is drained and dropped)
   await writing;
-  closeFd(out.write);
   await done;
   closeFd(pty.slave);
 });
