@@ -25,7 +25,9 @@ import zlib
 kind = sys.argv[1]
 arg = sys.argv[2] if len(sys.argv) > 2 else None
 checks = []  # functions returning None (ok) or a reason string
-out_lock = threading.Lock()
+# Reentrant: the SIGUSR1 handler runs in the main thread, maybe while it is inside say() (a plain
+# Lock deadlocked there once in CI: the ticks stopped and no verify line came).
+out_lock = threading.RLock()
 
 
 def say(msg):
