@@ -381,8 +381,16 @@ Deno.test(
       await d.ok("dump", "job", "rv");
       await waitFor(() => !existsSync(`/proc/${pid}`), "the dumped process reaped");
       const restoring = d.cli("restore", "job", "rv");
-      // CRIU recreates the task first, then fills its memory: kill the daemon in between
-      for (const until = Date.now() + 20_000; !existsSync(`/proc/${pid}`) && Date.now() < until;) {
+      // CRIU recreates the task first, then fills its memory: kill the daemon in between. (The
+      // restore's record of what it is about to do comes first: without it, a PID that showed up
+      // for another reason would have the daemon killed before CRIU even ran.)
+      const cpDir = `${d.dir}/checkpoints`;
+      const intentWritten = () =>
+        [...Deno.readDirSync(cpDir)].some((e) =>
+          e.name.startsWith(".cedana-work-") && existsSync(`${cpDir}/${e.name}/job.json`)
+        );
+      for (const until = Date.now() + 20_000; Date.now() < until;) {
+        if (existsSync(`/proc/${pid}`) && intentWritten()) break;
         await sleep(2);
       }
       const before = lastTick(readLog(job.log!));
@@ -403,6 +411,15 @@ Deno.test(
       const back = await d.json<RestoreResult>("restore", "job", "rv");
       assertEquals(back.pidNamespace, false, "its PIDs are free again");
       await verify(d, "rv", job.log!);
+    } catch (e) {
+      console.error(`--- daemon log (${d.dir}) ---\n${d.daemonLog}`);
+      for (const w of Deno.readDirSync(`${d.dir}/checkpoints`)) {
+        const log = `${d.dir}/checkpoints/${w.name}/restore.log`;
+        if (existsSync(log)) {
+          console.error(`--- ${log} (tail) ---\n${Deno.readTextFileSync(log).slice(-4000)}`);
+        }
+      }
+      throw e;
     } finally {
       await d.cleanup();
     }
