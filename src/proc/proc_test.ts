@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import {
   descendants,
+  isProcessGone,
   isSameProcess,
   isValidPid,
   parseStat,
@@ -37,6 +38,19 @@ async function stop(child: Deno.ChildProcess): Promise<void> {
   }
   await child.status;
 }
+
+Deno.test("a process reaped mid-read is gone, whatever Deno appends to ESRCH's message", () => {
+  // (Deno 2.9's words, as a whole-file read of a process reaped between open and read gives them:
+  // the path after the errno was taken for a real error, and a daemon gave up finishing a restore)
+  assert.equal(
+    isProcessGone(new Error("No such process (os error 3): readfile '/proc/20444/cmdline'")),
+    true,
+  );
+  assert.equal(isProcessGone(new Error("No such process (os error 3)")), true);
+  assert.equal(isProcessGone(new Deno.errors.NotFound("x")), true);
+  assert.equal(isProcessGone(new Error("Input/output error (os error 5): readfile '/proc/1/stat'")), false);
+  assert.equal(isProcessGone(new Error("Too many open files (os error 24)")), false);
+});
 
 Deno.test("readStat of this process", () => {
   const stat = readStat(Deno.pid);

@@ -226,6 +226,9 @@ function writers(path: string): number[] {
 
 type Temp = ReturnType<CrHost["db"]["temps"]>[number];
 
+/** How often a daemon tries to finish a restore the previous one was cut off in. */
+const FINISH_ATTEMPTS = 4;
+
 /** The PIDs of the live keepers named in a job's details (a dead one's PID may be another's now). */
 export function keeperPids(keep: unknown): number[] {
   const k = keep as IoKeep | undefined;
@@ -249,16 +252,30 @@ export function clearTemps(host: CrHost): number[] {
       // CRIU or the runtime may still be at it (neither dies with the daemon): finished once they end
       const container = !!plugin(intent.row.type).restore;
       const done = (async () => {
-        try {
-          if (container) {
-            await untilNoWriters(t.path);
-            await recoverContainerRestore(host, intent);
-          } else await finishCutRestore(host, t.path, intent);
-        } catch (e) {
-          host.log.warn("cannot finish a restore the previous daemon started", {
-            jid: intent.row.jid,
-            error: String(e),
-          });
+        // (tried again on a failure: the work dir goes with clearTemp, and a CRIU still at work
+        // there, or tasks it resumed, must not be left to run unrecorded)
+        for (let attempt = 1;; attempt++) {
+          try {
+            if (container) {
+              await untilNoWriters(t.path);
+              await recoverContainerRestore(host, intent);
+            } else await finishCutRestore(host, t.path, intent);
+            break;
+          } catch (e) {
+            if (attempt < FINISH_ATTEMPTS) {
+              host.log.debug("finishing a cut restore failed; trying again", {
+                jid: intent.row.jid,
+                error: String(e),
+              });
+              await new Promise((r) => setTimeout(r, 500 * attempt));
+              continue;
+            }
+            host.log.warn("cannot finish a restore the previous daemon started", {
+              jid: intent.row.jid,
+              error: String(e),
+            });
+            break;
+          }
         }
         clearTemp(host, t);
       })();
