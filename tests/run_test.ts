@@ -377,6 +377,41 @@ Deno.test(
 );
 
 Deno.test(
+  "attach: Ctrl-C detaches a client whose stdout is blocked (a paused pager), the job goes on",
+  opts,
+  withDaemon(async (d) => {
+    await d.ok("run", "process", "--attachable", "--jid", "yes", "--", "yes");
+    const rss = () =>
+      Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${d.pid}/status`))![1]) * 1024;
+    const client = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", MAIN, "job", "attach", "yes", "--no-stdin"],
+      env: d.env,
+      stdin: "null",
+      stdout: "piped", // (never read: the client's writes to it block once the pipe is full)
+      stderr: "piped",
+    }).spawn();
+    try {
+      await sleep(1500);
+      const before = rss();
+      await sleep(1000);
+      Deno.kill(client.pid, "SIGINT");
+      // (it sat in a blocking write before, deaf to Ctrl-C until the daemon let it go 10 s later)
+      const ended = await Promise.race([client.status, sleep(4000).then(() => null)]);
+      assert(ended !== null, "the client did not detach on Ctrl-C");
+      assertEquals(ended.code, 0);
+      assert(rss() - before < 50 << 20, `the daemon grew by ${(rss() - before) >> 20} MiB`);
+      assertEquals((await d.json<Job[]>("ps")).find((j) => j.jid === "yes")?.status !== "halted", true);
+    } finally {
+      try {
+        client.kill("SIGKILL");
+      } catch { /* ended */ }
+      await client.stdout.cancel();
+      await client.output().catch(() => {});
+    }
+  }),
+);
+
+Deno.test(
   "attach: input for a job that does not read it waits in the client, not in the daemon",
   opts,
   withDaemon(async (d) => {

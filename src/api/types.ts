@@ -137,7 +137,14 @@ export const ATTACH_INPUT_WINDOW = 1 << 20;
 
 export type AttachClientMessage =
   | { type: "resize"; cols: number; rows: number }
-  | { type: "eof" };
+  | { type: "eof" }
+  // Output flow control: the client counts the output bytes it has written out (to its stdout or
+  // stderr), sending 0 as soon as it is attached. The daemon then holds the job's output up while
+  // the client is ATTACH_OUTPUT_WINDOW behind, so the client writes without blocking (and stays
+  // responsive to Ctrl-C) and queues at most that much.
+  | { type: "output-ack"; bytes: number };
+
+export const ATTACH_OUTPUT_WINDOW = 4 << 20;
 
 // ---- checkpoint/restore --------------------------------------------------------------------
 

@@ -1,16 +1,20 @@
 // The terminal side of `attach`: job output to our stdout/stderr, our stdin to the job, window
 // size changes to a tty job. Resolves with the job's exit code, or null when the user detached.
 
-import type { AttachServerMessage, JobInspect } from "../api/types.ts";
+import type { AttachClientMessage, AttachServerMessage, JobInspect } from "../api/types.ts";
 import { ATTACH_INPUT_WINDOW, STREAM_STDERR } from "../api/types.ts";
 import type { DaemonClient } from "../client/mod.ts";
 import { failedPrecondition, unavailable } from "../errors.ts";
 import { SIGNALS } from "../daemon/signals.ts";
 
-function writeAll(w: { writeSync(p: Uint8Array): number }, data: Uint8Array) {
+/** (asynchronous: a blocked stdout, `| less` paused, must not stop us handling Ctrl-C) */
+async function writeAll(w: { write(p: Uint8Array): Promise<number> }, data: Uint8Array) {
   let off = 0;
-  while (off < data.length) off += w.writeSync(data.subarray(off));
+  while (off < data.length) off += await w.write(data.subarray(off));
 }
+
+/** Output written out is acknowledged in steps of this much, and whenever the queue empties. */
+const ACK_STEP = 256 << 10;
 
 const CTRL_P = 0x10, CTRL_Q = 0x11;
 
@@ -78,17 +82,67 @@ export async function attachJob(
       flow.wake();
       v instanceof Error ? reject(v) : resolve(v);
     };
+    // Output frames, and the ends that must come after them (the exit, a close), in order. The
+    // daemon keeps us at most ATTACH_OUTPUT_WINDOW behind (see AttachClientMessage).
+    const queue: (Uint8Array | (() => void))[] = [];
+    let draining = false, written = 0, ackedOut = 0;
+    const ackOutput = () => {
+      ackedOut = written;
+      const m: AttachClientMessage = { type: "output-ack", bytes: written };
+      if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(m));
+    };
+    const drain = async () => {
+      if (draining) return;
+      draining = true;
+      try {
+        while (queue.length && !done) {
+          const item = queue.shift()!;
+          if (typeof item === "function") {
+            item();
+            continue;
+          }
+          // (frames of one stream waiting together go out in one write: a write costs a trip
+          // through Deno's blocking pool)
+          const parts = [item.subarray(1)];
+          let size = parts[0].length;
+          for (let next = queue[0]; next instanceof Uint8Array && next[0] === item[0] && size < 1 << 20;) {
+            parts.push(next.subarray(1));
+            size += next.length - 1;
+            queue.shift();
+            next = queue[0];
+          }
+          const data = parts.length === 1 ? parts[0] : new Uint8Array(size);
+          if (parts.length > 1) parts.reduce((off, p) => (data.set(p, off), off + p.length), 0);
+          await writeAll(item[0] === STREAM_STDERR ? Deno.stderr : Deno.stdout, data);
+          written += size;
+          if (written - ackedOut >= ACK_STEP || (!queue.length && written > ackedOut)) ackOutput();
+        }
+      } catch (err) {
+        // our reader went away (`... | head`): detach quietly, the job goes on
+        // (or our terminal is gone: EIO)
+        if (err instanceof Deno.errors.BrokenPipe || rawMode) finish(null);
+        else finish(err as Error);
+      } finally {
+        draining = false;
+      }
+    };
+    const after = (end: () => void) => {
+      queue.push(end);
+      void drain();
+    };
     ws.onmessage = (e) => {
       if (typeof e.data === "string") {
         const m = JSON.parse(e.data) as AttachServerMessage;
         if (m.type === "exit") {
-          if (m.checkpointed) finish("checkpointed");
-          else if (m.exitCode === null && m.exitSignal === null) {
-            // e.g. the job outlived an earlier daemon, so it is no longer our child; not 0: a
-            // script must not take an ending nobody can vouch for as a success
-            console.error(`job ${jid} exited; its exit code is unknown (it is not a child of this daemon)`);
-            finish(1);
-          } else finish(m.exitCode ?? 128 + (SIGNALS[m.exitSignal ?? ""] ?? 0));
+          after(() => {
+            if (m.checkpointed) finish("checkpointed");
+            else if (m.exitCode === null && m.exitSignal === null) {
+              // e.g. the job outlived an earlier daemon, so it is no longer our child; not 0: a
+              // script must not take an ending nobody can vouch for as a success
+              console.error(`job ${jid} exited; its exit code is unknown (it is not a child of this daemon)`);
+              finish(1);
+            } else finish(m.exitCode ?? 128 + (SIGNALS[m.exitSignal ?? ""] ?? 0));
+          });
         } else if (m.type === "error") finish(unavailable(m.message));
         else if (m.type === "hello") flow.on = m.inputAcks;
         else if (m.type === "input-ack") {
@@ -97,18 +151,12 @@ export async function attachJob(
         }
         return;
       }
-      const frame = new Uint8Array(e.data as ArrayBuffer);
-      try {
-        writeAll(frame[0] === STREAM_STDERR ? Deno.stderr : Deno.stdout, frame.subarray(1));
-      } catch (err) {
-        // our reader went away (`... | head`): detach quietly, the job goes on
-        // (or our terminal is gone: EIO)
-        if (err instanceof Deno.errors.BrokenPipe || rawMode) finish(null);
-        else finish(err as Error);
-      }
+      queue.push(new Uint8Array(e.data as ArrayBuffer));
+      void drain();
     };
-    ws.onerror = () => finish(unavailable(`lost the connection to the daemon while attached to ${jid}`));
-    ws.onclose = () => finish(unavailable(`the daemon closed the connection to job ${jid}`));
+    ws.onerror = () =>
+      after(() => finish(unavailable(`lost the connection to the daemon while attached to ${jid}`)));
+    ws.onclose = () => after(() => finish(unavailable(`the daemon closed the connection to job ${jid}`)));
     const detach = () => finish(null);
     if (!rawMode) {
       // Without a pty, Ctrl+C belongs to us: it detaches and leaves the job running.
@@ -116,6 +164,7 @@ export async function attachJob(
       cleanups.push(() => Deno.removeSignalListener("SIGINT", detach));
     }
     ws.onopen = () => {
+      ackOutput(); // (0: says we acknowledge output)
       if (job.tty) sendSize();
       if (opts.stdin !== false) void pumpStdin(detach);
     };

@@ -17,6 +17,7 @@ import type {
   RestoreRequest,
   RunProcessRequest,
 } from "../api/types.ts";
+import { ATTACH_OUTPUT_WINDOW } from "../api/types.ts";
 import { CedanaError, HTTP_STATUS, invalidArgument, notFound, toCedanaError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import type { JobService } from "./job_service.ts";
@@ -108,9 +109,34 @@ function checkJids(b: Record<string, unknown>) {
 }
 
 /** A client this far behind on a job's output pauses the job's output; it resumes below LOW. */
-const CLIENT_HIGH = 4 << 20, CLIENT_LOW = 1 << 20;
+const CLIENT_HIGH = ATTACH_OUTPUT_WINDOW, CLIENT_LOW = 1 << 20;
 /** How long a client may read nothing while it holds a job's output up before it is let go. */
 const STALL_MS = 10_000;
+
+/**
+ * The end of an attachment, its last message sent: the client closes once it has taken it. Closed
+ * from here only when it does not: all that was queued for it gone for 2 s, or a minute on. (A
+ * close from here with output still queued dropped the last message for a client that was
+ * stopped and came back; one that crossed a message from the client reached the client as a
+ * broken connection, its output lost.)
+ */
+function closeLater(
+  ws: { readyState: number; close(code: number, reason: string): void },
+  raw: WebSocket | undefined,
+  code: number,
+  reason: string,
+): void {
+  const since = Date.now();
+  let idle = 0;
+  const t = setInterval(() => {
+    if (ws.readyState !== WebSocket.OPEN) return clearInterval(t);
+    const now = Date.now();
+    idle = raw?.bufferedAmount ? 0 : idle || now;
+    if (now - since < 60_000 && (!idle || now - idle < 2000)) return;
+    clearInterval(t);
+    ws.close(code, reason);
+  }, 100);
+}
 
 export function createApp(
   svc: JobService,
@@ -233,6 +259,9 @@ export function createApp(
       let unpause = () => {};
       // (input flow control, see AttachServerMessage: acknowledged in steps, and when all is taken)
       let received = 0, taken = 0, acked = 0;
+      // (output: what went out, and what the client says it wrote; a client that does not ack is
+      // measured by what the socket still holds for it)
+      let sent = 0, written = 0, acks = false;
       let wsRef: { send(s: string): void; readyState: number } | null = null;
       const input = (data: Uint8Array) => {
         received += data.length;
@@ -262,6 +291,7 @@ export function createApp(
             clearInterval(timer);
             hub.resume();
           };
+          const behind = () => acks ? sent - written : raw?.bufferedAmount ?? 0;
           const hello: AttachServerMessage = { type: "hello", inputAcks: true };
           ws.send(JSON.stringify(hello));
           detach = hub.attach({
@@ -270,14 +300,15 @@ export function createApp(
               frame[0] = stream;
               frame.set(data, 1);
               ws.send(frame);
-              if (pausedAt || !raw || raw.bufferedAmount < CLIENT_HIGH) return;
+              sent += data.length;
+              if (pausedAt || behind() < CLIENT_HIGH) return;
               pausedAt = Date.now();
-              let left = raw.bufferedAmount;
+              let left = behind();
               hub.pause();
               timer = setInterval(() => {
-                if (raw.readyState !== WebSocket.OPEN || raw.bufferedAmount < CLIENT_LOW) return unpause();
+                if (ws.readyState !== WebSocket.OPEN || behind() < CLIENT_LOW) return unpause();
                 // (a slow reader still reads: only one that took nothing for STALL_MS is let go)
-                if (raw.bufferedAmount < left) [left, pausedAt] = [raw.bufferedAmount, Date.now()];
+                if (behind() < left) [left, pausedAt] = [behind(), Date.now()];
                 if (Date.now() - pausedAt < STALL_MS) return;
                 const m: AttachServerMessage = {
                   type: "error",
@@ -286,9 +317,9 @@ export function createApp(
                   } s (the job goes on; attach again to follow it)`,
                 };
                 ws.send(JSON.stringify(m));
-                ws.close(1008, "client stalled");
                 unpause();
-                detach();
+                detach(); // (the job goes on now)
+                closeLater(ws, raw, 1008, "client stalled");
               }, 20);
             },
             exit(status) {
@@ -299,7 +330,7 @@ export function createApp(
                 checkpointed: status.checkpointed || undefined,
               };
               ws.send(JSON.stringify(m));
-              ws.close(1000, "job exited");
+              closeLater(ws, raw, 1000, "job exited");
             },
           }, since !== undefined ? Number(since) : undefined);
         },
@@ -311,6 +342,10 @@ export function createApp(
               if (m?.type === "resize" && Number.isInteger(m.cols) && Number.isInteger(m.rows)) {
                 hub.resize(m.cols, m.rows);
               } else if (m?.type === "eof") hub.endInput();
+              else if (m?.type === "output-ack" && Number.isSafeInteger(m.bytes)) {
+                acks = true;
+                written = Math.min(Math.max(written, m.bytes), sent);
+              }
             } else if (e.data instanceof ArrayBuffer) input(new Uint8Array(e.data));
             else if (e.data instanceof Blob) {
               e.data.arrayBuffer().then((b) => input(new Uint8Array(b))).catch(() => {});
