@@ -542,6 +542,39 @@ Deno.test(
 );
 
 Deno.test(
+  "a cut restore the next daemon cannot finish is undone: nothing of it runs unrecorded, the job restores again",
+  crOpts,
+  withDaemon(async (d) => {
+    const job = await startWorkload(d, "undo", "memory", "64");
+    const pid = job.pid!;
+    await d.ok("dump", "job", "undo");
+    await waitFor(() => !existsSync(`/proc/${pid}`), "the dumped process reaped");
+    // the daemon dies once CRIU resumed the job; the next one fails to finish it, every time
+    await d.stop();
+    d.env.CEDANA_FAULT = "restore-before-record";
+    await d.start();
+    assert((await d.cli("restore", "job", "undo")).code !== 0, "the daemon did not die");
+    assert(pidAlive(pid), "CRIU resumed the job");
+    await d.stop("SIGKILL");
+    d.env.CEDANA_FAULT = "finish-cut-restore";
+    await d.start();
+    delete d.env.CEDANA_FAULT;
+    await waitFor(
+      () => d.daemonLog.includes("cannot finish a restore the previous daemon started"),
+      "given up",
+      20_000,
+    );
+    // (it ran on, unrecorded: a `restore job` would have started a second copy into the same log)
+    await waitFor(() => !pidAlive(pid), "the restored tasks killed");
+    assertEquals((await jobOf(d, "undo")).status, "halted");
+    await d.stop();
+    await d.start();
+    await d.ok("restore", "job", "undo");
+    await verify(d, "undo", job.log!);
+  }),
+);
+
+Deno.test(
   "daemon killed after CRIU resumed the job, before recording it: the next daemon adopts it, no duplicate",
   crOpts,
   withDaemon(async (d) => {

@@ -28,3 +28,11 @@ export function faultPointWhen(point: string, ready: () => boolean): void {
   for (const until = Date.now() + 10_000; !ready() && Date.now() < until;) Atomics.wait(tick, 0, 0, 1);
   Deno.kill(Deno.pid, "SIGKILL");
 }
+
+/**
+ * Throws at `point` instead (a step that fails, not a daemon that dies). Points:
+ * `finish-cut-restore` (finishing a restore the previous daemon was cut off in).
+ */
+export function faultThrow(point: string): void {
+  if (FAULT === point) throw new Error(`fault injected at ${point}`);
+}

@@ -23,6 +23,7 @@ import type { JobIo, RestoreContext } from "../../plugins/types.ts";
 import { defaultLogPath } from "../../plugins/process/mod.ts";
 import type { CrHost } from "./host.ts";
 import { gpuBack } from "./gpu.ts";
+import { faultThrow } from "../fault.ts";
 
 const INTENT = "job.json";
 /** CRIU's --pidfile (a restore outside a new PID namespace). */
@@ -161,6 +162,7 @@ async function untilCriuDone(path: string): Promise<void> {
  */
 export async function finishCutRestore(host: CrHost, workDir: string, intent: Intent): Promise<void> {
   await untilCriuDone(workDir);
+  faultThrow("finish-cut-restore");
   const root = restoredRoot(workDir, intent.time);
   const keep = intent.row.details.ioKeepers as IoKeep | undefined;
   const resumed = root && (root.ns ? existsSync(join(workDir, GATE_DIR, "resumed")) : true) &&
@@ -189,6 +191,28 @@ export async function finishCutRestore(host: CrHost, workDir: string, intent: In
   }, () => keep ? reclaimIo(keep) : null);
   if (!row) return;
   if (intent.gpuPids?.length) await gpuBack(host, row, intent.gpuPids, true);
+}
+
+/**
+ * When finishing a cut restore failed for good: nothing of it may run on unrecorded (a later
+ * `restore job` would start a second copy on the same log); the job stays halted with its
+ * checkpoint, to be restored again.
+ */
+export function abandonCutRestore(host: CrHost, workDir: string, intent: Intent): void {
+  try {
+    const root = restoredRoot(workDir, intent.time);
+    const now = host.db.getJob(intent.row.jid);
+    if (root && !(now?.state === "running" && now.pid === root.pid)) {
+      killAll([...descendants(root.pid), root.pid]);
+      host.log.warn("killed the tasks of a restore that could not be recorded", {
+        jid: intent.row.jid,
+        pid: root.pid,
+      });
+    }
+  } catch { /* (best effort: the leftovers below are found another way) */ }
+  try {
+    killLeftovers(host, workDir, []);
+  } catch { /* as above */ }
 }
 
 /**

@@ -27,6 +27,7 @@ import { readDumpStats } from "../../criu/stats.ts";
 import { isRunning, isSameProcess, jobProcess } from "../../proc/mod.ts";
 import type { CrHost } from "./host.ts";
 import {
+  abandonCutRestore,
   finishCutRestore,
   killLeftovers,
   readIntent,
@@ -274,6 +275,7 @@ export function clearTemps(host: CrHost): number[] {
               jid: intent.row.jid,
               error: String(e),
             });
+            if (!container) abandonCutRestore(host, t.path, intent);
             break;
           }
         }
