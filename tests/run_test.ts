@@ -412,6 +412,63 @@ Deno.test(
 );
 
 Deno.test(
+  "attach: a slow reader (100 KB/s) stays attached; Ctrl-C after the job ended reports its exit code",
+  opts,
+  withDaemon(async (d) => {
+    await d.ok("run", "process", "--attachable", "--jid", "yes", "--", "yes");
+    // (its output was written out in pieces of up to 1 MiB, acknowledged after each: at 100 KB/s
+    // that is 10 s without a word, and the daemon let it go as a stopped client)
+    const slow = "import sys,time\nn=0\nt=time.time()\nwhile time.time()-t<13:\n" +
+      " b=sys.stdin.buffer.read1(4096)\n n+=len(b)\n time.sleep(0.04)\nprint(n)";
+    const r = await new Deno.Command("bash", {
+      args: [
+        "-c",
+        `"${Deno.execPath()}" run -A --quiet ${MAIN} job attach yes --no-stdin | python3 -c '${slow}'`,
+      ],
+      env: d.env,
+    }).output();
+    const err = new TextDecoder().decode(r.stderr);
+    assert(!err.includes("read none"), err);
+    assert(
+      Number(new TextDecoder().decode(r.stdout)) > 800_000,
+      `read ${new TextDecoder().decode(r.stdout)}`,
+    );
+
+    const client = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--quiet",
+        MAIN,
+        "run",
+        "process",
+        "--attach",
+        "--",
+        "sh",
+        "-c",
+        "head -c 3000000 /dev/zero; exit 3",
+      ],
+      env: d.env,
+      stdin: "null",
+      stdout: "piped", // (never read: the job ends while its output still waits for us)
+      stderr: "piped",
+    }).spawn();
+    try {
+      await sleep(2500);
+      Deno.kill(client.pid, "SIGINT");
+      const ended = await Promise.race([client.status, sleep(4000).then(() => null)]);
+      assertEquals(ended?.code, 3, "the job's exit code, not a detach from a job that was still running");
+    } finally {
+      try {
+        client.kill("SIGKILL");
+      } catch { /* ended */ }
+      await client.stdout.cancel();
+      await client.output().catch(() => {});
+    }
+  }),
+);
+
+Deno.test(
   "attach: input for a job that does not read it waits in the client, not in the daemon",
   opts,
   withDaemon(async (d) => {

@@ -7,14 +7,14 @@ import type { DaemonClient } from "../client/mod.ts";
 import { failedPrecondition, unavailable } from "../errors.ts";
 import { SIGNALS } from "../daemon/signals.ts";
 
-/** (asynchronous: a blocked stdout, `| less` paused, must not stop us handling Ctrl-C) */
-async function writeAll(w: { write(p: Uint8Array): Promise<number> }, data: Uint8Array) {
-  let off = 0;
-  while (off < data.length) off += await w.write(data.subarray(off));
-}
-
-/** Output written out is acknowledged in steps of this much, and whenever the queue empties. */
-const ACK_STEP = 256 << 10;
+/** Written-out output is acknowledged once this much is unacknowledged, or a second went by. */
+const ACK_STEP = 256 << 10, ACK_MS = 1000;
+/**
+ * Writes go out in pieces of up to MAX_WRITE (a write costs a trip through Deno's blocking pool),
+ * down to SLOW_WRITE for a reader that takes a while (`| pv -L 100k`): between pieces we
+ * acknowledge, so a slow reader is never taken for a stopped one (the daemon lets those go).
+ */
+const MAX_WRITE = 256 << 10, SLOW_WRITE = 16 << 10;
 
 const CTRL_P = 0x10, CTRL_Q = 0x11;
 
@@ -85,11 +85,27 @@ export async function attachJob(
     // Output frames, and the ends that must come after them (the exit, a close), in order. The
     // daemon keeps us at most ATTACH_OUTPUT_WINDOW behind (see AttachClientMessage).
     const queue: (Uint8Array | (() => void))[] = [];
-    let draining = false, written = 0, ackedOut = 0;
+    let ended: AttachEnd | undefined;
+    let draining = false, written = 0, ackedOut = 0, ackedAt = 0, piece = 64 << 10;
     const ackOutput = () => {
-      ackedOut = written;
+      [ackedOut, ackedAt] = [written, Date.now()];
       const m: AttachClientMessage = { type: "output-ack", bytes: written };
       if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(m));
+    };
+    /** (asynchronous: a blocked stdout, `| less` paused, must not stop us handling Ctrl-C) */
+    const writeOut = async (stream: number, data: Uint8Array) => {
+      const w = stream === STREAM_STDERR ? Deno.stderr : Deno.stdout;
+      for (let off = 0; off < data.length && !done;) {
+        const t0 = Date.now();
+        const n = await w.write(data.subarray(off, off + piece));
+        off += n;
+        written += n;
+        const took = Date.now() - t0;
+        piece = took > 100 ? SLOW_WRITE : took < 10 ? Math.min(piece * 2, MAX_WRITE) : piece;
+        if (written - ackedOut >= ACK_STEP || (written > ackedOut && Date.now() - ackedAt >= ACK_MS)) {
+          ackOutput();
+        }
+      }
     };
     const drain = async () => {
       if (draining) return;
@@ -105,7 +121,7 @@ export async function attachJob(
           // through Deno's blocking pool)
           const parts = [item.subarray(1)];
           let size = parts[0].length;
-          for (let next = queue[0]; next instanceof Uint8Array && next[0] === item[0] && size < 1 << 20;) {
+          for (let next = queue[0]; next instanceof Uint8Array && next[0] === item[0] && size < piece;) {
             parts.push(next.subarray(1));
             size += next.length - 1;
             queue.shift();
@@ -113,9 +129,7 @@ export async function attachJob(
           }
           const data = parts.length === 1 ? parts[0] : new Uint8Array(size);
           if (parts.length > 1) parts.reduce((off, p) => (data.set(p, off), off + p.length), 0);
-          await writeAll(item[0] === STREAM_STDERR ? Deno.stderr : Deno.stdout, data);
-          written += size;
-          if (written - ackedOut >= ACK_STEP || (!queue.length && written > ackedOut)) ackOutput();
+          await writeOut(item[0], data);
         }
       } catch (err) {
         // our reader went away (`... | head`): detach quietly, the job goes on
@@ -134,14 +148,20 @@ export async function attachJob(
       if (typeof e.data === "string") {
         const m = JSON.parse(e.data) as AttachServerMessage;
         if (m.type === "exit") {
+          // e.g. the job outlived an earlier daemon, so it is no longer our child; not 0: a
+          // script must not take an ending nobody can vouch for as a success
+          const unknown = !m.checkpointed && m.exitCode === null && m.exitSignal === null;
+          const end: AttachEnd = m.checkpointed
+            ? "checkpointed"
+            : unknown
+            ? 1
+            : m.exitCode ?? 128 + (SIGNALS[m.exitSignal ?? ""] ?? 0);
+          ended = end; // (a detach before its output is all out still reports it)
           after(() => {
-            if (m.checkpointed) finish("checkpointed");
-            else if (m.exitCode === null && m.exitSignal === null) {
-              // e.g. the job outlived an earlier daemon, so it is no longer our child; not 0: a
-              // script must not take an ending nobody can vouch for as a success
+            if (unknown) {
               console.error(`job ${jid} exited; its exit code is unknown (it is not a child of this daemon)`);
-              finish(1);
-            } else finish(m.exitCode ?? 128 + (SIGNALS[m.exitSignal ?? ""] ?? 0));
+            }
+            finish(end);
           });
         } else if (m.type === "error") finish(unavailable(m.message));
         else if (m.type === "hello") flow.on = m.inputAcks;
@@ -157,7 +177,7 @@ export async function attachJob(
     ws.onerror = () =>
       after(() => finish(unavailable(`lost the connection to the daemon while attached to ${jid}`)));
     ws.onclose = () => after(() => finish(unavailable(`the daemon closed the connection to job ${jid}`)));
-    const detach = () => finish(null);
+    const detach = () => finish(ended ?? null);
     if (!rawMode) {
       // Without a pty, Ctrl+C belongs to us: it detaches and leaves the job running.
       Deno.addSignalListener("SIGINT", detach);

@@ -115,10 +115,10 @@ const STALL_MS = 10_000;
 
 /**
  * The end of an attachment, its last message sent: the client closes once it has taken it. Closed
- * from here only when it does not: all that was queued for it gone for 2 s, or a minute on. (A
- * close from here with output still queued dropped the last message for a client that was
- * stopped and came back; one that crossed a message from the client reached the client as a
- * broken connection, its output lost.)
+ * from here only when it does not: all that was queued for it gone for 2 s (the rest waits in the
+ * socket), or an hour on. (A close from here with output still queued dropped the end of the
+ * output and the exit code for a client that was stopped and came back; one that crossed a
+ * message from the client reached the client as a broken connection, its output lost.)
  */
 function closeLater(
   ws: { readyState: number; close(code: number, reason: string): void },
@@ -132,7 +132,7 @@ function closeLater(
     if (ws.readyState !== WebSocket.OPEN) return clearInterval(t);
     const now = Date.now();
     idle = raw?.bufferedAmount ? 0 : idle || now;
-    if (now - since < 60_000 && (!idle || now - idle < 2000)) return;
+    if (now - since < 3_600_000 && (!idle || now - idle < 2000)) return;
     clearInterval(t);
     ws.close(code, reason);
   }, 100);
@@ -291,7 +291,8 @@ export function createApp(
             clearInterval(timer);
             hub.resume();
           };
-          const behind = () => acks ? sent - written : raw?.bufferedAmount ?? 0;
+          // (what the socket still holds counts too: a client may acknowledge what it never took)
+          const behind = () => Math.max(acks ? sent - written : 0, raw?.bufferedAmount ?? 0);
           const hello: AttachServerMessage = { type: "hello", inputAcks: true };
           ws.send(JSON.stringify(hello));
           detach = hub.attach({

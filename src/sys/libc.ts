@@ -225,6 +225,12 @@ export function dupFd(fd: number): number {
   return check("fcntl(F_DUPFD_CLOEXEC)", lib().fcntl(fd, F_DUPFD_CLOEXEC, 0));
 }
 
+/** Grows a pipe's buffer to `bytes` (up to the system's pipe-max-size); false when `fd` is no pipe. */
+export function setPipeSize(fd: number, bytes: number): boolean {
+  const F_SETPIPE_SZ = 1031;
+  return lib().fcntl(fd, F_SETPIPE_SZ, bytes) >= 0;
+}
+
 /** O_NONBLOCK on `fd`'s open file description (its copies share it). */
 export function setNonBlocking(fd: number): void {
   const F_GETFL = 3, F_SETFL = 4, O_NONBLOCK = 0o4000;
