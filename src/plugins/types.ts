@@ -137,6 +137,11 @@ export interface JobPlugin<RunReq = unknown, ManageReq = unknown> {
   released?(job: JobRow): void;
   /** The exit status of a job whose process was not the daemon's child (a runtime knows it). */
   exitStatus?(job: JobRow): Promise<ExitStatus | null>;
+  /**
+   * Why this job cannot be dumped into a checkpoint that restores, from what the dump found in its
+   * tree (null: it can). Asked before anything is frozen.
+   */
+  dumpRefusal?(job: JobRow, found: { tcpEstablished: boolean }): string | null;
   /** Set when --criu-opts cannot reach the CRIU this runtime starts: why (refused up front). */
   readonly noCriuOpts?: string;
   /** Write the images of a checkpoint; default: CRIU dump of the job's process tree. */

@@ -629,3 +629,48 @@ Deno.test(
     await d.ok("job", "kill", "lr");
   }),
 );
+
+Deno.test(
+  "runc: a container with TCP connections in a network namespace of its own is refused before the dump (runc could not restore it); one joined by path restores",
+  opts,
+  withDaemon(async (d) => {
+    // (a loopback connection: `ping` lines from one nc to another that echoes them)
+    const TCP = [
+      "sh",
+      "-c",
+      "nc -l -p 7777 -e cat & sleep 1; (while :; do echo ping; sleep .2; done) | nc 127.0.0.1 7777",
+    ];
+    const { bundle, root } = await setup(d, TCP);
+    await runRunc(d, "--bundle", bundle, "--root", root, "--jid", "own", "--id", "own1");
+    await sleep(1500);
+    const r = await d.cli("dump", "job", "own");
+    assertEquals(r.code, 5, r.stderr);
+    assertStringIncludes(r.stderr, "open TCP connections in a network namespace of its own");
+    assertEquals((await job(d, "own")).status !== "halted", true, "the container runs on");
+    await d.ok("job", "kill", "own");
+
+    // the same in a namespace it joins by path: dumped and restored with its connection
+    const ns = `cedana-test-${crypto.randomUUID().slice(0, 8)}`;
+    await runOk("ip", ["netns", "add", ns]);
+    try {
+      await runOk("ip", ["-n", ns, "link", "set", "lo", "up"]);
+      const cfg = JSON.parse(Deno.readTextFileSync(`${bundle}/config.json`));
+      cfg.linux.namespaces = cfg.linux.namespaces.map((n: { type: string }) =>
+        n.type === "network" ? { type: "network", path: `/run/netns/${ns}` } : n
+      );
+      Deno.writeTextFileSync(`${bundle}/config.json`, JSON.stringify(cfg));
+      const j = await runRunc(d, "--bundle", bundle, "--root", root, "--jid", "joined", "--id", "joined1");
+      await sleep(1500);
+      const dumped = await d.json<DumpResult>("dump", "job", "joined");
+      assertStringIncludes(dumped.detected.join(" "), "--tcp-established");
+      await d.ok("restore", "job", "joined");
+      const lines = () => readLog(j.log!).filter((l) => l === "ping").length;
+      const before = lines();
+      await waitFor(() => lines() > before + 3, "the echoed pings going on after the restore");
+      await d.ok("job", "kill", "joined");
+      await waitFor(async () => (await job(d, "joined")).status === "halted", "killed");
+    } finally {
+      await runOk("ip", ["netns", "delete", ns]).catch(() => {});
+    }
+  }),
+);

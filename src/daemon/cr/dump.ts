@@ -153,6 +153,8 @@ const steps: Step<DumpCtx>[] = [
       }
       // A container's init leads no session of its own; runc handles its terminal.
       auto("shellJob", !f.sessionLeader && !c.plugin?.checkpoint, "--shell-job (not a session leader)");
+      const refusal = c.row ? c.plugin?.dumpRefusal?.(c.row, f) : null;
+      if (refusal) throw failedPrecondition(refusal);
       auto("tcpEstablished", f.tcpEstablished, "--tcp-established (open TCP connections)");
       auto("extUnixSk", f.unixSockets, "--ext-unix-sk (unix sockets)");
       auto("fileLocks", f.fileLocks, "--file-locks (file locks held)");

@@ -293,6 +293,27 @@ async function checkpoint(c: CheckpointContext): Promise<void> {
   if (!c.ignoreRootfs) await saveRootfs(d.bundle, c.imagesDir);
 }
 
+/**
+ * runc (1.1) restores a network namespace it makes itself with its loopback down, so CRIU cannot
+ * bring a TCP connection back into it (`Can't connect inet socket back: Network is unreachable`)
+ * and the container, already ended by the dump, is lost. A namespace the bundle joins by path
+ * outlives the container and keeps its links: that one restores.
+ */
+function dumpRefusal(row: JobRow, found: { tcpEstablished: boolean }): string | null {
+  if (!found.tcpEstablished) return null;
+  let nss: { type?: string; path?: string }[] = [];
+  try {
+    nss = JSON.parse(Deno.readTextFileSync(join(details(row).bundle, "config.json"))).linux?.namespaces ?? [];
+  } catch {
+    return null; // (the bundle is gone: runc's own checkpoint says what it can)
+  }
+  if (!nss.some((n) => n.type === "network" && !n.path)) return null;
+  return `container ${details(row).id} has open TCP connections in a network namespace of its own, which ` +
+    `runc restores with its loopback down: the connections could not come back, and the container would be ` +
+    `lost. Close them first, or run the container in a network namespace it joins by path ` +
+    `(linux.namespaces: {"type": "network", "path": ...})`;
+}
+
 /** runc's cgroup paths for the container (its state.json), or undefined. */
 function runcCgroups(root: string, id: string): Record<string, string> | undefined {
   try {
@@ -512,6 +533,7 @@ export const runcPlugin: JobPlugin<RunRuncRequest, ManageRuncRequest> = {
   cleanup,
   reattach,
   released,
+  dumpRefusal,
   checkpoint,
   restore,
   recoverRestore,
