@@ -323,6 +323,12 @@ Deno.test(
     assertStringIncludes(unknown.stderr, "container nope not found");
     const notJob = await d.cli("dump", "runc", "nope");
     assertEquals(notJob.code, 3);
+    // a container whose command does not exist: runc's own words, and no runc log left behind
+    const noBin = await makeBundle(`${d.dir}/nobin`, ["/nope"]);
+    const failed = await d.cli("run", "runc", "--bundle", noBin, "--root", root, "--id", "nb");
+    assertEquals(failed.code, 5, failed.stderr);
+    assertStringIncludes(failed.stderr, "/nope");
+    assertEquals([...Deno.readDirSync(`${d.dir}/checkpoints`)].map((e) => e.name), [], "files left");
     await d.ok("run", "runc", "--bundle", bundle, "--root", root, "--id", "x1", "--jid", "x");
     const dupId = await d.cli("run", "runc", "--bundle", bundle, "--root", root, "--id", "x1");
     assertEquals(dupId.code, 4, dupId.stderr);

@@ -81,14 +81,15 @@ async function withPipes(
   } finally {
     for (const fd of [i?.read, o.write, e.write]) if (fd !== undefined) closeFd(fd);
   }
-  if (code !== 0) {
-    for (const fd of [i?.write, o.read, e.read]) if (fd !== undefined) closeFd(fd);
-    const errs = runcLogErrors(runcLog);
-    throw failedPrecondition(`${what} failed (runc exit ${code})`, errs);
-  }
+  // (its error lines go into the error; a failed `run runc` left the file behind)
+  const errs = code !== 0 ? runcLogErrors(runcLog) : [];
   try {
     Deno.removeSync(runcLog);
   } catch { /* none */ }
+  if (code !== 0) {
+    for (const fd of [i?.write, o.read, e.read]) if (fd !== undefined) closeFd(fd);
+    throw failedPrecondition(`${what} failed (runc exit ${code})`, errs);
+  }
   return { stdin: i?.write ?? null, stdout: o.read, stderr: e.read };
 }
 
