@@ -290,3 +290,23 @@ Deno.test(
       await d.ok("job", "kill", "late");
     }),
 );
+
+Deno.test(
+  "containerd: a managed container, dumped and restored, is removed by job delete like one cedana made",
+  opts,
+  () =>
+    withContainerd(async (d, c) => {
+      await c.ctrOk("run", "-d", IMAGE, "ext5", ...COUNTER);
+      const j = await d.json<Job>("manage", "containerd", "ext5", "--jid", "m5");
+      assertEquals(j.pid, (await c.taskPid("ext5")).pid);
+      await d.ok("dump", "job", "m5");
+      await d.ok("restore", "job", "m5");
+      await d.ok("job", "kill", "m5");
+      await waitFor(async () => (await job(d, "m5")).status === "halted", "killed");
+      await d.ok("job", "delete", "m5");
+      // (it was left, "its container ID now names another container", once its restored task ended)
+      assert(!d.daemonLog.includes("now names another container"), "taken for another's");
+      const left = await c.ctr("containers", "ls", "-q");
+      assert(!left.stdout.split("\n").includes("ext5"), `container left: ${left.stdout}`);
+    }),
+);

@@ -40,6 +40,8 @@ interface CtrDetails {
   image: string;
   args: string[];
   env: string[];
+  /** A managed container's creation time (it has no label of ours): that it is still the same one. */
+  createdAt?: string;
 }
 
 const details = (row: JobRow) => row.details as unknown as CtrDetails;
@@ -147,6 +149,7 @@ async function manage(req: ManageContainerdRequest, ctx: PluginContext): Promise
     image: info.Image ?? "",
     args: info.Spec?.process?.args ?? [],
     env: [],
+    createdAt: info.CreatedAt,
   };
   return {
     pid,
@@ -233,7 +236,7 @@ const JOB_LABEL = "io.cedana.jid";
 
 async function owns(job: JobRow): Promise<boolean | null> {
   const d = details(job);
-  let info: { Labels?: Record<string, string> };
+  let info: { Labels?: Record<string, string>; CreatedAt?: string };
   try {
     info = JSON.parse(await ctr(d, ["containers", "info", d.id], `ctr containers info ${d.id}`));
   } catch (e) {
@@ -241,6 +244,9 @@ async function owns(job: JobRow): Promise<boolean | null> {
     throw e;
   }
   if (info.Labels?.[JOB_LABEL] !== undefined) return info.Labels[JOB_LABEL] === job.jid;
+  // (a managed one: the container it was, whatever became of its task; a restored task that ended
+  // is gone, and the container was taken for someone else's and left behind)
+  if (d.createdAt) return info.CreatedAt === d.createdAt;
   const tk = await task(d, d.id).catch(() => null);
   return tk !== null && tk.pid === job.pid;
 }
