@@ -14,7 +14,16 @@ import {
   waitTicks,
   WORKLOAD,
 } from "./cr_helpers.ts";
-import { crashDuring, MAIN, pidAlive, sleep, TestDaemon, waitFor, withDaemon } from "./helpers.ts";
+import {
+  attachedOutput,
+  crashDuring,
+  MAIN,
+  pidAlive,
+  sleep,
+  TestDaemon,
+  waitFor,
+  withDaemon,
+} from "./helpers.ts";
 
 Deno.test(
   "leave-running, then restore the copy after killing the original",
@@ -784,4 +793,25 @@ Deno.test(
       await d.cleanup();
     }
   },
+);
+
+Deno.test(
+  "a log-mode job restored --attachable says so, and restored with -o writes to a log again",
+  crOpts,
+  withDaemon(async (d) => {
+    const job = await startWorkload(d, "lm", "memory", "16");
+    await d.ok("dump", "job", "lm");
+    const att = await d.json<RestoreResult>("restore", "job", "lm", "--attachable");
+    assertStringIncludes(att.notes?.join(" ") ?? "", `not to ${job.log}`);
+    assertEquals(att.job.attachable, true);
+    const seen = await attachedOutput(d, "lm", (t) => /tick \d+\n.*tick \d+\n/s.test(t));
+    assertMatch(seen, /tick \d+/);
+    await d.ok("dump", "job", "lm");
+    // (refused before: "job lm is attachable: its output goes to attached clients, not to a log")
+    const log2 = `${d.dir}/back.log`;
+    const back = await d.json<RestoreResult>("restore", "job", "lm", "-o", log2);
+    assertEquals([back.job.attachable, back.job.log], [false, log2]);
+    await waitTicks(log2, lastTick(readLog(job.log!)) + 2);
+    await verify(d, "lm", log2);
+  }),
 );

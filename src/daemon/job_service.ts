@@ -821,12 +821,14 @@ export class JobService implements CrHost {
       if (req.log && req.attachable) {
         throw invalidArgument("-o and --attach/--attachable do not go together: a log, or attached clients");
       }
-      if (req.log && (row.attachable || row.tty)) {
+      if (req.log && row.tty) {
         throw invalidArgument(
-          `job ${row.jid} is attachable: its output goes to attached clients, not to a log (-o is for log-mode jobs)`,
+          `job ${row.jid} has a terminal: its output goes to attached clients, not to a log (-o is for jobs without one)`,
         );
       }
-      if (req.log) row = { ...row, log: req.log };
+      // (an attachable job restored with -o writes to that log from now on, as it did before a
+      // restore --attach made it attachable)
+      if (req.log) row = { ...row, log: req.log, attachable: false };
     } else {
       if (!req.path) throw invalidArgument("restore process needs --path");
       path = req.path;

@@ -268,6 +268,12 @@ const steps: Step<RestoreCtx>[] = [
       c.reap = r.reap;
       // runc/containerd make CRIU write its stats into the work dir
       c.stats = readRestoreStats(c.workDir) as unknown as Record<string, number> | null;
+      if (r.attachable && !c.row.attachable && c.row.log) {
+        c.notes.push(
+          `its output goes to attached clients from now on, not to ${c.row.log} ` +
+            `(restore it with -o ${c.row.log} to write to a log again)`,
+        );
+      }
       c.row = { ...c.row, attachable: r.attachable, log: r.log, details: { ...c.row.details, ...r.details } };
       writeIntent(c.workDir, { ...intent, row: c.row, pid: r.pid });
     },
@@ -302,6 +308,10 @@ const steps: Step<RestoreCtx>[] = [
         c.ourFds.push(p.read);
         for (const path of files) give(p.write, path.replace(/^\//, ""));
         ({ io: c.io, keep: c.keep } = keptPipes(null, p.read, null));
+        c.notes.push(
+          `its output goes to attached clients from now on, not to ${c.row.log ?? "its log"} ` +
+            `(restore it with -o ${c.row.log ?? "FILE"} to write to a log again)`,
+        );
         c.row = { ...c.row, attachable: true, log: null };
         files.clear();
       }
@@ -370,7 +380,28 @@ const steps: Step<RestoreCtx>[] = [
         c.row = { ...c.row, attachable: true, tty: true, log: tty.path ? null : c.row.log };
       }
       const pipes = Object.entries(stdio).filter(([, s]) => s.kind === "pipe") as [string, PipeStdio][];
-      if (pipes.length && pty) {
+      if (pipes.length && !pty && c.req.log && !c.row.attachable) {
+        // Pipes (an attachable job's, or to a process outside the job) restored with -o: their
+        // ends are the log now, and an input that ends at once.
+        const given = new Set<number>();
+        for (const [fd, s] of pipes) {
+          if (given.has(s.ino)) continue;
+          given.add(s.ino);
+          let end: number;
+          if (fd === "0") {
+            const p = pipe();
+            closeFd(p.write);
+            end = p.read;
+          } else {
+            try {
+              end = openAppend(c.req.log);
+            } catch (e) {
+              throw failedPrecondition((e as Error).message);
+            }
+          }
+          give(end, `pipe:[${s.ino}]`);
+        }
+      } else if (pipes.length && pty) {
         // pipes to processes outside the job, on a job with a terminal: to the terminal as well
         for (const ino of new Set(pipes.map(([, s]) => s.ino))) give(dupFd(pty.slave), `pipe:[${ino}]`);
       } else if (pipes.length) {
