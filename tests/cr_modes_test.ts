@@ -460,6 +460,8 @@ Deno.test(
       "the dump under way",
       20_000,
     );
+    // (`ps` said `halted`, with the old checkpoint's age, while CRIU's images were compressed)
+    assertMatch(await d.ok("ps"), /busy\s+process\s+\d+\s+dumping/);
     const k = await d.cli("job", "kill", "busy");
     assertEquals(k.code, 5, k.stderr);
     assertStringIncludes(k.stderr, "job busy is busy: a dump is in progress; signal it once that ends");

@@ -18,6 +18,8 @@ export interface Job {
   type: JobType;
   pid: number | null;
   status: JobStatus;
+  /** A dump or restore of the job in progress (e.g. "dump"): `ps` shows it as the job's status. */
+  operation?: string;
   exitCode: number | null;
   /** Signal name when the job was killed by a signal (e.g. "SIGKILL"). */
   exitSignal: string | null;

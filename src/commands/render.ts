@@ -24,6 +24,10 @@ export function ago(iso: string, now = Date.now()): string {
 }
 
 export function statusText(j: Job): string {
+  // (a job being dumped is frozen, or already ended by CRIU while its images are compressed:
+  // neither "sleeping" nor "halted" says what is going on)
+  if (j.operation?.startsWith("dump")) return "dumping";
+  if (j.operation?.startsWith("restore")) return "restoring";
   if (j.status !== "halted") return j.status;
   if (j.exitCode !== null) return `halted (${j.exitCode})`;
   if (j.exitSignal) return `halted (${j.exitSignal})`;

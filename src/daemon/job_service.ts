@@ -430,6 +430,7 @@ export class JobService implements CrHost {
       type: row.type,
       pid: row.pid,
       status: this.#status(row),
+      operation: this.#busy.get(row.jid),
       exitCode: row.exitCode,
       exitSignal: row.exitSignal,
       adopted: row.adopted,
