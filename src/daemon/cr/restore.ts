@@ -108,6 +108,9 @@ async function pidsFree(c: RestoreCtx): Promise<boolean> {
 // by killing the restored tree while it is still held (not one instruction of it has run). So is
 // a restore whose daemon died before the verdict (CRIU outlives it: killed, it would let the
 // tasks go unverified); the daemon is known by its PID and start time (a reused PID is not it).
+/** Background hashing waits this long after a restore's CRIU (see Checksums.hold). */
+const HASHING_RESUMES_MS = 300;
+
 const ACTION_SCRIPT = (gate: string, daemon: { pid: number; startTime: number }) =>
   `#!/bin/sh
 # cedana: hold the restored tasks before they resume until the checkpoint's checksums are verified
@@ -261,7 +264,7 @@ const steps: Step<RestoreCtx>[] = [
           isNew: c.isNew,
         });
       } finally {
-        release();
+        release(HASHING_RESUMES_MS);
       }
       c.pid = r.pid;
       c.io = r.io;
@@ -539,7 +542,7 @@ const steps: Step<RestoreCtx>[] = [
         await c.verified!; // a damaged checkpoint is the real cause when both fail: report that
         throw e;
       } finally {
-        release();
+        release(HASHING_RESUMES_MS);
         closeChildFds();
       }
       // CRIU goes on after the gate killed the tree: a damaged checkpoint surfaces here.
