@@ -77,6 +77,21 @@ export interface Manifest {
   /** CUDA processes checkpointed through the driver, and the GPU memory they held. */
   gpu?: { pids: number[]; memory: Record<string, number | null>; total: number; driverVersion: number };
   stats?: Record<string, unknown>;
+  /**
+   * A container's file system (runc: rootfs.tar; containerd: rootfs-diff.tar): saved with the
+   * images, left out on purpose (--ignore-rootfs), or not saved (the daemon stopped during the
+   * dump and the next one could not save it). Absent: a process, or an older cedana.
+   */
+  rootfs?: "saved" | "ignored" | "not saved";
+}
+
+/** What a checkpoint's manifest says of its container's file system (see Manifest.rootfs). */
+export function rootfsState(dir: string): Manifest["rootfs"] {
+  try {
+    return (JSON.parse(Deno.readTextFileSync(join(dir, MANIFEST))) as Manifest).rootfs;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Written to a temporary name and renamed: a reader never sees half a manifest. */

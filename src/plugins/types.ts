@@ -144,6 +144,11 @@ export interface JobPlugin<RunReq = unknown, ManageReq = unknown> {
   dumpRefusal?(job: JobRow, found: { tcpEstablished: boolean }): string | null;
   /** Set when --criu-opts cannot reach the CRIU this runtime starts: why (refused up front). */
   readonly noCriuOpts?: string;
+  /**
+   * Save the container's file system into `imagesDir`, as `checkpoint` does after the runtime's
+   * dump: for a dump the daemon did not live to finish (the next daemon salvages it).
+   */
+  keepRootfs?(job: JobRow, imagesDir: string): Promise<void>;
   /** Write the images of a checkpoint; default: CRIU dump of the job's process tree. */
   checkpoint?(c: CheckpointContext): Promise<void>;
   /** Restore from images; default: CRIU restore of a process tree. */

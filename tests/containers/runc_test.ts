@@ -386,6 +386,7 @@ Deno.test(
       await d.ok("dump", "job", "crash"); // an older checkpoint, which must not come back
       await d.ok("restore", "job", "crash");
       await waitTicks(log, lastTick(readLog(log)) + 3);
+      Deno.writeTextFileSync(`${bundle}/rootfs/marker`, "the container's own file");
       await killDuringDump(d, "crash");
       const lastBefore = lastTick(readLog(log));
       await d.start();
@@ -394,6 +395,33 @@ Deno.test(
         "the finished dump recorded",
         60_000,
       );
+      // The container's files, which the dump saves after runc's part, were saved by the next
+      // daemon (the kept checkpoint had none, and said nothing): a copy in an empty bundle has them.
+      const latest = (await d.json<{ path: string }[]>("checkpoints", "crash"))[0].path;
+      assertEquals(JSON.parse(Deno.readTextFileSync(`${latest}/manifest.json`)).rootfs, "saved");
+      const empty = `${d.dir}/empty-bundle`;
+      Deno.mkdirSync(`${empty}/rootfs`, { recursive: true });
+      Deno.copyFileSync(`${bundle}/config.json`, `${empty}/config.json`);
+      const copy = `${d.dir}/copy.log`;
+      await d.ok(
+        "restore",
+        "runc",
+        "--path",
+        latest,
+        "--bundle",
+        empty,
+        "--root",
+        root,
+        "--id",
+        "cp1",
+        "--jid",
+        "cp",
+        "-o",
+        copy,
+      );
+      assertEquals(Deno.readTextFileSync(`${empty}/rootfs/marker`), "the container's own file");
+      await waitTicks(copy, lastBefore + 1);
+      await d.ok("job", "kill", "cp");
       assertEquals((await job(d, "crash")).status, "halted");
       await d.ok("restore", "job", "crash");
       await waitTicks(log, lastBefore + 3);

@@ -487,6 +487,7 @@ function manifestFor(c: DumpCtx, files: Manifest["files"]): Manifest {
     checksums: "pending",
     gpu: c.gpu?.manifest,
     stats: c.stats ?? undefined,
+    rootfs: c.plugin?.checkpoint ? (c.req.ignoreRootfs ? "ignored" : "saved") : undefined,
   };
 }
 

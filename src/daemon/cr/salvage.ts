@@ -15,6 +15,7 @@
 import { basename, dirname, join } from "node:path";
 import { detectCompression } from "../../checkpoint/archive.ts";
 import {
+  MANIFEST,
   type Manifest,
   MANIFEST_DRAFT,
   newCheckpointId,
@@ -35,6 +36,7 @@ import {
   RUNTIMES,
 } from "./restore_intent.ts";
 import { plugin } from "../../plugins/mod.ts";
+import type { JobPlugin } from "../../plugins/types.ts";
 import { findCudaPids } from "../../gpu/mod.ts";
 import { gpuBack } from "./gpu.ts";
 import type { IoKeep } from "../../plugins/process/io.ts";
@@ -291,6 +293,11 @@ export function clearTemps(host: CrHost): number[] {
     const pids = t.kind === "dump" && exists(t.path) ? writers(t.path) : [];
     if (!pids.length) {
       if (t.kind === "dump") thawMarked(join(t.path, WORK_SUBDIR, FROZEN_MARK));
+      if (rootfsToKeep(host, t)) {
+        const kept = keepContainerRootfs(host, t).then(() => clearTemp(host, t));
+        host.busyUntil(t.jid, "dump (saving its container's files after a daemon restart)", kept);
+        continue;
+      }
       clearTemp(host, t);
       // a GPU job whose dump stopped short of CRIU ending it: its GPU state may still be held
       const row = t.kind === "dump" && t.jid ? host.db.getJob(t.jid) : null;
@@ -307,13 +314,59 @@ export function clearTemps(host: CrHost): number[] {
         pids,
       },
     );
-    const ended = untilNoWriters(t.path).then(() => {
+    const ended = untilNoWriters(t.path).then(async () => {
       thawMarked(join(t.path, WORK_SUBDIR, FROZEN_MARK)); // (CRIU froze a job left running again)
+      if (rootfsToKeep(host, t)) await keepContainerRootfs(host, t);
       clearTemp(host, t);
     });
     host.busyUntil(t.jid, "dump (still being written after a daemon restart)", ended);
   }
   return pendingKeepers;
+}
+
+/**
+ * A container's dump the runtime finished but the daemon did not: the container's file system,
+ * which the dump saves after the runtime's part, is not with the images yet. (Its draft says it
+ * should be; CRIU's stats say the runtime finished.)
+ */
+function rootfsToKeep(host: CrHost, t: Temp): NonNullable<JobPlugin["keepRootfs"]> | null {
+  if (t.kind !== "dump" || !exists(t.path) || exists(join(t.path, MANIFEST))) return null;
+  let draft: Manifest;
+  try {
+    draft = JSON.parse(Deno.readTextFileSync(join(t.path, MANIFEST_DRAFT)));
+  } catch {
+    return null;
+  }
+  const row = t.jid ? host.db.getJob(t.jid) : null;
+  const keep = row ? plugin(row.type).keepRootfs : undefined;
+  if (draft.rootfs !== "saved" || !keep) return null;
+  const finished = exists(join(t.path, "stats-dump")) || exists(join(t.path, WORK_SUBDIR, "stats-dump"));
+  return finished ? keep : null;
+}
+
+/** Saves it now (the bundle or snapshot is still there), or marks the checkpoint as without it. */
+async function keepContainerRootfs(host: CrHost, t: Temp): Promise<void> {
+  const keep = rootfsToKeep(host, t);
+  const row = t.jid ? host.db.getJob(t.jid) : null;
+  if (!keep || !row) return;
+  try {
+    await keep(row, t.path);
+    host.log.info("saved the file system of a container dump the previous daemon did not finish", {
+      jid: row.jid,
+      path: t.path,
+    });
+  } catch (e) {
+    const draft = JSON.parse(Deno.readTextFileSync(join(t.path, MANIFEST_DRAFT))) as Manifest;
+    writeManifest(t.path, { ...draft, rootfs: "not saved" }, MANIFEST_DRAFT);
+    host.log.warn(
+      "a container dump the previous daemon did not finish is kept without the container's files",
+      {
+        jid: row.jid,
+        path: t.path,
+        error: String(e),
+      },
+    );
+  }
 }
 
 async function untilNoWriters(path: string): Promise<void> {

@@ -17,6 +17,7 @@ import {
 import type { JobRow } from "../../daemon/db.ts";
 import { readStat, startTimeToDate } from "../../proc/mod.ts";
 import { criuLogFileErrors } from "../../criu/run.ts";
+import { rootfsState } from "../../checkpoint/manifest.ts";
 import { runCommand, TIMED_OUT, trackSpawn } from "../../sys/mod.ts";
 import { spawn } from "node:child_process";
 import { signalName } from "../../daemon/signals.ts";
@@ -320,6 +321,12 @@ async function applyRootfsChanges(t: { address: string; namespace: string }, id:
   try {
     Deno.statSync(tar);
   } catch {
+    if (rootfsState(imagesDir) === "not saved") {
+      throw failedPrecondition(
+        "the checkpoint lacks the container's file changes (the daemon stopped during its dump, before it " +
+          "saved them): restore the job into its own container (cedana restore job), which still has them",
+      );
+    }
     return; // dumped with --ignore-rootfs, or by an older cedana
   }
   const dir = await snapshotDir(t, id);
@@ -475,6 +482,7 @@ export const containerdPlugin: JobPlugin<RunContainerdRequest, ManageContainerdR
   owns,
   cleanup,
   noCriuOpts: "containerd's shim starts runc, which starts CRIU: put CRIU options into /etc/criu/runc.conf",
+  keepRootfs: (row, imagesDir) => saveRootfsChanges(details(row), imagesDir),
   checkpoint,
   restore,
   recoverRestore,

@@ -12,6 +12,7 @@ import { alreadyExists, failedPrecondition, invalidArgument } from "../../errors
 import type { JobRow } from "../../daemon/db.ts";
 import { readStat, startTimeToDate } from "../../proc/mod.ts";
 import { criuLogFileErrors } from "../../criu/run.ts";
+import { rootfsState } from "../../checkpoint/manifest.ts";
 import { writeCheckedCriuConfig } from "../../criu/check_opts.ts";
 import { closeFd, openLog, pipe, runCommand, trackSpawn } from "../../sys/mod.ts";
 import { freezeCgroup, FROZEN_MARK, runcFreezer, thaw, thawAfter } from "../../sys/freezer.ts";
@@ -508,8 +509,11 @@ async function restoreRootfs(bundle: string, imagesDir: string): Promise<void> {
   if (!existsSync(tar)) {
     // (CRIU would fail on the first file the container holds, far from the reason)
     if (empty) {
+      const why = rootfsState(imagesDir) === "not saved"
+        ? "the daemon stopped during the dump, before it saved the container's files"
+        : "dumped with --ignore-rootfs";
       throw failedPrecondition(
-        `the checkpoint holds no file system (dumped with --ignore-rootfs) and the bundle's rootfs ${rootfs} is empty: restore with a bundle that has the container's files`,
+        `the checkpoint holds no file system (${why}) and the bundle's rootfs ${rootfs} is empty: restore with a bundle that has the container's files`,
       );
     }
     return;
@@ -535,6 +539,7 @@ export const runcPlugin: JobPlugin<RunRuncRequest, ManageRuncRequest> = {
   reattach,
   released,
   dumpRefusal,
+  keepRootfs: (row, imagesDir) => saveRootfs(details(row).bundle, imagesDir),
   checkpoint,
   restore,
   recoverRestore,
