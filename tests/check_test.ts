@@ -114,7 +114,7 @@ Deno.test(
 );
 
 Deno.test(
-  "a dumped attachable job: attach says restore first; restore -o is refused (its output goes to clients)",
+  "a dumped attachable job: attach says restore first; restore -o takes it to a log",
   crOpts,
   withDaemon(async (d) => {
     await d.ok("run", "process", "--attachable", "--jid", "att", "--", "sleep", "60");
@@ -131,10 +131,10 @@ Deno.test(
     const a = await d.cli("job", "attach", "att");
     assertEquals(a.code, 5, a.stderr);
     assertStringIncludes(a.stderr, "job att was dumped and is not running: restore it first");
-    const r = await d.cli("restore", "job", "att", "-o", `${d.dir}/x.log`);
-    assertEquals(r.code, 2, r.stderr);
-    assertStringIncludes(r.stderr, "job att is attachable");
-    await d.ok("restore", "job", "att"); // and the checkpoint is still good
+    // (-o was refused: "job att is attachable"; it takes the job to a log now)
+    const r = await d.json<RestoreResult>("restore", "job", "att", "-o", `${d.dir}/x.log`);
+    assertEquals([r.job.attachable, r.job.log], [false, `${d.dir}/x.log`]);
+    assertEquals((await d.cli("job", "attach", "att")).code, 5);
   }),
 );
 
