@@ -1,7 +1,7 @@
 // `cedana run process` in log, attach, attachable and tty modes, and `cedana ps`.
 import type { Job, JobInspect } from "../src/api/types.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "../src/testing/asserts.ts";
-import { attachedOutput, MAIN, opts, sleep, waitFor, withDaemon } from "./helpers.ts";
+import { attachedOutput, MAIN, opts, sleep, type TestDaemon, waitFor, withDaemon } from "./helpers.ts";
 
 Deno.test(
   "run process: output goes to the log, exit code shows in ps",
@@ -376,6 +376,31 @@ Deno.test(
   }),
 );
 
+/** `cedana ARGS` whose stdout nobody reads: its writes block once the pipe is full. */
+function unreadClient(d: TestDaemon, ...args: string[]): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", MAIN, ...args],
+    env: d.env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+/** Ctrl-C to `client`: its exit status, or null when it did not end within 4 s (then killed). */
+async function interrupt(client: Deno.ChildProcess): Promise<Deno.CommandStatus | null> {
+  try {
+    Deno.kill(client.pid, "SIGINT");
+    return await Promise.race([client.status, sleep(4000).then(() => null)]);
+  } finally {
+    try {
+      client.kill("SIGKILL");
+    } catch { /* ended */ }
+    await client.stdout.cancel();
+    await client.output().catch(() => {});
+  }
+}
+
 Deno.test(
   "attach: Ctrl-C detaches a client whose stdout is blocked (a paused pager), the job goes on",
   opts,
@@ -383,31 +408,16 @@ Deno.test(
     await d.ok("run", "process", "--attachable", "--jid", "yes", "--", "yes");
     const rss = () =>
       Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${d.pid}/status`))![1]) * 1024;
-    const client = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", MAIN, "job", "attach", "yes", "--no-stdin"],
-      env: d.env,
-      stdin: "null",
-      stdout: "piped", // (never read: the client's writes to it block once the pipe is full)
-      stderr: "piped",
-    }).spawn();
-    try {
-      await sleep(1500);
-      const before = rss();
-      await sleep(1000);
-      Deno.kill(client.pid, "SIGINT");
-      // (it sat in a blocking write before, deaf to Ctrl-C until the daemon let it go 10 s later)
-      const ended = await Promise.race([client.status, sleep(4000).then(() => null)]);
-      assert(ended !== null, "the client did not detach on Ctrl-C");
-      assertEquals(ended.code, 0);
-      assert(rss() - before < 50 << 20, `the daemon grew by ${(rss() - before) >> 20} MiB`);
-      assertEquals((await d.json<Job[]>("ps")).find((j) => j.jid === "yes")?.status !== "halted", true);
-    } finally {
-      try {
-        client.kill("SIGKILL");
-      } catch { /* ended */ }
-      await client.stdout.cancel();
-      await client.output().catch(() => {});
-    }
+    const client = unreadClient(d, "job", "attach", "yes", "--no-stdin");
+    await sleep(1500);
+    const before = rss();
+    await sleep(1000);
+    // (it sat in a blocking write before, deaf to Ctrl-C until the daemon let it go 10 s later)
+    const ended = await interrupt(client);
+    assert(ended !== null, "the client did not detach on Ctrl-C");
+    assertEquals(ended.code, 0);
+    assert(rss() - before < 50 << 20, `the daemon grew by ${(rss() - before) >> 20} MiB`);
+    assertEquals((await d.json<Job[]>("ps")).find((j) => j.jid === "yes")?.status !== "halted", true);
   }),
 );
 
@@ -434,37 +444,20 @@ Deno.test(
       `read ${new TextDecoder().decode(r.stdout)}`,
     );
 
-    const client = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--quiet",
-        MAIN,
-        "run",
-        "process",
-        "--attach",
-        "--",
-        "sh",
-        "-c",
-        "head -c 3000000 /dev/zero; exit 3",
-      ],
-      env: d.env,
-      stdin: "null",
-      stdout: "piped", // (never read: the job ends while its output still waits for us)
-      stderr: "piped",
-    }).spawn();
-    try {
-      await sleep(2500);
-      Deno.kill(client.pid, "SIGINT");
-      const ended = await Promise.race([client.status, sleep(4000).then(() => null)]);
-      assertEquals(ended?.code, 3, "the job's exit code, not a detach from a job that was still running");
-    } finally {
-      try {
-        client.kill("SIGKILL");
-      } catch { /* ended */ }
-      await client.stdout.cancel();
-      await client.output().catch(() => {});
-    }
+    // (the job ends while its output still waits for the client)
+    const client = unreadClient(
+      d,
+      "run",
+      "process",
+      "--attach",
+      "--",
+      "sh",
+      "-c",
+      "head -c 3000000 /dev/zero; exit 3",
+    );
+    await sleep(2500);
+    const ended = await interrupt(client);
+    assertEquals(ended?.code, 3, "the job's exit code, not a detach from a job that was still running");
   }),
 );
 
