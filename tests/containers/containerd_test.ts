@@ -202,6 +202,10 @@ Deno.test(
     withContainerd(async (d, c) => {
       const unknown = await d.cli("manage", "containerd", "nope");
       assertEquals(unknown.code, 3, unknown.stderr);
+      // (an image in another namespace than the one looked in: say which one that was)
+      const other = await d.cli("run", "containerd", IMAGE, "--namespace", "elsewhere", "--", "true");
+      assertEquals(other.code, 3, other.stderr);
+      assertStringIncludes(other.stderr, "(containerd namespace elsewhere)");
       const badId = await d.cli("run", "containerd", IMAGE, "--id", "bad/id", "--", "true");
       assertEquals(badId.code, 2, badId.stderr);
       assertStringIncludes(badId.stderr, 'invalid container ID "bad/id"');

@@ -71,7 +71,10 @@ async function ctr(t: { address: string; namespace: string }, args: string[], wh
     ) {
       throw unavailable(`containerd is not reachable at ${t.address} (${msg.at(-1)})`);
     }
-    if (msg.some((l) => /not found/i.test(l))) throw notFound(`${what}: ${msg.at(-1)}`);
+    // (an image or container is looked up in one namespace: a wrong --namespace reads as "not found")
+    if (msg.some((l) => /not found/i.test(l))) {
+      throw notFound(`${what}: ${msg.at(-1)} (containerd namespace ${t.namespace})`);
+    }
     throw failedPrecondition(`${what} failed`, msg);
   }
   return r.stdout;
