@@ -4,7 +4,8 @@
 export type JobType = "process" | "runc" | "containerd";
 
 /** Live status of a job's process; `halted` when it no longer runs. */
-export type JobStatus = "running" | "sleeping" | "stopped" | "zombie" | "halted";
+/** `paused`: its cgroup is frozen (`runc pause`). */
+export type JobStatus = "running" | "sleeping" | "stopped" | "paused" | "zombie" | "halted";
 
 export interface CheckpointSummary {
   id: string;

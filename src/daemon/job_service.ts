@@ -45,6 +45,7 @@ import {
   statusWord,
 } from "../proc/mod.ts";
 import { ExitWatcher, OrphanReaper } from "../sys/mod.ts";
+import { processFrozen } from "../sys/freezer.ts";
 import type { CheckpointRow, JobDb, JobRow } from "./db.ts";
 import { detectCompression } from "../checkpoint/archive.ts";
 import type { CrHost } from "./cr/host.ts";
@@ -419,7 +420,8 @@ export class JobService implements CrHost {
     if (row.state === "halted") return "halted";
     const st = jobProcess(row.pid, row.startTime);
     const w = st ? statusWord(st.state) : "dead";
-    return w === "dead" ? "halted" : w;
+    if (w === "dead") return "halted";
+    return (w === "sleeping" || w === "running") && processFrozen(row.pid!) ? "paused" : w;
   }
 
   /** `latest`: the job's newest checkpoint, null for none, undefined to look it up. */

@@ -229,7 +229,7 @@ export const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60
 
 // Known values get series at 0 from the start, so dashboards and rate() work before the first event.
 const JOB_TYPES = ["process", "runc", "containerd"] as const;
-const JOB_STATUSES = ["running", "sleeping", "stopped", "zombie", "halted"] as const;
+const JOB_STATUSES = ["running", "sleeping", "stopped", "paused", "zombie", "halted"] as const;
 const OPS = ["dump", "restore"] as const;
 
 export interface DaemonMetrics {

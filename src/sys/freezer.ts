@@ -53,6 +53,21 @@ function ownPath(v2: boolean): string | null {
   }
 }
 
+/** Whether `pid`'s cgroup is frozen (`runc pause`, a freezer): its /proc state says only "sleeping". */
+export function processFrozen(pid: number): boolean {
+  try {
+    const v2 = isV2();
+    const re = v2 ? /^0::(\/.*)$/m : /^\d+:(?:[^:]*,)?freezer(?:,[^:]*)?:(\/.*)$/m;
+    const path = re.exec(Deno.readTextFileSync(`/proc/${pid}/cgroup`))?.[1];
+    if (!path || path === "/") return false;
+    return v2
+      ? /^frozen 1$/m.test(Deno.readTextFileSync(`${ROOT}${path}/cgroup.events`))
+      : Deno.readTextFileSync(`${ROOT}/freezer${path}/freezer.state`).trim() === "FROZEN";
+  } catch {
+    return false; // (gone, or no freezer here)
+  }
+}
+
 type State = "thawed" | "freezing" | "frozen";
 
 function state(f: Freezer): State {

@@ -708,3 +708,20 @@ Deno.test(
     }
   }),
 );
+
+Deno.test(
+  "runc: a container paused with runc pause shows paused in ps, and its status again once resumed",
+  opts,
+  withDaemon(async (d) => {
+    const { bundle, root } = await setup(d);
+    const j = await runRunc(d, "--bundle", bundle, "--root", root, "--jid", "pz", "--id", "pz1");
+    await waitTicks(j.log!, 1);
+    await runOk("runc", ["--root", root, "pause", "pz1"]);
+    // (it showed `sleeping`: a frozen cgroup's tasks look asleep in /proc)
+    assertEquals((await job(d, "pz")).status, "paused");
+    assertStringIncludes(await d.ok("ps"), "paused");
+    await runOk("runc", ["--root", root, "resume", "pz1"]);
+    assert(["running", "sleeping"].includes((await job(d, "pz")).status));
+    await d.ok("job", "kill", "pz");
+  }),
+);
