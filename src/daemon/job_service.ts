@@ -421,7 +421,10 @@ export class JobService implements CrHost {
     const st = jobProcess(row.pid, row.startTime);
     const w = st ? statusWord(st.state) : "dead";
     if (w === "dead") return "halted";
-    return (w === "sleeping" || w === "running") && processFrozen(row.pid!) ? "paused" : w;
+    // (containers are what gets paused, `runc pause`: a process job's cgroup is not looked at, which
+    // keeps `ps` of many jobs fast)
+    const paused = row.type !== "process" && (w === "sleeping" || w === "running") && processFrozen(row.pid!);
+    return paused ? "paused" : w;
   }
 
   /** `latest`: the job's newest checkpoint, null for none, undefined to look it up. */
