@@ -808,7 +808,13 @@ Deno.test(
     assertEquals(att.job.attachable, true);
     const seen = await attachedOutput(d, "lm", (t) => /tick \d+\n.*tick \d+\n/s.test(t));
     assertMatch(seen, /tick \d+/);
-    await d.ok("dump", "job", "lm");
+    const ck = (await d.json<DumpResult>("dump", "job", "lm")).checkpoint.path;
+    // a copy of the attachable job with -o writes to that log (it stayed attachable, its log empty)
+    const log3 = `${d.dir}/copy.log`;
+    const copy = await d.json<RestoreResult>("restore", "process", "--path", ck, "--jid", "lmc", "-o", log3);
+    assertEquals([copy.job.attachable, copy.job.log], [false, log3]);
+    await waitTicks(log3, 1);
+    await d.ok("job", "kill", "lmc");
     // (refused before: "job lm is attachable: its output goes to attached clients, not to a log")
     const log2 = `${d.dir}/back.log`;
     const back = await d.json<RestoreResult>("restore", "job", "lm", "-o", log2);

@@ -133,7 +133,9 @@ export type AttachServerMessage =
   // this client's input the job took (or that were dropped). A client keeps at most
   // ATTACH_INPUT_WINDOW bytes unacknowledged, so a job that reads slowly slows the client down
   // instead of the daemon queueing its input without end.
-  | { type: "hello"; inputAcks: true }
+  // (outputAcks: it holds the job up by the client's output-acks; an older daemon does not, and
+  // its client must block on its own output instead, or it would queue without end)
+  | { type: "hello"; inputAcks: true; outputAcks?: true }
   | { type: "input-ack"; bytes: number };
 
 export const ATTACH_INPUT_WINDOW = 1 << 20;

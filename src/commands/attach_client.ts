@@ -85,7 +85,7 @@ export async function attachJob(
     // Output frames, and the ends that must come after them (the exit, a close), in order. The
     // daemon keeps us at most ATTACH_OUTPUT_WINDOW behind (see AttachClientMessage).
     const queue: (Uint8Array | (() => void))[] = [];
-    let ended: AttachEnd | undefined;
+    let ended: AttachEnd | undefined, outAcks = false;
     let draining = false, written = 0, ackedOut = 0, ackedAt = 0, piece = 64 << 10;
     const ackOutput = () => {
       [ackedOut, ackedAt] = [written, Date.now()];
@@ -95,6 +95,12 @@ export async function attachJob(
     /** (asynchronous: a blocked stdout, `| less` paused, must not stop us handling Ctrl-C) */
     const writeOut = async (stream: number, data: Uint8Array) => {
       const w = stream === STREAM_STDERR ? Deno.stderr : Deno.stdout;
+      if (!outAcks) {
+        // A daemon that does not hold the job up by our acks (an older one): block on our output,
+        // so that its socket backs up and it slows the job, as before.
+        for (let off = 0; off < data.length;) off += w.writeSync(data.subarray(off));
+        return;
+      }
       for (let off = 0; off < data.length && !done;) {
         const t0 = Date.now();
         const n = await w.write(data.subarray(off, off + piece));
@@ -164,7 +170,7 @@ export async function attachJob(
             finish(end);
           });
         } else if (m.type === "error") finish(unavailable(m.message));
-        else if (m.type === "hello") flow.on = m.inputAcks;
+        else if (m.type === "hello") [flow.on, outAcks] = [m.inputAcks, !!m.outputAcks];
         else if (m.type === "input-ack") {
           flow.acked = m.bytes;
           flow.wake();

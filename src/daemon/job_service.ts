@@ -792,6 +792,9 @@ export class JobService implements CrHost {
 
   async #restore(req: RestoreRequest): Promise<RestoreResult> {
     let row: JobRow, isNew: boolean, path: string;
+    if (req.log && req.attachable) {
+      throw invalidArgument("-o and --attach/--attachable do not go together: a log, or attached clients");
+    }
     if (req.jid !== undefined) {
       row = this.#get(req.jid);
       if (!["halted", "zombie"].includes(this.#status(row))) { // a zombie has ended: restorable
@@ -824,9 +827,6 @@ export class JobService implements CrHost {
         throw notFound(`job ${row.jid} has no checkpoint (dump it first: cedana dump job ${row.jid})`);
       }
       isNew = false;
-      if (req.log && req.attachable) {
-        throw invalidArgument("-o and --attach/--attachable do not go together: a log, or attached clients");
-      }
       if (req.log && row.tty) {
         throw invalidArgument(
           `job ${row.jid} has a terminal: its output goes to attached clients, not to a log (-o is for jobs without one)`,

@@ -116,7 +116,7 @@ const STALL_MS = 10_000;
 /**
  * The end of an attachment, its last message sent: the client closes once it has taken it. Closed
  * from here only when it does not: all that was queued for it gone for 2 s (the rest waits in the
- * socket), or an hour on. (A close from here with output still queued dropped the end of the
+ * socket), or `maxMs` on (an hour for a job's end, so a client stopped meanwhile still gets it). (A close from here with output still queued dropped the end of the
  * output and the exit code for a client that was stopped and came back; one that crossed a
  * message from the client reached the client as a broken connection, its output lost.)
  */
@@ -125,6 +125,7 @@ function closeLater(
   raw: WebSocket | undefined,
   code: number,
   reason: string,
+  maxMs: number,
 ): void {
   const since = Date.now();
   let idle = 0;
@@ -132,7 +133,7 @@ function closeLater(
     if (ws.readyState !== WebSocket.OPEN) return clearInterval(t);
     const now = Date.now();
     idle = raw?.bufferedAmount ? 0 : idle || now;
-    if (now - since < 3_600_000 && (!idle || now - idle < 2000)) return;
+    if (now - since < maxMs && (!idle || now - idle < 2000)) return;
     clearInterval(t);
     ws.close(code, reason);
   }, 100);
@@ -293,7 +294,7 @@ export function createApp(
           };
           // (what the socket still holds counts too: a client may acknowledge what it never took)
           const behind = () => Math.max(acks ? sent - written : 0, raw?.bufferedAmount ?? 0);
-          const hello: AttachServerMessage = { type: "hello", inputAcks: true };
+          const hello: AttachServerMessage = { type: "hello", inputAcks: true, outputAcks: true };
           ws.send(JSON.stringify(hello));
           detach = hub.attach({
             output(stream, data) {
@@ -320,7 +321,7 @@ export function createApp(
                 ws.send(JSON.stringify(m));
                 unpause();
                 detach(); // (the job goes on now)
-                closeLater(ws, raw, 1008, "client stalled");
+                closeLater(ws, raw, 1008, "client stalled", 60_000); // (its ~4 MiB held a minute at most)
               }, 20);
             },
             exit(status) {
@@ -331,7 +332,7 @@ export function createApp(
                 checkpointed: status.checkpointed || undefined,
               };
               ws.send(JSON.stringify(m));
-              closeLater(ws, raw, 1000, "job exited");
+              closeLater(ws, raw, 1000, "job exited", 3_600_000);
             },
           }, since !== undefined ? Number(since) : undefined);
         },

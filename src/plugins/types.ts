@@ -141,7 +141,7 @@ export interface JobPlugin<RunReq = unknown, ManageReq = unknown> {
    * Why this job cannot be dumped into a checkpoint that restores, from what the dump found in its
    * tree (null: it can). Asked before anything is frozen.
    */
-  dumpRefusal?(job: JobRow, found: { tcpEstablished: boolean }): string | null;
+  dumpRefusal?(job: JobRow, found: { tcpEstablished: boolean; leaveRunning: boolean }): string | null;
   /** Set when --criu-opts cannot reach the CRIU this runtime starts: why (refused up front). */
   readonly noCriuOpts?: string;
   /**

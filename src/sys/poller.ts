@@ -33,6 +33,8 @@ const READ_BUF = new Uint8Array(256 << 10);
 type Direction = "in" | "out";
 interface Watch {
   fn: () => void;
+  /** Its writer can wait a breath (a pipe grown to PIPE_BYTES): see #loop. */
+  batch: boolean;
 }
 interface Entry {
   in?: Watch;
@@ -50,9 +52,9 @@ export class Poller {
    * read or write until EAGAIN (or unwatch), or it is called again at once. One watch per fd and
    * direction.
    */
-  watch(fd: number, dir: Direction, fn: () => void): () => void {
+  watch(fd: number, dir: Direction, fn: () => void, batch = false): () => void {
     setNonBlocking(fd);
-    const w: Watch = { fn };
+    const w: Watch = { fn, batch };
     const e = this.#entries.get(fd) ?? {};
     e[dir] = w;
     this.#entries.set(fd, e);
@@ -100,9 +102,12 @@ export class Poller {
           -1,
         );
         if (revents[0]) { while (readNow(wake.read, drain) > 0) { /* emptied */ } }
+        let batched = false, eager = false;
         polled.forEach((p, i) => {
           const r = revents[i + 1];
           if (!r) return;
+          if (p.in?.batch && !p.out) batched = true;
+          else eager = true;
           // Only watches that are still the ones polled: an fd unwatched (and maybe closed, its
           // number reused) meanwhile may have meant another file when poll ran.
           const cur = this.#entries.get(p.fd);
@@ -110,11 +115,11 @@ export class Poller {
           if (p.in && cur?.in === p.in && (r & POLLIN || fail)) run(p.in);
           if (p.out && cur?.out === p.out && (r & POLLOUT || fail)) run(p.out);
         });
-        // A breath after a round that moved bytes: a job printing at full speed then hands over
-        // big batches instead of a wake-up per write (`yes` to an unattached job cost the daemon
-        // 93% of a core, 13% now; attached, 300 MB came through faster). Nothing waits longer
-        // than a millisecond or two for it.
-        if (revents.some((r, i) => i > 0 && r)) await new Promise((r) => setTimeout(r, BREATH_MS));
+        // A breath after a round that read big pipes only: a job printing at full speed then hands
+        // over big batches instead of a wake-up per write (`yes` to an unattached job cost the
+        // daemon 93% of a core, 14% now; attached, 300 MB came through faster). Not after a pty
+        // (its buffer is ~4 KiB: a breath per read cut a terminal job's output tenfold) or a write.
+        if (batched && !eager) await new Promise((r) => setTimeout(r, BREATH_MS));
       }
     } finally {
       this.#running = false;
@@ -144,7 +149,7 @@ export type Reading = Promise<void> & { pause(): void; resume(): void };
  */
 export function readAll(fd: number, onData: (d: Uint8Array) => void, p: Poller = poller): Reading {
   // (room for what a fast writer makes between two rounds of the poller; a pty keeps its own)
-  setPipeSize(fd, PIPE_BYTES);
+  const batch = setPipeSize(fd, PIPE_BYTES);
   const buf = READ_BUF;
   let stop: (() => void) | null = null;
   let paused = false, ended = false;
@@ -165,7 +170,7 @@ export function readAll(fd: number, onData: (d: Uint8Array) => void, p: Poller =
       onData(buf.slice(0, n));
     }
   };
-  stop = p.watch(fd, "in", ready);
+  stop = p.watch(fd, "in", ready, batch);
   return Object.assign(done, {
     pause() {
       if (paused || ended) return;
@@ -176,7 +181,7 @@ export function readAll(fd: number, onData: (d: Uint8Array) => void, p: Poller =
     resume() {
       if (!paused || ended) return;
       paused = false;
-      stop = p.watch(fd, "in", ready);
+      stop = p.watch(fd, "in", ready, batch);
     },
   });
 }

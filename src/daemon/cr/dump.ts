@@ -153,7 +153,8 @@ const steps: Step<DumpCtx>[] = [
       }
       // A container's init leads no session of its own; runc handles its terminal.
       auto("shellJob", !f.sessionLeader && !c.plugin?.checkpoint, "--shell-job (not a session leader)");
-      const refusal = c.row ? c.plugin?.dumpRefusal?.(c.row, f) : null;
+      const found = { tcpEstablished: f.tcpEstablished, leaveRunning: !!c.req.leaveRunning };
+      const refusal = c.row ? c.plugin?.dumpRefusal?.(c.row, found) : null;
       if (refusal) throw failedPrecondition(refusal);
       auto("tcpEstablished", f.tcpEstablished, "--tcp-established (open TCP connections)");
       auto("extUnixSk", f.unixSockets, "--ext-unix-sk (unix sockets)");

@@ -171,12 +171,19 @@ const steps: Step<RestoreCtx>[] = [
             `${c.path} is a ${j.type} checkpoint: restore it with cedana restore ${j.type} --path ${c.path}${hint}`,
           );
         }
+        if (c.req.log && j.tty) {
+          throw invalidArgument(
+            `${c.path} is of a job with a terminal: restore it without -o (it gets a new one)`,
+          );
+        }
         c.row = {
           ...c.row,
           type: j.type as JobRow["type"],
           // a new job gets a log of its own, the original's keeps being the original's
           log: c.row.log ?? (j.log ? defaultLogPath(c.host.config.output_dir, c.row.jid) : null),
-          attachable: j.attachable,
+          // (-o: an attachable job's copy writes to that log instead; it was kept attachable, and the
+          // log it was said to have stayed empty)
+          attachable: j.attachable && !c.req.log,
           tty: j.tty,
           gpu: j.gpu,
           cmdline: j.cmdline,
@@ -395,6 +402,7 @@ const steps: Step<RestoreCtx>[] = [
             const p = pipe();
             closeFd(p.write);
             end = p.read;
+            c.notes.push("its input ends at once (it took attached clients' input; with -o there are none)");
           } else {
             try {
               end = openAppend(c.req.log);

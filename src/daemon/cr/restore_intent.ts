@@ -199,10 +199,14 @@ export async function finishCutRestore(host: CrHost, workDir: string, intent: In
  * checkpoint, to be restored again.
  */
 export function abandonCutRestore(host: CrHost, workDir: string, intent: Intent): void {
+  let spare: number[] = [];
   try {
     const root = restoredRoot(workDir, intent.time);
     const now = host.db.getJob(intent.row.jid);
-    if (root && !(now?.state === "running" && now.pid === root.pid)) {
+    if (root && now?.state === "running" && now.pid === root.pid) {
+      // recorded after all: it and (in a new PID namespace) the CRIU that is its init stay
+      spare = [...root.init, root.pid, ...descendants(root.pid)];
+    } else if (root) {
       killAll([...descendants(root.pid), root.pid]);
       host.log.warn("killed the tasks of a restore that could not be recorded", {
         jid: intent.row.jid,
@@ -211,7 +215,7 @@ export function abandonCutRestore(host: CrHost, workDir: string, intent: Intent)
     }
   } catch { /* (best effort: the leftovers below are found another way) */ }
   try {
-    killLeftovers(host, workDir, []);
+    killLeftovers(host, workDir, spare);
   } catch { /* as above */ }
 }
 

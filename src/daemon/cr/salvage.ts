@@ -349,24 +349,29 @@ async function keepContainerRootfs(host: CrHost, t: Temp): Promise<void> {
   const keep = rootfsToKeep(host, t);
   const row = t.jid ? host.db.getJob(t.jid) : null;
   if (!keep || !row) return;
+  let why: string;
   try {
+    // (a container left running (--leave-running) has written on since: its files now are not
+    // those of the memory in the images)
+    if (isRunning(jobProcess(row.pid, row.startTime))) throw new Error("the container has run on since");
     await keep(row, t.path);
     host.log.info("saved the file system of a container dump the previous daemon did not finish", {
       jid: row.jid,
       path: t.path,
     });
+    return;
   } catch (e) {
+    why = String(e);
+  }
+  try {
     const draft = JSON.parse(Deno.readTextFileSync(join(t.path, MANIFEST_DRAFT))) as Manifest;
     writeManifest(t.path, { ...draft, rootfs: "not saved" }, MANIFEST_DRAFT);
-    host.log.warn(
-      "a container dump the previous daemon did not finish is kept without the container's files",
-      {
-        jid: row.jid,
-        path: t.path,
-        error: String(e),
-      },
-    );
-  }
+  } catch { /* (a full disk, likely why the tar failed: the images are recorded all the same) */ }
+  host.log.warn("a container dump the previous daemon did not finish is kept without the container's files", {
+    jid: row.jid,
+    path: t.path,
+    error: why,
+  });
 }
 
 async function untilNoWriters(path: string): Promise<void> {

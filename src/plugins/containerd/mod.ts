@@ -4,6 +4,7 @@
 // CRIU images in a directory (restore). The container's output goes to its log through the shim
 // (`--log-uri file://`), so it never depends on the daemon.
 
+import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { ManageContainerdRequest, RunContainerdRequest } from "../../api/types.ts";
 import {
@@ -307,15 +308,21 @@ const TAR_XATTRS = ["--xattrs", "--xattrs-include=trusted.*", "--numeric-owner"]
 
 async function saveRootfsChanges(d: CtrDetails, imagesDir: string): Promise<void> {
   const dir = await snapshotDir(d, d.id);
-  if (!dir) return;
-  const r = await runCommand("tar", [...TAR_XATTRS, "-C", dir, "-cf", join(imagesDir, ROOTFS_DIFF), "."]);
+  if (!dir) return; // (a snapshotter whose files are not found here: the dump goes on without them)
+  // (written aside and renamed: a tar cut short is never taken for the container's changes)
+  const tmp = join(imagesDir, `.${ROOTFS_DIFF}.tmp`);
+  const r = await runCommand("tar", [...TAR_XATTRS, "-C", dir, "-cf", tmp, "."]);
   // (1: a file changed while read, as in a container left running: the archive is still whole)
   if (r.code > 1) {
+    try {
+      Deno.removeSync(tmp);
+    } catch { /* none written */ }
     throw failedPrecondition(
       "saving the container's file changes failed",
       r.stderr.trim().split("\n").slice(-3),
     );
   }
+  Deno.renameSync(tmp, join(imagesDir, ROOTFS_DIFF));
 }
 
 /** Into a new container's snapshot, before its task exists: the dumped container's changes. */
@@ -485,7 +492,12 @@ export const containerdPlugin: JobPlugin<RunContainerdRequest, ManageContainerdR
   owns,
   cleanup,
   noCriuOpts: "containerd's shim starts runc, which starts CRIU: put CRIU options into /etc/criu/runc.conf",
-  keepRootfs: (row, imagesDir) => saveRootfsChanges(details(row), imagesDir),
+  keepRootfs: async (row, imagesDir) => {
+    await saveRootfsChanges(details(row), imagesDir);
+    if (!existsSync(join(imagesDir, ROOTFS_DIFF))) {
+      throw failedPrecondition("the container's snapshot is gone");
+    }
+  },
   checkpoint,
   restore,
   recoverRestore,

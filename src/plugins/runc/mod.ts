@@ -301,7 +301,7 @@ async function checkpoint(c: CheckpointContext): Promise<void> {
  * and the container, already ended by the dump, is lost. A namespace the bundle joins by path
  * outlives the container and keeps its links: that one restores.
  */
-function dumpRefusal(row: JobRow, found: { tcpEstablished: boolean }): string | null {
+function dumpRefusal(row: JobRow, found: { tcpEstablished: boolean; leaveRunning: boolean }): string | null {
   if (!found.tcpEstablished) return null;
   let nss: { type?: string; path?: string }[] = [];
   try {
@@ -310,9 +310,12 @@ function dumpRefusal(row: JobRow, found: { tcpEstablished: boolean }): string | 
     return null; // (the bundle is gone: runc's own checkpoint says what it can)
   }
   if (!nss.some((n) => n.type === "network" && !n.path)) return null;
+  const loss = found.leaveRunning
+    ? "a checkpoint of it could not be restored"
+    : "the container would be lost";
   return `container ${details(row).id} has open TCP connections in a network namespace of its own, which ` +
-    `runc restores with its loopback down: the connections could not come back, and the container would be ` +
-    `lost. Close them first, or run the container in a network namespace it joins by path ` +
+    `runc restores with its loopback down: the connections could not come back, and ${loss}. Close them ` +
+    `first, or run the container in a network namespace it joins by path ` +
     `(linux.namespaces: {"type": "network", "path": ...})`;
 }
 
@@ -339,19 +342,25 @@ async function criuOptsFile(c: CheckpointContext): Promise<Record<string, string
 /** The container's filesystem as it was at the dump, so a restore elsewhere gets its changes. */
 async function saveRootfs(bundle: string, imagesDir: string): Promise<void> {
   const rootfs = rootfsOf(bundle);
+  // (written aside and renamed: a tar cut short is never taken for the container's files)
+  const tar = join(imagesDir, "rootfs.tar"), tmp = join(imagesDir, ".rootfs.tar.tmp");
   const r = await runCommand("tar", [
     "-C",
     rootfs,
     "--exclude=./proc/*",
     "--exclude=./sys/*",
     "-cf",
-    join(imagesDir, "rootfs.tar"),
+    tmp,
     ".",
   ]);
   // (exit 1: a file changed while it was read, as a --leave-running container writes on: kept as read)
   if (!r.success && r.code !== 1) {
+    try {
+      Deno.removeSync(tmp);
+    } catch { /* none written */ }
     throw failedPrecondition(`saving the container's rootfs failed`, r.stderr.trim().split("\n").slice(-3));
   }
+  Deno.renameSync(tmp, tar);
 }
 
 function rootfsOf(bundle: string): string {
