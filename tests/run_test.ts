@@ -350,8 +350,7 @@ Deno.test(
     assertEquals([all.code, all.stdout.length], [0, 50_000_000]);
 
     await d.ok("run", "process", "--attachable", "--jid", "yes", "--", "yes");
-    const rss = () =>
-      Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${d.pid}/status`))![1]) * 1024;
+    const rss = () => daemonRss(d);
     const client = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", "--quiet", MAIN, "job", "attach", "yes", "--no-stdin"],
       env: d.env,
@@ -375,6 +374,11 @@ Deno.test(
     assert(next > 1 << 20, `the next client got ${next} bytes`);
   }),
 );
+
+/** The daemon's resident memory, in bytes. */
+function daemonRss(d: TestDaemon): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${d.pid}/status`))![1]) * 1024;
+}
 
 /** `cedana ARGS` whose stdout nobody reads: its writes block once the pipe is full. */
 function unreadClient(d: TestDaemon, ...args: string[]): Deno.ChildProcess {
@@ -406,8 +410,7 @@ Deno.test(
   opts,
   withDaemon(async (d) => {
     await d.ok("run", "process", "--attachable", "--jid", "yes", "--", "yes");
-    const rss = () =>
-      Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${d.pid}/status`))![1]) * 1024;
+    const rss = () => daemonRss(d);
     const client = unreadClient(d, "job", "attach", "yes", "--no-stdin");
     await sleep(1500);
     const before = rss();
@@ -466,8 +469,7 @@ Deno.test(
   opts,
   withDaemon(async (d) => {
     await d.ok("run", "process", "--attachable", "--jid", "nr", "--", "sleep", "600");
-    const rss = () =>
-      Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${d.pid}/status`))![1]) * 1024;
+    const rss = () => daemonRss(d);
     const before = rss();
     const client = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", "--quiet", MAIN, "job", "attach", "nr"],

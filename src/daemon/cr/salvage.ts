@@ -293,8 +293,9 @@ export function clearTemps(host: CrHost): number[] {
     const pids = t.kind === "dump" && exists(t.path) ? writers(t.path) : [];
     if (!pids.length) {
       if (t.kind === "dump") thawMarked(join(t.path, WORK_SUBDIR, FROZEN_MARK));
-      if (rootfsToKeep(host, t)) {
-        const kept = keepContainerRootfs(host, t).then(() => clearTemp(host, t));
+      const keep = rootfsToKeep(host, t);
+      if (keep) {
+        const kept = keepContainerRootfs(host, t, keep).then(() => clearTemp(host, t));
         host.busyUntil(t.jid, "dump (saving its container's files after a daemon restart)", kept);
         continue;
       }
@@ -316,7 +317,8 @@ export function clearTemps(host: CrHost): number[] {
     );
     const ended = untilNoWriters(t.path).then(async () => {
       thawMarked(join(t.path, WORK_SUBDIR, FROZEN_MARK)); // (CRIU froze a job left running again)
-      if (rootfsToKeep(host, t)) await keepContainerRootfs(host, t);
+      const keep = rootfsToKeep(host, t);
+      if (keep) await keepContainerRootfs(host, t, keep);
       clearTemp(host, t);
     });
     host.busyUntil(t.jid, "dump (still being written after a daemon restart)", ended);
@@ -345,10 +347,13 @@ function rootfsToKeep(host: CrHost, t: Temp): NonNullable<JobPlugin["keepRootfs"
 }
 
 /** Saves it now (the bundle or snapshot is still there), or marks the checkpoint as without it. */
-async function keepContainerRootfs(host: CrHost, t: Temp): Promise<void> {
-  const keep = rootfsToKeep(host, t);
+async function keepContainerRootfs(
+  host: CrHost,
+  t: Temp,
+  keep: NonNullable<JobPlugin["keepRootfs"]>,
+): Promise<void> {
   const row = t.jid ? host.db.getJob(t.jid) : null;
-  if (!keep || !row) return;
+  if (!row) return;
   let why: string;
   try {
     // (a container left running (--leave-running) has written on since: its files now are not
