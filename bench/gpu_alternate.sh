@@ -25,10 +25,9 @@ GIB=${GIB:-1}
 ROUNDS=${ROUNDS:-6}
 WARMUP=${WARMUP:-1}
 WORK=${WORK:-$(mktemp -d /tmp/cedana-gpu-alt.XXXXXX)}
-mkdir -p "$WORK/ck"
+. "$HERE/../tests/gpu/lib.sh"
+daemon_env
 export DENO_NO_UPDATE_CHECK=1
-export CEDANA_ADDRESS=$WORK/cedana.sock CEDANA_DB_PATH=$WORK/cedana.db CEDANA_CONFIG_DIR=$WORK \
-  CEDANA_OUTPUT_DIR=$WORK CEDANA_CHECKPOINT_DIR=$WORK/ck
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 DAEMON= RAW_PID=
@@ -38,7 +37,6 @@ cleanup() {
   [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null
 }
 trap cleanup EXIT
-. "$HERE/../tests/gpu/lib.sh"
 
 [ "$(id -u)" = 0 ] || fail "run as root"
 start_daemon

@@ -24,9 +24,8 @@ GIBS=${GIBS:-1 8}
 CYCLES=${CYCLES:-3}
 FAKE_GPU=${FAKE_GPU:-0}
 WORK=${WORK:-$(mktemp -d /tmp/cedana-gpu-job.XXXXXX)}
-mkdir -p "$WORK/ck"
-export CEDANA_ADDRESS=$WORK/cedana.sock CEDANA_DB_PATH=$WORK/cedana.db CEDANA_CONFIG_DIR=$WORK \
-  CEDANA_OUTPUT_DIR=$WORK CEDANA_CHECKPOINT_DIR=$WORK/ck
+. "$HERE/lib.sh"
+daemon_env
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 DAEMON=
@@ -37,7 +36,6 @@ cleanup() {
   [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null
 }
 trap cleanup EXIT
-. "$HERE/lib.sh"
 
 [ "$(id -u)" = 0 ] || fail "run as root"
 if [ "$FAKE_GPU" != 1 ]; then

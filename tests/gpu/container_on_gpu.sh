@@ -26,9 +26,9 @@ CYCLES=${CYCLES:-2}
 RUNC=${RUNC:-runc}
 FAKE_GPU=${FAKE_GPU:-0}
 WORK=${WORK:-$(mktemp -d /tmp/cedana-gpu-ctr.XXXXXX)}
-mkdir -p "$WORK/ck" "$WORK/runc"
-export CEDANA_ADDRESS=$WORK/cedana.sock CEDANA_DB_PATH=$WORK/cedana.db CEDANA_CONFIG_DIR=$WORK \
-  CEDANA_OUTPUT_DIR=$WORK CEDANA_CHECKPOINT_DIR=$WORK/ck
+. "$HERE/lib.sh"
+daemon_env
+mkdir -p "$WORK/runc"
 ROOT=$WORK/runc
 DAEMON=
 cleanup() {
@@ -37,7 +37,6 @@ cleanup() {
   [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null
 }
 trap cleanup EXIT
-. "$HERE/lib.sh"
 
 [ "$(id -u)" = 0 ] || fail "run as root"
 command -v "$RUNC" >/dev/null || fail "no runc (RUNC=path)"

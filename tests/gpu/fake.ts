@@ -141,3 +141,13 @@ export async function runGpuScript(
     Deno.removeSync(w, { recursive: true });
   }
 }
+
+/**
+ * A torch-less stand-in for app.py for runGpuScript: one process (no children) preloading the
+ * fake libcuda, printing app.py's step lines ("i i i 7") every 0.1 s.
+ */
+export const tickingApp = (w: string) =>
+  `exec env LD_PRELOAD=${w}/lib/libcuda.so.1 python3 -u -c 'import time
+i = 0
+while True:
+    i += 1; print(i, i, i, 7, flush=True); time.sleep(0.1)'`;

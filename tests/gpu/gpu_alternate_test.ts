@@ -2,20 +2,15 @@
 // driver and a torch-less workload, so that the script is known to work before it meets a GPU.
 import { assertEquals, assertMatch, assertStringIncludes } from "../../src/testing/asserts.ts";
 import { HAVE_CRIU } from "../cr_helpers.ts";
-import { runGpuScript } from "./fake.ts";
+import { runGpuScript, tickingApp } from "./fake.ts";
 
 Deno.test("gpu_alternate.sh pairs raw and cedana cycles with the fake driver", {
   sanitizeOps: false,
   sanitizeResources: false,
   ignore: !HAVE_CRIU,
 }, async () => {
-  // One process, no children (see run_on_gpu_test.ts), preloading the fake libcuda.
-  const app = (w: string) =>
-    `exec env LD_PRELOAD=${w}/lib/libcuda.so.1 python3 -u -c 'import time
-i = 0
-while True:
-    i += 1; print(i, i, i, 7, flush=True); time.sleep(0.1)'`;
-  const run = () => runGpuScript("../../bench/gpu_alternate.sh", app, { DENO: Deno.execPath(), ROUNDS: "2" });
+  const run = () =>
+    runGpuScript("../../bench/gpu_alternate.sh", tickingApp, { DENO: Deno.execPath(), ROUNDS: "2" });
   let { code, text } = await run();
   if (code !== 0 && /FAIL: raw cycle/.test(text)) {
     // Once in CI (never in 15 runs by hand) CRIU itself failed the raw reference cycle, which does

@@ -1,7 +1,7 @@
 // GPU jobs through the real daemon and CLI, with the CUDA driver and NVML replaced by test doubles
 // (tests/gpu/fake_*.c, loaded through the same FFI code): the order of driver calls around CRIU,
 // unlock on failure, the free-memory check before a restore, and a failed GPU restore.
-import type { DumpResult, Job, JobInspect } from "../../src/api/types.ts";
+import type { DumpResult, Job, JobInspect, RestoreResult } from "../../src/api/types.ts";
 import { assert, assertEquals, assertStringIncludes } from "../../src/testing/asserts.ts";
 import { crOpts, lastTick, PYTHON, readLog, waitTicks, WORKLOAD } from "../cr_helpers.ts";
 import { crashDuring, pidAlive, TestDaemon, waitFor } from "../helpers.ts";
@@ -67,7 +67,7 @@ const gpuOps = (state: string, pid: number) =>
   ops(state, pid).filter((o) => !o.startsWith("state")).join(" ");
 
 Deno.test("GPU job: lock, checkpoint, CRIU dump; CRIU restore, restore, unlock", opts, async () => {
-  const { d, state, job } = await gpuSetup();
+  const { d, state, job } = await gpuSetup({ FAKE_CUDA_DELAY_MS: "50" }); // (as the driver: not instant)
   try {
     assertStringIncludes(await d.ok("ps"), "yes");
     const dump = await d.ok("dump", "job", "g");
@@ -87,6 +87,12 @@ Deno.test("GPU job: lock, checkpoint, CRIU dump; CRIU restore, restore, unlock",
     assertEquals(lr.gpu?.pids, [job.pid!]);
     assertEquals(ops(state, job.pid!).slice(-4), ["lock:0", "checkpoint:0", "restore:0", "unlock:0"]);
     assertEquals(readFakeState(state, job.pid!)?.state, 0);
+    // the copy, once the original is gone: the restore's total covers its GPU steps
+    await d.ok("job", "kill", "g");
+    await waitFor(() => !pidAlive(job.pid!), "original gone");
+    await waitFor(async () => (await d.json<Job[]>("ps"))[0].status === "halted", "job halted");
+    const t = (await d.json<RestoreResult>("restore", "job", "g")).timings;
+    assert(t.total >= t.criu_restore + t.gpu_restore + t.gpu_unlock, JSON.stringify(t));
   } finally {
     await d.cleanup();
   }

@@ -2,6 +2,11 @@
 # bench/gpu_alternate.sh). Sourced; they expect WORK set. Workload logs hold app.py's step lines.
 fail() { echo "FAIL: $*" >&2; echo "logs in $WORK" >&2; exit 1; }
 say() { echo "== $*"; }
+daemon_env() { # a daemon of this script's own: socket, DB, config, logs and checkpoints in WORK
+  mkdir -p "$WORK/ck"
+  export CEDANA_ADDRESS=$WORK/cedana.sock CEDANA_DB_PATH=$WORK/cedana.db CEDANA_CONFIG_DIR=$WORK \
+    CEDANA_OUTPUT_DIR=$WORK CEDANA_CHECKPOINT_DIR=$WORK/ck
+}
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 last_step() { grep -sE '^[0-9]+ ' "$1" | tail -1 | cut -d' ' -f1; } # (-s: a log may not exist yet)

@@ -67,7 +67,7 @@ runc_ready() {
 }
 py=$(command -v python3)
 # STAGES, in order: bench (bench/gpu_bench.sh: raw cycles, then cedana's with every check, per size
-# in GIBS), container (container_on_gpu.sh), alt<GiB> (bench/gpu_alternate.sh, ROUNDS, raw and
+# in GIBS), container (container_on_gpu.sh), crash (crash_on_gpu.sh, 1 GiB), alt<GiB> (bench/gpu_alternate.sh, ROUNDS, raw and
 # cedana cycles taking turns; alt8x3: 8 GiB, 3 rounds).
 for s in ${STAGES:-bench container}; do
   case $s in
@@ -81,11 +81,17 @@ for s in ${STAGES:-bench container}; do
       else
         echo "no usable runc: the container check was skipped"; rc=1
       fi ;;
+    crash)
+      CEDANA=/usr/local/bin/cedana PYTHON=$py GIB=1 WORK=$work/crash \
+        stage "daemon killed mid GPU dump and mid GPU restore" "${CRASH_TIMEOUT:-150}" \
+        bash "$repo/tests/gpu/crash_on_gpu.sh" ;;
     alt*) # alt<GiB>[x<rounds>]
       g=${s#alt} g=${g%x*} n=${s##*x}
       [ "$n" = "$s" ] && n=${ROUNDS:-6}
+      # (a round of raw + cedana cycles: ~9 s at 1 GiB, ~40 s at 8 GiB on an H100; plus the warm-up)
+      alt_limit=${ALT_TIMEOUT:-$((40 + (n + 1) * (8 + 5 * ${g%.*})))}
       DENO=$home/bin/deno CRIU=criu CEDANA=/usr/local/bin/cedana PYTHON=$py GIB=$g ROUNDS=$n WORK=$work/$s \
-        stage "paired raw/cedana cycles, $g GiB x $n" "${ALT_TIMEOUT:-180}" bash "$repo/bench/gpu_alternate.sh" ;;
+        stage "paired raw/cedana cycles, $g GiB x $n" "$alt_limit" bash "$repo/bench/gpu_alternate.sh" ;;
     *) echo "unknown stage $s"; rc=1 ;;
   esac
 done
