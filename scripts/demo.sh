@@ -29,4 +29,6 @@ if cedana dump --help >/dev/null 2>&1; then
   step cedana ps
 fi
 step tail -n 5 "$dir/cedana-output-demo.log"
+step cedana job kill demo
+step cedana daemon stop
 echo; echo "demo files (socket, DB, log, checkpoints) are in $dir"

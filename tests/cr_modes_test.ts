@@ -448,6 +448,39 @@ Deno.test(
 );
 
 Deno.test(
+  "daemon stop during a dump: the dump ends and is recorded, no new work starts, then the daemon stops",
+  crOpts,
+  withDaemon(async (d) => {
+    await startWorkload(d, "busy", "memory", "128");
+    const dumping = d.cli("dump", "job", "busy", "--compression", "gzip");
+    await waitFor(
+      () => [...Deno.readDirSync(`${d.dir}/checkpoints`)].some((e) => e.name.startsWith(".cedana-tmp-")),
+      "the dump under way",
+      20_000,
+    );
+    const stopping = d.cli("daemon", "stop");
+    await waitFor(() => d.daemonLog.includes("stopping daemon; jobs keep running"), "the daemon stopping");
+    const refused = await d.cli("run", "process", "--", "sleep", "60");
+    assertEquals(refused.code, 6, refused.stderr);
+    assertStringIncludes(
+      refused.stderr,
+      "the cedana daemon is stopping (it waits for the dumps and restores",
+    );
+    const r = await dumping;
+    assertEquals(r.code, 0, r.stderr);
+    const s = await stopping;
+    assertEquals(s.code, 0, s.stderr);
+    assertStringIncludes(s.stderr, "waiting for dump of job busy to end");
+    assertStringIncludes(s.stdout, "stopped the cedana daemon");
+    assertEquals(await d.exited(), 0);
+    await d.start();
+    const j = await jobOf(d, "busy");
+    assertEquals([j.status, j.checkpoint !== null], ["halted", true]);
+    await d.ok("restore", "job", "busy");
+  }),
+);
+
+Deno.test(
   "job kill during a dump is refused (the dump goes on and succeeds)",
   crOpts,
   withDaemon(async (d) => {

@@ -80,6 +80,14 @@ export class TestDaemon {
     return code;
   }
 
+  /** Resolves with the exit code of a daemon that stops by itself (`daemon stop`); null in `ms`. */
+  async exited(ms = 15_000): Promise<number | null | "running"> {
+    if (!this.#exited) return null;
+    const r = await Promise.race([this.#exited, sleep(ms).then(() => "running" as const)]);
+    if (r !== "running") this.#exited = null;
+    return r;
+  }
+
   async cli(...args: string[]): Promise<CliResult> {
     return await this.cliWith({}, ...args);
   }

@@ -328,3 +328,30 @@ Deno.test(
     assertEquals([bad.code, bad.stderr.trim()], [2, "Error: unknown option '--bogus'"]);
   }),
 );
+
+Deno.test(
+  "daemon stop: the daemon stops, its jobs keep running; stopping it again is done",
+  opts,
+  async () => {
+    const d = new TestDaemon();
+    await d.start();
+    try {
+      const job = await d.json<Job>("run", "process", "--jid", "tick", "--", "sleep", "60");
+      const r = await d.cli("daemon", "stop");
+      assertEquals(r.code, 0, r.stderr);
+      assertMatch(r.stdout, /^stopped the cedana daemon \(pid \d+\); jobs keep running\n$/);
+      assertEquals(await d.exited(), 0);
+      assert(!existsSync(d.socket), "its socket is gone");
+      assert(pidAlive(job.pid!), "the job survives the daemon");
+      const again = await d.cli("daemon", "stop");
+      assertEquals([again.code, again.stdout], [0, `no cedana daemon is running at ${d.socket}\n`]);
+      const bad = await d.cli("daemon", "stop", "--timeout", "0");
+      assertEquals(bad.code, 2, bad.stderr);
+      assertStringIncludes(bad.stderr, 'expected seconds > 0, got "0"');
+      await d.start();
+      assertEquals((await d.json<Job[]>("ps"))[0].status !== "halted", true);
+    } finally {
+      await d.cleanup();
+    }
+  },
+);

@@ -115,6 +115,13 @@ export interface HealthResponse {
   address: string;
 }
 
+/** POST /v1/daemon/stop: the daemon stops once the operations named here have ended. */
+export interface StopResponse {
+  pid: number;
+  /** Dumps and restores in progress ("dump of job web"): the daemon waits for them. */
+  waitingFor: string[];
+}
+
 export interface ErrorBody {
   error: { code: string; message: string; details?: string[] };
 }

@@ -1,9 +1,15 @@
-// `cedana daemon start|check|install|uninstall`.
-import { Command } from "@commander-js/extra-typings";
+// `cedana daemon start|stop|check|install|uninstall`.
+import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { checkAction } from "./check.ts";
 import { configOf } from "./context.ts";
 import { configDir } from "../config/mod.ts";
 import { DEFAULT_UNIT_PATH, install, uninstall } from "../daemon/systemd.ts";
+
+function positiveSeconds(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected seconds > 0, got "${v}"`);
+  return n;
+}
 
 export function daemonCommand() {
   const daemon = new Command("daemon").description("Run, check or install (systemd) the cedana daemon");
@@ -23,6 +29,16 @@ export function daemonCommand() {
       // Loaded lazily: the CLI's other commands never pay for the server's modules.
       const { startDaemon } = await import("../daemon/mod.ts");
       await startDaemon(cfg);
+    });
+  daemon.command("stop")
+    .description(
+      "Stop the daemon (jobs keep running); it first finishes the dumps and restores in progress",
+    )
+    .option("--address <socket>", "the daemon's Unix socket (config: address)")
+    .option("--timeout <seconds>", "how long to wait for it to stop", positiveSeconds, 300)
+    .action(async (opts, cmd) => {
+      const { stopDaemon } = await import("./daemon_stop.ts");
+      await stopDaemon(configOf(cmd, { address: opts.address }).address, opts.timeout);
     });
   daemon.command("check")
     .description("Check the daemon and its dependencies (fails when the daemon is unreachable)")

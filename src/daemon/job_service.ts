@@ -676,6 +676,18 @@ export class JobService implements CrHost {
     return { op: p.op, step: p.step, bytes, seconds: (Date.now() - p.since) / 1000 };
   }
 
+  /** The dumps and restores in progress, for a daemon asked to stop ("dump of job web"). */
+  operations(): string[] {
+    return [...this.#busy].map(([jid, op]) =>
+      `${op} of ${jid.startsWith("pid:") ? `process ${jid.slice(4)}` : `job ${jid}`}`
+    );
+  }
+
+  /** Resolves once no dump or restore is in progress (checked every 50 ms). */
+  async idle(): Promise<void> {
+    while (this.#busy.size) await new Promise((r) => setTimeout(r, 50));
+  }
+
   busyUntil(jid: string | null, op: string, done: Promise<unknown>): void {
     if (jid === null || this.#busy.has(jid)) return;
     this.#busy.set(jid, op);

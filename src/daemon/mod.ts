@@ -133,7 +133,9 @@ export async function startDaemon(config: Config): Promise<void> {
     }
     log.info("metrics listening", { address: config.metrics.address });
   }
-  const app = createApp(svc, { address, db: config.db.path }, log, metrics.registry);
+  let stopping = false;
+  const control = { stop: () => void stop("request"), stopping: () => stopping };
+  const app = createApp(svc, { address, db: config.db.path }, log, metrics.registry, control);
   let server: Deno.HttpServer;
   try {
     server = Deno.serve({ path: address, transport: "unix", onListen() {} }, app.fetch);
@@ -148,8 +150,21 @@ export async function startDaemon(config: Config): Promise<void> {
   Deno.chmodSync(address, 0o600);
   log.info("cedana daemon listening", { address, db: config.db.path, pid: Deno.pid, ...rec });
 
-  const stop = async (sig: string) => {
-    log.info("stopping daemon; jobs keep running", { signal: sig });
+  const stop = async (why: string) => {
+    const waiting = svc.operations();
+    if (stopping) {
+      if (!waiting.length) return; // (stopping already)
+      // Asked again while waiting: stop now. CRIU goes on without the daemon; the next one
+      // salvages the dump's images or records the restored job, as after a crash.
+      log.warn("stopping now, not waiting for the operations in progress", { signal: why, waiting });
+      try {
+        Deno.removeSync(address);
+      } catch { /* already gone */ }
+      Deno.exit(0);
+    }
+    stopping = true;
+    log.info("stopping daemon; jobs keep running", { signal: why, ...(waiting.length ? { waiting } : {}) });
+    await svc.idle();
     svc.shutdown();
     await Promise.all([server.shutdown(), metricsServer?.shutdown()]);
     try {

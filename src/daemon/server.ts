@@ -16,9 +16,17 @@ import type {
   ManageProcessRequest,
   RestoreRequest,
   RunProcessRequest,
+  StopResponse,
 } from "../api/types.ts";
 import { ATTACH_OUTPUT_WINDOW } from "../api/types.ts";
-import { CedanaError, HTTP_STATUS, invalidArgument, notFound, toCedanaError } from "../errors.ts";
+import {
+  CedanaError,
+  HTTP_STATUS,
+  invalidArgument,
+  notFound,
+  toCedanaError,
+  unavailable,
+} from "../errors.ts";
 import { VERSION } from "../version.ts";
 import type { JobService } from "./job_service.ts";
 import type { Logger } from "./log.ts";
@@ -144,6 +152,8 @@ export function createApp(
   info: { address: string; db: string },
   log: Logger,
   metrics?: Registry,
+  /** Stopping the daemon (POST /v1/daemon/stop), and whether it is. */
+  control: { stop(): void; stopping(): boolean } = { stop() {}, stopping: () => false },
 ): Hono {
   const app = new Hono();
 
@@ -165,6 +175,14 @@ export function createApp(
     else log.info("request", fields);
   });
 
+  // A stopping daemon waits for the dumps and restores in progress: it starts no new work meanwhile.
+  app.use(async (c, next) => {
+    if (control.stopping() && c.req.method !== "GET" && c.req.path !== "/v1/daemon/stop") {
+      throw unavailable("the cedana daemon is stopping (it waits for the dumps and restores in progress)");
+    }
+    await next();
+  });
+
   app.onError((err, c) => {
     const e = toCedanaError(err);
     if (!(err instanceof CedanaError)) {
@@ -178,6 +196,12 @@ export function createApp(
   );
 
   app.get("/v1/health", (c) => c.json<HealthResponse>({ version: VERSION, pid: Deno.pid, ...info }));
+  // (not a signal from the client: its PID namespace may not be the daemon's)
+  app.post("/v1/daemon/stop", (c) => {
+    const waitingFor = svc.operations();
+    setTimeout(() => control.stop(), 0); // (the answer goes out first)
+    return c.json<StopResponse>({ pid: Deno.pid, waitingFor });
+  });
 
   // Prometheus scrapes a fixed path, outside the versioned API
   if (metrics) app.get("/metrics", (c) => metricsResponse(metrics, c.req.method));
