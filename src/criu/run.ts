@@ -29,6 +29,13 @@ const HINTS: [RegExp, string][] = [
     "external mounts)",
   ],
   [
+    /Can't lookup mount=-?\d+ for fd=\d+ path=/,
+    "hint: a process holds open a file that is not under any mount of its mount namespace, typically a " +
+    "container's output sent to a file on the host by whoever started it (`runc run -d ... > file`): CRIU " +
+    "cannot dump that; start it through cedana (`cedana run runc`: its output goes to a pipe the daemon " +
+    "keeps), or send its output to a file inside the container",
+  ],
+  [
     /SEIZE \d+: unsupported stop signal (21|22)\b/,
     "hint: a process of the job is stopped by its terminal (SIGTTIN/SIGTTOU: a background job that read " +
     "from or wrote to it): bring it to the foreground (fg) or send it SIGCONT, then dump",

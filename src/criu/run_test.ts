@@ -74,6 +74,12 @@ Deno.test("criuErrorLines: errors users meet get a hint after them, others none"
     true,
   );
   assertEquals(criuErrorLines(other).length, 1);
+  // (a managed runc container started with `runc run -d ... > /tmp/out.log`)
+  const host = "(00.04) Error (criu/files-reg.c:1741): Can't lookup mount=421 for fd=1 path=/tmp/out.log";
+  assertEquals(
+    criuErrorLines(host)[1].startsWith("hint: a process holds open a file that is not under any mount"),
+    true,
+  );
   // (seen on a background job of an interactive shell that read its terminal)
   const ttin = "(00.01) Error (compel/src/lib/infect.c:260): SEIZE 42: unsupported stop signal 21";
   assertEquals(
