@@ -197,6 +197,16 @@ Deno.test(
     assertEquals(wrong.code, 2, wrong.stderr);
     assertStringIncludes(wrong.stderr, "is a checkpoint of job jb, not of job ja");
     assertStringIncludes(wrong.stderr, `cedana restore process --path ${other.checkpoint.path}`);
+    // nor a deleted job's into a new job of the same name
+    await d.ok("job", "kill", "jb");
+    await waitFor(async () => (await jobOf(d, "jb")).status === "halted", "jb halted");
+    await d.ok("job", "delete", "jb");
+    await d.ok("run", "process", "--jid", "jb", "--", "sleep", "60");
+    await d.ok("job", "kill", "jb");
+    await waitFor(async () => (await jobOf(d, "jb")).status === "halted", "the new jb halted");
+    const reused = await d.cli("restore", "job", "jb", "--path", other.checkpoint.path);
+    assertEquals(reused.code, 2, reused.stderr);
+    assertStringIncludes(reused.stderr, "is a checkpoint of an earlier job named jb (recorded ");
     // the dump that ended the job is deleted: no silent step back to the older one
     await d.ok("job", "checkpoint", "delete", mine.checkpoint.id);
     const back = await d.cli("restore", "job", "ja");
@@ -222,6 +232,14 @@ Deno.test(
     const unlisted = await d.cli("restore", "process", "--path", copy);
     assertEquals(unlisted.code, 5, unlisted.stderr);
     assertMatch(unlisted.stderr, /pages-\d+\.img is not in its manifest\.json/);
+    // a name is not an archive's: refused at the dump; a directory named like one is restored as images
+    const named = await d.cli("dump", "job", "ja", "--leave-running", "--name", "mine.tar.gz");
+    assertEquals(named.code, 2, named.stderr);
+    assertStringIncludes(named.stderr, "(--name mine --compression gzip)");
+    const dirLikeArchive = `${d.dir}/images.tar.gz`;
+    await new Deno.Command("cp", { args: ["-a", cp.checkpoint.path, dirLikeArchive] }).output();
+    await d.ok("restore", "process", "--path", dirLikeArchive, "--jid", "dircopy");
+    await d.ok("job", "kill", "dircopy");
     // a damaged archive is named as the user gave it, not by the scratch dir it was unpacked into
     const bytes = Deno.readFileSync(other.checkpoint.path);
     const at = Math.floor(bytes.length / 2); // (in the page images: by far the biggest file)

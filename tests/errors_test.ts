@@ -53,7 +53,7 @@ Deno.test(
     await d.ok("run", "process", "--jid", "dup", "--", "sleep", "30");
     await expectError(d, 4, "job dup already exists", "run", "process", "--jid", "dup", "--", "true");
     await expectError(d, 3, "no job with PID 1", "attach", "1");
-    await expectError(d, 2, "invalid job ID", "run", "process", "--jid", "", "--", "true");
+    await expectError(d, 2, "got an empty string", "run", "process", "--jid", "", "--", "true");
     await expectError(d, 2, "IDs, names and paths cannot be empty", "job", "inspect", "");
     await expectError(d, 2, "IDs, names and paths cannot be empty", "job", "checkpoint", "delete", "");
     await expectError(
@@ -161,6 +161,78 @@ Deno.test("no daemon: clear error naming the socket", opts, async () => {
     await d.cleanup();
   }
 });
+
+Deno.test(
+  "the CLI reads as cobra's: global options after the command, help of a nested command",
+  opts,
+  async () => {
+    const d = new TestDaemon();
+    try {
+      // (no daemon anywhere here: the error names the socket the command was sent to)
+      await expectError(
+        d,
+        6,
+        "cannot reach the cedana daemon at /nonexistent/a.sock",
+        "ps",
+        "--address",
+        "/nonexistent/a.sock",
+      );
+      await expectError(d, 6, "at /nonexistent/b.sock", "job", "kill", "x", "--address=/nonexistent/b.sock");
+      // a job's own arguments are its own, and `run containerd --address` is containerd's socket
+      await expectError(
+        d,
+        6,
+        `at ${d.socket}`,
+        "exec",
+        "--jid",
+        "x",
+        "sleep",
+        "--address",
+        "/nonexistent/c.sock",
+      );
+      const help = await d.cli("help", "job", "kill");
+      assertEquals(help.code, 0, help.stderr);
+      assert(help.stdout.startsWith("Usage: cedana job kill "), help.stdout);
+      await expectError(d, 2, 'unknown command "nope" (see: cedana job --help)', "help", "job", "nope");
+      // empty values and --json with --attach (the JSON would be followed by the job's output)
+      await expectError(
+        d,
+        2,
+        "got an empty string (an empty variable?)",
+        "run",
+        "process",
+        "-o",
+        "",
+        "--",
+        "true",
+      );
+      await expectError(d, 2, "got an empty string", "run", "runc", "--bundle", "");
+      await expectError(
+        d,
+        2,
+        "'--json' cannot be used with option '-a, --attach'",
+        "restore",
+        "job",
+        "x",
+        "-a",
+        "--json",
+      );
+      await expectError(
+        d,
+        2,
+        "'--json' cannot be used with option '-a, --attach'",
+        "run",
+        "process",
+        "-a",
+        "--json",
+        "--",
+        "true",
+      );
+    } finally {
+      await d.cleanup();
+    }
+  },
+);
 
 Deno.test("bad config file is reported, not ignored", opts, async () => {
   const d = new TestDaemon();

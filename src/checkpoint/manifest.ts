@@ -55,6 +55,8 @@ export interface Manifest {
   time: string;
   job: {
     jid: string | null;
+    /** When the job was recorded (ms): a later job of the same name is another job. */
+    createdAt?: number;
     type: string;
     pid: number;
     cmdline: string[];

@@ -33,8 +33,17 @@ export function clientOf(cmd: AnyCommand): DaemonClient {
 
 /** `-o FILE`: a value that starts with "-" is a flag taken for the file (`-o $EMPTY -- cmd`). */
 export function fileArg(v: string): string {
+  if (v === "") {
+    throw new InvalidArgumentError("expected a file name, got an empty string (an empty variable?)");
+  }
   if (v.startsWith("-")) {
     throw new InvalidArgumentError(`expected a file name, got "${v}" (an empty variable?)`);
   }
+  return v;
+}
+
+/** An option value that cannot be empty (`run` takes empty arguments for its job, not for these). */
+export function nonEmpty(v: string): string {
+  if (v === "") throw new InvalidArgumentError("expected a value, got an empty string (an empty variable?)");
   return v;
 }

@@ -140,6 +140,7 @@ interface RestoreCliOpts {
   attachable?: boolean;
   out?: string;
   json?: boolean;
+  stdin?: boolean;
 }
 
 async function doRestore(req: RestoreRequest, o: RestoreCliOpts, cmd: Command) {
@@ -155,7 +156,7 @@ async function doRestore(req: RestoreRequest, o: RestoreCliOpts, cmd: Command) {
   }).finally(() => (done(), quiet()));
   printRestore(r, o.json);
   if (o.attach) {
-    await attachAndExit(client, r.job.jid, { since: 0 });
+    await attachAndExit(client, r.job.jid, { since: 0, stdin: o.stdin });
   }
 }
 
@@ -163,8 +164,9 @@ function restoreFlags(c: AnyCmd): AnyCmd {
   return c
     .option("-a, --attach", "attach to the restored job's stdio")
     .option("--attachable", "restore with stdio held by the daemon, for attach")
+    .option("--no-stdin", "with --attach: do not forward stdin")
     .option("-o, --out <file>", "log file for the restored job's output", fileArg)
-    .option("--json", "print the result as JSON");
+    .addOption(new Option("--json", "print the result as JSON").conflicts("attach"));
 }
 
 export function restoreCommand() {

@@ -40,7 +40,14 @@ export function buildProgram(): Command {
   // Errors of subcommands must reach main() too, not exit inside commander.
   // One error style for usage errors and the daemon's: "Error: ..." (commander says "error: ...").
   const output = {
-    outputError: (text: string, write: (s: string) => void) => write(text.replace(/^error:/, "Error:")),
+    outputError: (text: string, write: (s: string) => void) =>
+      write(
+        text.replace(/^error:/, "Error:").replace(
+          /^(Error: unknown option '--(address|config-dir)')\n$/,
+          (_, msg, opt) =>
+            `${msg} (a global option: it goes before the command, e.g. cedana --${opt} X ps)\n`,
+        ),
+      ),
   };
   const override = (c: Command) => {
     c.exitOverride();
@@ -66,6 +73,72 @@ async function printVersion(): Promise<void> {
   console.log(criu ? `criu ${v ?? "(does not run)"} (${criu})` : "criu not found");
 }
 
+/**
+ * `cedana help job kill` as `cedana job kill --help` (commander's own `help` reads one word only,
+ * and shows the top-level help for a command it does not know).
+ */
+function helpArgs(program: Command, args: string[]): string[] {
+  if (args[0] !== "help" || args.length < 2) return args;
+  let cmd = program;
+  for (const word of args.slice(1)) {
+    const sub = cmd.commands.find((c) => c.name() === word || c.aliases().includes(word));
+    if (!sub) {
+      const at = cmd === program ? "" : ` ${commandPath(cmd)}`;
+      throw invalidArgument(`unknown command "${word}" (see: cedana${at} --help)`);
+    }
+    cmd = sub as Command;
+  }
+  return [...args.slice(1), "--help"];
+}
+
+const GLOBALS = ["--address", "--config-dir"];
+
+/**
+ * `cedana ps --address S` as `cedana --address S ps`: the global options are taken after the
+ * command too (as cobra's persistent flags are), unless the command has its own option of that
+ * name (`run containerd --address` is containerd's socket). Not after `--` (the job's arguments).
+ */
+function globalsFirst(program: Command, args: string[]): string[] {
+  let cmd = program;
+  let i = 0;
+  for (; i < args.length; i++) {
+    const sub = cmd.commands.find((c) => c.name() === args[i] || c.aliases().includes(args[i]));
+    if (!sub) break;
+    cmd = sub as Command;
+  }
+  if (cmd === program) return args;
+  const own = new Set(cmd.options.map((o) => o.long));
+  const takesValue = new Set(
+    cmd.options.filter((o) => o.required || o.optional).flatMap((o) => [o.long, o.short]),
+  );
+  // (`exec python3 app.py --address X`: from the job's command on, the words are the job's)
+  const passThrough = (cmd as unknown as { _passThroughOptions?: boolean })._passThroughOptions === true;
+  const moved: string[] = [];
+  const rest: string[] = [];
+  for (let j = i; j < args.length; j++) {
+    const a = args[j];
+    if (a === "--" || (passThrough && !a.startsWith("-"))) {
+      rest.push(...args.slice(j));
+      break;
+    }
+    const name = a.split("=")[0];
+    if (GLOBALS.includes(name) && !own.has(name)) {
+      moved.push(a);
+      if (!a.includes("=") && j + 1 < args.length) moved.push(args[++j]);
+    } else {
+      rest.push(a);
+      if (takesValue.has(a) && j + 1 < args.length) rest.push(args[++j]);
+    }
+  }
+  return moved.length ? [...moved, ...args.slice(0, i), ...rest] : args;
+}
+
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c?.parent; c = c.parent as Command | null) names.unshift(c.name());
+  return names.join(" ");
+}
+
 export async function main(args: string[]): Promise<number> {
   if (args[0] === "-v" || args[0] === "--version" || args[0] === "version") {
     await printVersion();
@@ -79,7 +152,7 @@ export async function main(args: string[]): Promise<number> {
     if ((own < 0 ? args : args.slice(0, own)).includes("")) {
       throw invalidArgument("an empty argument: IDs, names and paths cannot be empty");
     }
-    await program.parseAsync(args, { from: "user" });
+    await program.parseAsync(globalsFirst(program, helpArgs(program, args)), { from: "user" });
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) {

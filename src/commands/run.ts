@@ -3,7 +3,7 @@ import { Command, Option } from "@commander-js/extra-typings";
 import type { Job, RunContainerdRequest, RunProcessRequest, RunRuncRequest } from "../api/types.ts";
 import { invalidArgument } from "../errors.ts";
 import { attachAndExit } from "./attach_client.ts";
-import { clientOf, fileArg } from "./context.ts";
+import { clientOf, fileArg, nonEmpty } from "./context.ts";
 import type { DaemonClient } from "../client/mod.ts";
 import { printJson } from "./render.ts";
 import { dirname, resolve } from "node:path";
@@ -35,6 +35,7 @@ interface RunOpts {
   pidFile?: string;
   gpuEnabled?: boolean;
   json?: boolean;
+  stdin?: boolean;
 }
 
 /** Starts a job; with --attach stays attached and exits with the job's exit code. */
@@ -42,13 +43,13 @@ async function startJob(
   client: DaemonClient,
   type: string,
   req: RunProcessRequest | RunRuncRequest | RunContainerdRequest,
-  opts: { attach?: boolean; json?: boolean },
+  opts: { attach?: boolean; json?: boolean; stdin?: boolean },
   what: (job: Job) => string,
 ): Promise<void> {
   // attached from the first byte: the daemon holds the output until the client is there
   const job = await client.post<Job>(`/v1/run/${type}`, opts.attach ? { ...req, waitForAttach: true } : req);
   if (opts.attach) {
-    await attachAndExit(client, job.jid, { since: 0 });
+    await attachAndExit(client, job.jid, { since: 0, stdin: opts.stdin });
   } else if (opts.json) printJson(job);
   else console.log(`started job ${job.jid} (${what(job)})${job.log ? `, output in ${job.log}` : ""}`);
 }
@@ -58,7 +59,7 @@ function processCommand(name: string) {
     .description("Run a process as a managed job")
     .usage("[options] -- COMMAND [ARGS...]")
     .argument("<command...>", "command and its arguments")
-    .option("-j, --jid <jid>", "job ID (default: a random name)")
+    .option("-j, --jid <jid>", "job ID (default: a random name)", nonEmpty)
     .option("-a, --attach", "attach to the job's stdio; exit with its exit code (Ctrl+C detaches)")
     .option("--attachable", "keep the job's stdio in the daemon for `cedana job attach`")
     .option("-t, --tty", "give the job a pseudo-terminal (implies --attachable)")
@@ -68,9 +69,10 @@ function processCommand(name: string) {
         "attachable",
       ]),
     )
-    .option("--pid-file <file>", "write the job's PID to this file")
+    .option("--pid-file <file>", "write the job's PID to this file", fileArg)
     .option("--gpu-enabled", "mark the job as a GPU job")
-    .option("--json", "print the job as JSON")
+    .option("--no-stdin", "with --attach: do not forward stdin")
+    .addOption(new Option("--json", "print the job as JSON").conflicts("attach"))
     .passThroughOptions()
     .action(async (args: string[], opts: RunOpts, cmd) => {
       if (opts.tty && opts.out) throw invalidArgument("--tty jobs are attachable and have no log file");
@@ -96,10 +98,10 @@ function processCommand(name: string) {
 function runcCommand() {
   return new Command("runc")
     .description("Run an OCI bundle with runc as a managed job (stdio: pipes held by the daemon)")
-    .requiredOption("-b, --bundle <dir>", "OCI bundle directory")
-    .option("-j, --jid <jid>", "job ID (default: a random name)")
-    .option("-i, --id <cid>", "container ID (default: the JID)")
-    .option("-r, --root <dir>", "runc state root (default /run/runc)")
+    .requiredOption("-b, --bundle <dir>", "OCI bundle directory", nonEmpty)
+    .option("-j, --jid <jid>", "job ID (default: a random name)", nonEmpty)
+    .option("-i, --id <cid>", "container ID (default: the JID)", nonEmpty)
+    .option("-r, --root <dir>", "runc state root (default /run/runc)", nonEmpty)
     .option("-a, --attach", "attach to the container's stdio; exit with its exit code")
     .option("--attachable", "keep the container's stdio in the daemon for `cedana job attach`")
     .addOption(
@@ -110,7 +112,8 @@ function runcCommand() {
     )
     .option("--no-pivot", "do not use pivot_root (needed on a ramdisk)")
     .option("--systemd-cgroup", "use systemd for cgroups")
-    .option("--json", "print the job as JSON")
+    .option("--no-stdin", "with --attach: do not forward stdin")
+    .addOption(new Option("--json", "print the job as JSON").conflicts("attach"))
     .action(async (opts, cmd) => {
       const req: RunRuncRequest = {
         jid: opts.jid,
@@ -134,10 +137,10 @@ function containerdCommand() {
     .usage("[options] IMAGE [-- COMMAND [ARGS...]]")
     .argument("<image>", "image reference (e.g. docker.io/library/busybox:latest)")
     .argument("[command...]", "command and arguments (default: the image's)")
-    .option("-j, --jid <jid>", "job ID (default: a random name)")
-    .option("-i, --id <cid>", "container ID (default: the JID)")
-    .option("--address <socket>", "containerd socket (config: containerd.address)")
-    .option("-n, --namespace <ns>", "containerd namespace (config: containerd.namespace)")
+    .option("-j, --jid <jid>", "job ID (default: a random name)", nonEmpty)
+    .option("-i, --id <cid>", "container ID (default: the JID)", nonEmpty)
+    .option("--address <socket>", "containerd socket (config: containerd.address)", nonEmpty)
+    .option("-n, --namespace <ns>", "containerd namespace (config: containerd.namespace)", nonEmpty)
     .option(
       "-e, --env <KEY=VALUE>",
       "environment variable, repeatable",

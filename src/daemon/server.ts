@@ -170,6 +170,8 @@ export function createApp(
       status,
       outcome: status < 400 ? "ok" : status < 500 ? "refused" : "error",
       ms: +(performance.now() - t0).toFixed(1),
+      // (why, for whoever reads the log: the client alone saw the message)
+      ...(status >= 400 && c.error ? { error: c.error.message } : {}),
     };
     if (QUIET.test(c.req.path)) log.debug("request", fields);
     else log.info("request", fields);

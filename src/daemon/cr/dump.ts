@@ -4,7 +4,13 @@
 
 import { dirname, join, resolve } from "node:path";
 import type { CompressionName, DumpRequest, DumpResult } from "../../api/types.ts";
-import { archiveExt, createArchive, parseCompression, requireCompressor } from "../../checkpoint/archive.ts";
+import {
+  archiveExt,
+  createArchive,
+  detectCompression,
+  parseCompression,
+  requireCompressor,
+} from "../../checkpoint/archive.ts";
 import { DirHasher } from "../../checkpoint/hasher.ts";
 import {
   MANIFEST,
@@ -469,6 +475,7 @@ function manifestFor(c: DumpCtx, files: Manifest["files"]): Manifest {
     time: new Date(c.time).toISOString(),
     job: {
       jid: r?.jid ?? null,
+      ...(r ? { createdAt: r.createdAt } : {}),
       type: r?.type ?? "process",
       pid: c.pid,
       cmdline: r?.cmdline ?? c.proc?.cmdline ?? [],
@@ -583,6 +590,13 @@ export async function dump(host: CrHost, request: DumpRequest, row: JobRow | nul
   if (req.name !== undefined && (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(req.name) || req.name.length > 200)) {
     throw invalidArgument(
       `invalid checkpoint name ${JSON.stringify(req.name)}: up to 200 letters, digits, _ . - (not first)`,
+    );
+  }
+  if (req.name !== undefined && detectCompression(req.name) !== "none") {
+    // (a directory named like an archive would be taken for one)
+    throw invalidArgument(
+      `invalid checkpoint name ${JSON.stringify(req.name)}: the extension comes from --compression ` +
+        `(--name ${req.name.replace(/\.tar(\.\w+)?$/, "")} --compression ${detectCompression(req.name)})`,
     );
   }
   const baseDir = req.dir ?? host.config.checkpoint.dir;

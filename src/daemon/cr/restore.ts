@@ -133,6 +133,14 @@ esac
 exit 0
 `;
 
+function isDir(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
 function closeSessionTty(c: RestoreCtx): void {
   if (c.sessionTty === undefined) return;
   closeFd(c.sessionTty);
@@ -142,7 +150,8 @@ function closeSessionTty(c: RestoreCtx): void {
 const steps: Step<RestoreCtx>[] = [
   {
     name: "unpack",
-    when: (c) => detectCompression(c.path) !== "none",
+    // (a directory is images whatever its name: one named like an archive was never packed)
+    when: (c) => detectCompression(c.path) !== "none" && !isDir(c.path),
     async run(c, undo) {
       c.imagesDir = join(c.workDir, "images");
       Deno.mkdirSync(c.imagesDir);
@@ -161,6 +170,15 @@ const steps: Step<RestoreCtx>[] = [
         throw invalidArgument(
           `${c.path} is a checkpoint of ${of}, not of job ${c.row.jid}: restore it as a new job with ` +
             `cedana restore ${m.job.type} --path ${c.path}${m.job.type === "process" ? "" : " --id NEW_ID"}`,
+        );
+      }
+      if (!c.isNew && m.job.createdAt !== undefined && m.job.createdAt !== c.row.createdAt) {
+        // (a job deleted, and its name given to a new one: the checkpoint is the old job's)
+        throw invalidArgument(
+          `${c.path} is a checkpoint of an earlier job named ${c.row.jid} (recorded ${
+            new Date(m.job.createdAt).toISOString()
+          }), not of this one: restore it as a new job with cedana restore ${m.job.type} --path ${c.path}` +
+            (m.job.type === "process" ? " --jid NEW" : " --id NEW_ID"),
         );
       }
       if (c.isNew) {
