@@ -17,6 +17,7 @@ export const SIGNALS: Record<string, number> = {
   SIGPIPE: 13,
   SIGALRM: 14,
   SIGTERM: 15,
+  SIGSTKFLT: 16,
   SIGCHLD: 17,
   SIGCONT: 18,
   SIGSTOP: 19,
@@ -34,6 +35,9 @@ export const SIGNALS: Record<string, number> = {
   SIGSYS: 31,
 };
 
+/** Other names of the same signals (glibc's). */
+const ALIASES: Record<string, string> = { SIGIOT: "SIGABRT", SIGPOLL: "SIGIO", SIGCLD: "SIGCHLD" };
+
 const BY_NUMBER = new Map(Object.entries(SIGNALS).map(([k, v]) => [v, k]));
 
 export function signalName(n: number): string {
@@ -49,6 +53,13 @@ export function parseSignal(s: string): Deno.Signal {
   } else {
     const name = t.startsWith("SIG") ? t : `SIG${t}`;
     if (name in SIGNALS) return name as Deno.Signal;
+    if (name in ALIASES) return ALIASES[name] as Deno.Signal;
+    if (/^SIGRT(MIN|MAX)/.test(name)) {
+      throw invalidArgument(`real-time signals (${s}) are not supported: use a standard one, like SIGUSR1`);
+    }
+  }
+  if (/^\d+$/.test(t) && Number(t) >= 32 && Number(t) <= 64) {
+    throw invalidArgument(`real-time signals (${s}) are not supported: use a standard one, like SIGUSR1`);
   }
   throw invalidArgument(`unknown signal "${s}" (use a name like SIGTERM or a number like 15)`);
 }

@@ -20,3 +20,11 @@ Deno.test("random JIDs are valid and avoid taken ones", () => {
     taken.add(j);
   }
 });
+
+Deno.test("parseSignal: glibc's other names; real-time signals refused with the reason", () => {
+  assertEquals(parseSignal("SIGIOT"), "SIGABRT");
+  assertEquals(parseSignal("poll"), "SIGIO");
+  assertEquals(parseSignal("16"), "SIGSTKFLT");
+  assertThrows(() => parseSignal("SIGRTMIN+3"), Error, "real-time signals (SIGRTMIN+3) are not supported");
+  assertThrows(() => parseSignal("34"), Error, "real-time signals (34) are not supported");
+});
