@@ -28,14 +28,21 @@ function attachJidCommand() {
 }
 
 function inspectText(j: JobInspect): string {
+  // (a copy restored into a new PID namespace is not our child: CRIU's init there is its parent)
+  const inPidNs = j.details.pidNamespace === true;
+  const unknowable = inPidNs ? "unknowable (restored into a new PID namespace)" : "unknowable (adopted)";
   const rows: [string, string][] = [
     ["JID", j.jid],
     ["Type", j.type],
-    ["PID", j.pid === null ? "" : String(j.pid)],
+    ["PID", j.pid === null ? "-" : String(j.pid)],
     ["Status", statusText(j)],
     [
       "Exit code",
-      j.exitCode !== null ? String(j.exitCode) : j.exitSignal ?? (j.adopted ? "unknowable (adopted)" : ""),
+      j.status !== "halted"
+        ? "- (running)"
+        : j.exitCode !== null
+        ? String(j.exitCode)
+        : j.exitSignal ?? (j.adopted ? unknowable : "-"),
     ],
     ["Command", j.cmdline.map(shellQuote).join(" ")],
     ["Working dir", j.cwd],
@@ -43,16 +50,16 @@ function inspectText(j: JobInspect): string {
     ["Created", j.createdAt],
     [
       "Log",
-      j.attachable ? `[Attachable]${j.ioAvailable ? "" : " (I/O lost: daemon restarted)"}` : j.log ?? "",
+      j.attachable ? `[Attachable]${j.ioAvailable ? "" : " (I/O lost: daemon restarted)"}` : j.log ?? "-",
     ],
     ["TTY", j.tty ? "yes" : "no"],
     ["GPU", j.gpu ? "yes" : "no"],
-    ["Adopted", j.adopted ? "yes" : "no"],
+    ["Adopted", j.adopted && !inPidNs ? "yes" : "no"],
     [
       "Checkpoint",
-      j.checkpoint ? `${j.checkpoint.path} (${humanSize(j.checkpoint.size)}, ${j.checkpoint.time})` : "",
+      j.checkpoint ? `${j.checkpoint.path} (${humanSize(j.checkpoint.size)}, ${j.checkpoint.time})` : "none",
     ],
-    ["Children", j.children.join(" ")],
+    ["Children", j.children.join(" ") || "none"],
   ];
   if (j.cuda) {
     rows.push([

@@ -184,7 +184,10 @@ export class JobService implements CrHost {
     if (requested === undefined) return randomJid((j) => this.#taken(j));
     if (!JID_PATTERN.test(requested)) {
       throw invalidArgument(
-        `invalid job ID ${JSON.stringify(requested)}: use letters, digits, '_', '.', '-' (max 128)`,
+        `invalid job ID ${
+          JSON.stringify(requested.length > 140 ? requested.slice(0, 140) + "..." : requested)
+        }: ` +
+          "up to 128 letters, digits, '_', '.', '-', starting with a letter or digit",
       );
     }
     if (this.#taken(requested)) throw alreadyExists(`job ${requested} already exists`);

@@ -589,7 +589,10 @@ export async function dump(host: CrHost, request: DumpRequest, row: JobRow | nul
   const type = row?.type ?? "process";
   if (req.name !== undefined && (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(req.name) || req.name.length > 200)) {
     throw invalidArgument(
-      `invalid checkpoint name ${JSON.stringify(req.name)}: up to 200 letters, digits, _ . - (not first)`,
+      `invalid checkpoint name ${
+        JSON.stringify(req.name.length > 210 ? req.name.slice(0, 210) + "..." : req.name)
+      }: ` +
+        "up to 200 letters, digits, '_', '.', '-', starting with a letter or digit",
     );
   }
   if (req.name !== undefined && detectCompression(req.name) !== "none") {
