@@ -200,7 +200,10 @@ Deno.test(
     // nor a deleted job's into a new job of the same name
     await d.ok("job", "kill", "jb");
     await waitFor(async () => (await jobOf(d, "jb")).status === "halted", "jb halted");
-    await d.ok("job", "delete", "jb");
+    assertEquals(
+      await d.ok("job", "delete", "jb"),
+      "deleted job jb (its checkpoint is kept: cedana checkpoints)\n",
+    );
     await d.ok("run", "process", "--jid", "jb", "--", "sleep", "60");
     await d.ok("job", "kill", "jb");
     await waitFor(async () => (await jobOf(d, "jb")).status === "halted", "the new jb halted");

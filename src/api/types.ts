@@ -106,6 +106,8 @@ export interface DeleteRequest {
 
 export interface DeleteResult {
   deleted: string[];
+  /** Checkpoints of the deleted jobs, kept (files and records): JID -> how many. */
+  checkpointsKept?: Record<string, number>;
 }
 
 export interface HealthResponse {

@@ -149,7 +149,14 @@ export function jobCommand() {
       if (!jids.length && !opts.all) throw invalidArgument("name one or more jobs, or use --all");
       const r = await clientOf(cmd).post<DeleteResult>("/v1/jobs/delete", { jids, all: !!opts.all });
       if (opts.json) return printJson(r);
-      for (const j of r.deleted) console.log(`deleted job ${j}`);
+      for (const j of r.deleted) {
+        const n = r.checkpointsKept?.[j];
+        console.log(
+          `deleted job ${j}${
+            n ? ` (its ${n === 1 ? "checkpoint is" : `${n} checkpoints are`} kept: cedana checkpoints)` : ""
+          }`,
+        );
+      }
       if (opts.all && !r.deleted.length) console.log("no halted jobs to delete");
     });
   job.command("inspect")

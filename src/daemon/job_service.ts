@@ -595,8 +595,10 @@ export class JobService implements CrHost {
       this.#hubs.delete(row.jid);
       this.#sources.delete(row.jid);
       releaseIo(row.details.ioKeepers as IoKeep | undefined);
+      const kept = this.db.listCheckpoints(row.jid).length;
       this.db.deleteJob(row.jid);
       out.deleted.push(row.jid);
+      if (kept) (out.checkpointsKept ??= {})[row.jid] = kept;
     }
     return out;
   }
