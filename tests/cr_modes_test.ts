@@ -97,6 +97,34 @@ Deno.test(
   }),
 );
 
+Deno.test(
+  "a copy in a new PID namespace waits at the gate for checksums slower than CRIU, then runs",
+  crOpts,
+  async () => {
+    // The hook holding the restored tasks checked the daemon in its own /proc, where (in the new
+    // namespace) the daemon is not: unless the verdict was already in, it killed the copy.
+    const d = new TestDaemon({ CEDANA_FAULT: "slow-checksums" });
+    await d.start();
+    try {
+      await startWorkload(d, "orig", "counter");
+      const dump = await d.json<DumpResult>("dump", "job", "orig", "--leave-running");
+      const c = await d.json<RestoreResult>(
+        "restore",
+        "process",
+        "--path",
+        dump.checkpoint.path,
+        "--jid",
+        "cp",
+      );
+      assertEquals(c.pidNamespace, true);
+      assert(pidAlive(c.job.pid!), "the copy runs");
+      await verify(d, "cp", c.job.log!);
+    } finally {
+      await d.cleanup();
+    }
+  },
+);
+
 for (const compression of ["tar", "gzip", "lz4", "zstd"]) {
   Deno.test(
     `compression ${compression}`,
@@ -148,6 +176,13 @@ Deno.test(
     const miss = await d.cli("restore", "process", "--path", `${d.dir}/nope`);
     assertEquals(miss.code, 3);
     assertStringIncludes(miss.stderr, "does not exist");
+    Deno.writeTextFileSync(`${d.dir}/plain.txt`, "not a checkpoint");
+    const plain = await d.cli("restore", "process", "--path", `${d.dir}/plain.txt`);
+    assertEquals(plain.code, 5, plain.stderr);
+    assertStringIncludes(
+      plain.stderr,
+      "plain.txt is not a checkpoint: a checkpoint is a directory, or a .tar",
+    );
 
     await startWorkload(d, "c", "counter");
     const r = await d.json<DumpResult>("dump", "job", "c");
@@ -875,5 +910,53 @@ Deno.test(
     assertEquals([back.job.attachable, back.job.log], [false, log2]);
     await waitTicks(log2, lastTick(readLog(job.log!)) + 2);
     await verify(d, "lm", log2);
+  }),
+);
+
+Deno.test(
+  "a file the job writes at an offset, and reads too, comes back as it was opened (not appending, readable)",
+  crOpts,
+  withDaemon(async (d) => {
+    // fd 1 is `> out` (no O_APPEND): records at the offset, a header rewritten at 0 every step; fd 3
+    // reads the same file. The daemon handed such a file to CRIU opened for appending, for every
+    // open of the path: the header went to the end, and the reader got EBADF.
+    const out = `${d.dir}/out.txt`;
+    const script = `
+import os, sys, time
+r = open(${JSON.stringify(out)})
+os.write(1, b"COUNT=00000000\\n")
+i = 0
+while True:
+    i += 1
+    os.write(1, b"rec %08d\\n" % i)
+    at = os.lseek(1, 0, os.SEEK_CUR)
+    os.lseek(1, 0, os.SEEK_SET); os.write(1, b"COUNT=%08d\\n" % i); os.lseek(1, at, os.SEEK_SET)
+    r.seek(0)
+    if not r.read().startswith("COUNT="): sys.exit(3)
+    time.sleep(0.05)`;
+    await d.ok(
+      "run",
+      "process",
+      "--jid",
+      "seek",
+      "--",
+      "sh",
+      "-c",
+      `exec ${PYTHON} -c "$0" > ${out}`,
+      script,
+    );
+    const count = () => Number(/^COUNT=(\d+)/.exec(Deno.readTextFileSync(out))?.[1] ?? 0);
+    await waitFor(() => count() >= 5, "the job writing");
+    await d.ok("dump", "job", "seek");
+    await d.ok("restore", "job", "seek");
+    const at = count();
+    await waitFor(() => count() >= at + 5, "the restored job writing");
+    assertEquals((await jobOf(d, "seek")).status !== "halted", true, "the reader still reads");
+    await d.ok("job", "kill", "seek");
+    await waitFor(async () => (await jobOf(d, "seek")).status === "halted", "killed");
+    const lines = Deno.readTextFileSync(out).trim().split("\n");
+    const n = Number(lines[0].slice(6));
+    assertEquals(lines.length, n + 1, "one header, one line per record");
+    assertEquals(lines.slice(1).every((l, i) => l === `rec ${String(i + 1).padStart(8, "0")}`), true);
   }),
 );

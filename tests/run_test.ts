@@ -1,4 +1,5 @@
 // `cedana run process` in log, attach, attachable and tty modes, and `cedana ps`.
+import { existsSync } from "node:fs";
 import type { Job, JobInspect } from "../src/api/types.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "../src/testing/asserts.ts";
 import { attachedOutput, MAIN, opts, sleep, type TestDaemon, waitFor, withDaemon } from "./helpers.ts";
@@ -264,6 +265,42 @@ Deno.test(
     const r = await d.cli("job", "attach", "plain");
     assertEquals(r.code, 5);
     assertStringIncludes(r.stderr, "not attachable");
+  }),
+);
+
+Deno.test(
+  "Ctrl+P Ctrl+Q detaches from a terminal and neither key reaches the job; a Ctrl+P with another key does",
+  opts,
+  withDaemon(async (d) => {
+    const got = `${d.dir}/got.txt`;
+    // (detach keys are a terminal's: a tty job, its terminal raw so that each key reaches cat as is)
+    await d.ok("run", "process", "--tty", "--jid", "keys", "--", "sh", "-c", `stty raw -echo; cat > ${got}`);
+    // the client on a terminal (script's pty), typing one key at a time
+    const attach = async (keys: string[]) => {
+      const before = d.daemonLog.split('"path":"/v1/jobs/keys/attach"').length;
+      const child = new Deno.Command("script", {
+        args: ["-qfec", `${Deno.execPath()} run -A --quiet ${MAIN} job attach keys`, "/dev/null"],
+        env: d.env,
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      await waitFor(() => d.daemonLog.split('"path":"/v1/jobs/keys/attach"').length > before, "attached");
+      await sleep(300); // (its terminal in raw mode)
+      const w = child.stdin.getWriter();
+      for (const k of keys) {
+        await w.write(new TextEncoder().encode(k));
+        await sleep(150);
+      }
+      const stuck = setTimeout(() => child.kill("SIGKILL"), 10_000); // (not detached: fail, not hang)
+      const out = await child.output();
+      clearTimeout(stuck);
+      return new TextDecoder().decode(out.stdout);
+    };
+    assertStringIncludes(await attach(["ab", "\x10", "\x11"]), "detached from job keys");
+    await waitFor(() => existsSync(got) && Deno.readTextFileSync(got) === "ab", "ab, and no Ctrl+P");
+    assertStringIncludes(await attach(["\x10", "x", "\x10", "\x11"]), "detached from job keys");
+    await waitFor(() => Deno.readTextFileSync(got) === "ab\x10x", "a Ctrl+P followed by x reaches the job");
   }),
 );
 

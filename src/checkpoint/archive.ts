@@ -1,6 +1,7 @@
 // Compressed checkpoints are one archive, streamed through the compressor by tar (no temporary
 // uncompressed tarball): .tar, .tar.gz, .tar.lz4, .tar.zst (zstd multi-threaded).
 
+import { dirname } from "node:path";
 import { COMPRESSION_NAMES, type CompressionName } from "../api/types.ts";
 import { failedPrecondition, invalidArgument } from "../errors.ts";
 import { runCommand } from "../sys/command.ts";
@@ -62,10 +63,17 @@ export function detectCompression(path: string): Compression {
   return "none";
 }
 
-async function tar(args: string[], what: string): Promise<void> {
+async function tar(args: string[], what: string, into?: string): Promise<void> {
   const out = await runCommand("tar", args);
   if (!out.success) {
     const err = out.stderr.trim().split("\n").slice(-3);
+    // (not the archive's fault: said so, or a good checkpoint looks damaged)
+    if (into && /No space left on device/.test(out.stderr)) {
+      throw failedPrecondition(
+        `not enough space in ${into} to unpack the checkpoint (free some, then again)`,
+        err,
+      );
+    }
     throw failedPrecondition(`${what} failed`, err);
   }
 }
@@ -98,5 +106,6 @@ export async function extractArchive(archive: string, dir: string): Promise<void
   await tar(
     [...(prog ? ["-I", prog] : []), "-C", dir, "-xf", archive],
     `unpacking ${archive} (damaged archive?)`,
+    dirname(dirname(dir)), // (the scratch dir's own dir: the checkpoint dir)
   );
 }

@@ -36,6 +36,9 @@ export type TtyStdio = {
 /** `outside`: a pipe to a process outside the job (`job | tee`), not the daemon's. */
 export type PipeStdio = { kind: "pipe"; ino: number; outside?: boolean };
 
+/** A file the job wrote its output to. `append` false: written at an offset (`> file`), at `pos`. */
+export type FileStdio = { kind: "file"; path: string; append?: boolean; pos?: number };
+
 export interface StdioInfo {
   /**
    * fd -> what it was: a log file, a pipe held by the daemon, or a terminal (the daemon's pty, or
@@ -43,7 +46,7 @@ export interface StdioInfo {
    * checkpoint (CRIU's -j); `path`: a terminal that was the job's log (-o /dev/pts/N).
    */
   [fd: string]:
-    | { kind: "file"; path: string }
+    | FileStdio
     | PipeStdio
     | TtyStdio;
 }
@@ -135,6 +138,16 @@ export function readManifest(dir: string): Manifest {
   try {
     text = Deno.readTextFileSync(join(dir, MANIFEST));
   } catch {
+    let st: Deno.FileInfo | null = null;
+    try {
+      st = Deno.statSync(dir);
+    } catch { /* below */ }
+    if (!st) throw failedPrecondition(`checkpoint ${dir} does not exist`);
+    if (!st.isDirectory) {
+      throw failedPrecondition(
+        `${dir} is not a checkpoint: a checkpoint is a directory, or a .tar, .tar.gz, .tar.lz4 or .tar.zst archive`,
+      );
+    }
     throw failedPrecondition(`checkpoint ${dir} has no ${MANIFEST}: not a cedana checkpoint, or damaged`);
   }
   try {

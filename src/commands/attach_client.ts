@@ -210,8 +210,20 @@ export async function attachJob(
     cleanups.push(() => Deno.stdin.setRaw(false));
   }
 
+  async function send(chunk: Uint8Array): Promise<boolean> {
+    while (flow.on && flow.sent - flow.acked > ATTACH_INPUT_WINDOW && ws.readyState === WebSocket.OPEN) {
+      await new Promise<void>((r) => flow.wake = r);
+    }
+    if (ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(chunk);
+    flow.sent += chunk.length;
+    return true;
+  }
+
   async function pumpStdin(detach: () => void) {
-    let prev = -1;
+    // A Ctrl+P is held back until the next key: with Ctrl+Q it detaches and neither reaches the
+    // job (in bash, a Ctrl+P sent ahead recalled the last command, run again by the next Enter).
+    let held = false;
     const buf = new Uint8Array(8192);
     for (;;) {
       let n: number | null;
@@ -228,19 +240,23 @@ export async function attachJob(
         ws.send(JSON.stringify({ type: "eof" }));
         return;
       }
-      const chunk = buf.slice(0, n);
+      let chunk = buf.slice(0, n);
       if (rawMode) {
         // Ctrl+P Ctrl+Q detaches (as in docker); Ctrl+C goes to the job.
-        const i = chunk.findIndex((b, k) => b === CTRL_Q && (k ? chunk[k - 1] : prev) === CTRL_P);
-        if (i >= 0) return detach();
-        prev = chunk[n - 1];
+        if (held) chunk = new Uint8Array([CTRL_P, ...chunk]);
+        held = false;
+        const i = chunk.findIndex((b, k) => b === CTRL_Q && k > 0 && chunk[k - 1] === CTRL_P);
+        if (i >= 0) {
+          if (i > 1) await send(chunk.subarray(0, i - 1)); // (typed before the detach keys)
+          return detach();
+        }
+        if (chunk[chunk.length - 1] === CTRL_P) {
+          held = true;
+          chunk = chunk.subarray(0, -1);
+        }
+        if (!chunk.length) continue;
       }
-      while (flow.on && flow.sent - flow.acked > ATTACH_INPUT_WINDOW && ws.readyState === WebSocket.OPEN) {
-        await new Promise<void>((r) => flow.wake = r);
-      }
-      if (ws.readyState !== WebSocket.OPEN) return;
-      ws.send(chunk);
-      flow.sent += chunk.length;
+      if (!await send(chunk)) return;
     }
   }
 

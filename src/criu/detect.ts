@@ -18,7 +18,7 @@ export interface TreeFacts {
   ioUring: boolean;
   /** fd -> link target for the root's stdin/stdout/stderr. */
   stdio: Record<number, string>;
-  /** The tree's pipes and terminals: which process holds them, as what fd, opened how. */
+  /** The tree's pipes, terminals and files: which process holds them, as what fd, opened how. */
   files: TreeFile[];
 }
 
@@ -28,6 +28,8 @@ export interface TreeFile {
   target: string;
   /** open(2) flags from fdinfo (O_ACCMODE: 0 read, 1 write, 2 both). */
   flags: number;
+  /** The file offset (regular files). */
+  pos?: number;
 }
 
 /** Whether `f` is a terminal: a pty slave, or the caller's controlling terminal as /dev/tty. */
@@ -68,8 +70,10 @@ export function inspectTree(root: number): TreeFacts {
       // (any fd: flock works on pipes too, and CRIU reads the fdinfo of every fd)
       const info = fdinfo(pid, fd);
       if (info.includes("\nlock:")) fileLocks = true;
-      if (target.startsWith("pipe:") || isTerminal(target)) {
-        files.push({ pid, fd, target, flags: parseInt(/^flags:\s*([0-7]+)/m.exec(info)?.[1] ?? "0", 8) });
+      const flags = () => parseInt(/^flags:\s*([0-7]+)/m.exec(info)?.[1] ?? "0", 8);
+      if (target.startsWith("pipe:") || isTerminal(target)) files.push({ pid, fd, target, flags: flags() });
+      else if (target.startsWith("/")) {
+        files.push({ pid, fd, target, flags: flags(), pos: Number(/^pos:\s*(\d+)/m.exec(info)?.[1] ?? 0) });
       }
     }
   }

@@ -166,6 +166,13 @@ export function openAppend(path: string): number {
   return openForLog(path, 0o2000 /* O_APPEND */);
 }
 
+/** Opens `path` write-only (not appending) at offset `pos`, as a raw fd: a file a job wrote at an offset. */
+export function openWriteAt(path: string, pos: number): number {
+  const fd = openForLog(path, 0);
+  lib().lseek(fd, BigInt(pos), 0 /* SEEK_SET */);
+  return fd;
+}
+
 /**
  * Opens a job's log for the daemon to write, without O_APPEND: splice(2) refuses such files, so
  * the writer seeks to the end itself.

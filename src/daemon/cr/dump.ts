@@ -108,6 +108,8 @@ export async function requireCriu(host: CrHost): Promise<{ bin: string; version:
  * can do only for the terminal as the job got it: refused up front, where CRIU would fail after
  * freezing the tree, or restore the extra open onto the old terminal (its shell's, by then).
  */
+const O_APPEND = 0o2000;
+
 function checkTerminals(c: DumpCtx): void {
   const f = c.facts!;
   const ttys = Object.entries(c.stdio).filter(([, s]) => s.kind === "tty" && !s.path);
@@ -217,8 +219,19 @@ const steps: Step<DumpCtx>[] = [
           row?.log === target || (fd !== "0" && target.startsWith("/") && !target.startsWith("/dev/"))
         ) {
           // A log file (ours, or any file a process writes its output to) is handed to CRIU at
-          // restore, opened for appending: it may have grown in the meantime.
-          c.stdio[fd] = { kind: "file", path: target };
+          // restore, opened as it was: it may have grown in the meantime (CRIU would refuse its
+          // size). CRIU gives that one description to EVERY open of the path in the tree: only
+          // when all are written through it, or all append (a reader, or a writer at its own
+          // offset, would get the wrong one: CRIU restores those files itself).
+          const opens = f.files.filter((x) => x.target === link);
+          const self = opens.find((x) => x.pid === c.pid && x.fd === Number(fd));
+          const append = opens.every((x) => (x.flags & O_APPEND) !== 0);
+          const writeOnly = opens.every((x) => (x.flags & 3) === 1);
+          if (
+            self && writeOnly && (append || opens.every((x) => sameOpenFile(c.pid, self.fd, x.pid, x.fd)))
+          ) {
+            c.stdio[fd] = { kind: "file", path: target, ...(append ? {} : { append: false, pos: self.pos }) };
+          }
         }
       }
       checkTerminals(c);
@@ -359,9 +372,11 @@ const steps: Step<DumpCtx>[] = [
         c.imagesTaken = true;
       } catch (e) {
         criuFailed(c, e as Error, join(c.tmpDir, "dump.log"));
-        // CRIU may have killed the tree before failing (it does on some errors): say so.
-        if (!c.req.leaveRunning && !isRunning(readStat(c.pid))) {
-          (e as Error).message += `; the process ${c.pid} is gone (CRIU killed it)`;
+        // CRIU may have killed the tree before failing (it does on some errors), or the process
+        // died under it (killed by someone else): either way, say it is gone.
+        if (!isRunning(readStat(c.pid))) {
+          (e as Error).message +=
+            `; the process ${c.pid} is gone (it died during the dump, or CRIU killed it)`;
         }
         throw e;
       }

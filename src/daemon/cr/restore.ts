@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { RestoreRequest, RestoreResult } from "../../api/types.ts";
 import { detectCompression, extractArchive } from "../../checkpoint/archive.ts";
 import {
+  type FileStdio,
   type Manifest,
   type PipeStdio,
   readManifest,
@@ -25,11 +26,11 @@ import type { CudaDriver } from "../../gpu/mod.ts";
 import { checkGpuRoom, currentPids, restoreAll } from "./gpu.ts";
 import { defaultLogPath } from "../../plugins/process/mod.ts";
 import { children, holdsPtyMaster, isSameProcess, killAll, readStat } from "../../proc/mod.ts";
-import { closeFd, dupFd, openAppend, openpty, pipe } from "../../sys/mod.ts";
+import { closeFd, dupFd, openAppend, openpty, openWriteAt, pipe } from "../../sys/mod.ts";
 import type { JobRow } from "../db.ts";
 import { exists, WORK_PREFIX } from "./salvage.ts";
 import { GATE_DIR, PID_FILE, writeIntent } from "./restore_intent.ts";
-import { faultPoint, faultPointWhen } from "../fault.ts";
+import { faultActive, faultPoint, faultPointWhen } from "../fault.ts";
 import type { CrHost } from "./host.ts";
 import { runSteps, type Step } from "./steps.ts";
 import { requireCriu } from "./dump.ts";
@@ -111,11 +112,20 @@ async function pidsFree(c: RestoreCtx): Promise<boolean> {
 /** Background hashing waits this long after a restore's CRIU (see Checksums.hold). */
 const HASHING_RESUMES_MS = 300;
 
+/** In a new PID namespace the hook cannot see the daemon's PID: the daemon touches this file. */
+const HEARTBEAT = "heartbeat";
+const HEARTBEAT_STALE_S = 5;
+
 const ACTION_SCRIPT = (gate: string, daemon: { pid: number; startTime: number }) =>
   `#!/bin/sh
 # cedana: hold the restored tasks before they resume until the checkpoint's checksums are verified
 daemon_alive() {
-  [ "$(sed 's/.*) //' /proc/${daemon.pid}/stat 2>/dev/null | cut -d' ' -f20)" = "${daemon.startTime}" ]
+  if [ -e '${gate}/${HEARTBEAT}' ]; then
+    # (restoring in a new PID namespace: this /proc is the namespace's; the daemon touches the file)
+    [ $(($(date +%s) - $(stat -c %Y '${gate}/${HEARTBEAT}'))) -lt ${HEARTBEAT_STALE_S} ]
+  else
+    [ "$(sed 's/.*) //' /proc/${daemon.pid}/stat 2>/dev/null | cut -d' ' -f20)" = "${daemon.startTime}" ]
+  fi
 }
 case "$CRTOOLS_SCRIPT_ACTION" in
 pre-resume)
@@ -218,8 +228,13 @@ const steps: Step<RestoreCtx>[] = [
         c.imagesDir === c.path ? c.path : null,
         c.host.config.checkpoint.verify,
       );
-      c.gated = check !== null;
-      c.verified = check ? check() : Promise.resolve();
+      const slow = faultActive("slow-checksums");
+      c.gated = check !== null || slow;
+      c.verified = slow
+        ? new Promise<void>((r) => setTimeout(r, 2000)).then(() => check?.())
+        : check
+        ? check()
+        : Promise.resolve();
       c.verified.catch(() => {});
       // A restore refused at the gate comes after CRIU rebuilt the TCP connections: killing the tree
       // then resets them for good. With established connections, check first.
@@ -324,8 +339,8 @@ const steps: Step<RestoreCtx>[] = [
       };
       const stdio = c.manifest!.stdio ?? {};
       const log = c.row.log;
-      const files = new Set<string>();
-      for (const s of Object.values(stdio)) if (s.kind === "file") files.add(s.path);
+      const files = new Map<string, FileStdio>();
+      for (const s of Object.values(stdio)) if (s.kind === "file") files.set(s.path, s);
       const ttys = Object.values(stdio).filter((s) => s.kind === "tty") as TtyStdio[];
       // (a log that is a terminal, restored --attachable: a new terminal too)
       const tty = ttys.find((t) => t.path === undefined) ?? (c.req.attachable ? ttys[0] : undefined);
@@ -334,7 +349,7 @@ const steps: Step<RestoreCtx>[] = [
         // A log-mode job restored as attachable: one pipe stands in for its log file.
         const p = pipe();
         c.ourFds.push(p.read);
-        for (const path of files) give(p.write, path.replace(/^\//, ""));
+        for (const path of files.keys()) give(p.write, path.replace(/^\//, ""));
         ({ io: c.io, keep: c.keep } = keptPipes(null, p.read, null));
         c.notes.push(
           `its output goes to attached clients from now on, not to ${c.row.log ?? "its log"} ` +
@@ -343,12 +358,13 @@ const steps: Step<RestoreCtx>[] = [
         c.row = { ...c.row, attachable: true, log: null };
         files.clear();
       }
-      for (const path of files) {
+      for (const [path, s] of files) {
         // The log may have grown since the dump; CRIU would refuse its size, so hand it over.
         const target = path === c.manifest!.job.log && log ? log : path;
         let fd: number;
         try {
-          fd = openAppend(target);
+          // (a file the job wrote at an offset (`> file`, not appending): opened there again)
+          fd = s.append === false && target === path ? openWriteAt(target, s.pos ?? 0) : openAppend(target);
         } catch (e) {
           throw failedPrecondition((e as Error).message);
         }
@@ -589,6 +605,9 @@ async function restoreInNamespace(
   logPath: string,
 ): Promise<number> {
   // No daemon-death signal here: this CRIU is the namespace's init and must outlive the daemon.
+  const heartbeat = join(gate, HEARTBEAT);
+  Deno.writeTextFileSync(heartbeat, "");
+  let beat = Date.now();
   const run = spawnCriu(c.criu, args, {
     extraFds: c.childFds,
     wrapper: ["unshare", "--pid", "--fork", "--mount-proc"],
@@ -612,6 +631,11 @@ async function restoreInNamespace(
   const deadline = Date.now() + 120_000;
   while (!resumed()) {
     if (failed) throw failed;
+    if (Date.now() - beat > 250) {
+      beat = Date.now();
+      const now = new Date();
+      Deno.utimeSync(heartbeat, now, now);
+    }
     if (Date.now() > deadline) {
       killNamespace();
       throw failedPrecondition("restore in a new PID namespace timed out");
