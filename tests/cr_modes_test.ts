@@ -960,3 +960,42 @@ while True:
     assertEquals(lines.slice(1).every((l, i) => l === `rec ${String(i + 1).padStart(8, "0")}`), true);
   }),
 );
+
+Deno.test(
+  "input an attachable job had not read yet when dumped is there for it after the restore",
+  crOpts,
+  withDaemon(async (d) => {
+    // Its stdin pipe is the daemon's (not in the checkpoint): typed-ahead input was lost with it.
+    const got = `${d.dir}/got.txt`, go = `${d.dir}/go`;
+    await d.ok(
+      "run",
+      "process",
+      "--attachable",
+      "--jid",
+      "rd",
+      "--",
+      "sh",
+      "-c",
+      `while [ ! -e ${go} ]; do sleep 0.05; done; while read l; do echo "got $l" >> ${got}; done`,
+    );
+    const client = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", MAIN, "job", "attach", "rd"],
+      env: d.env,
+      stdin: "piped",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const w = client.stdin.getWriter();
+    await w.write(new TextEncoder().encode("alpha\nbeta\n"));
+    await sleep(1500); // (through the daemon into the job's pipe)
+    client.kill("SIGINT");
+    await client.status;
+    await d.ok("dump", "job", "rd");
+    assertStringIncludes(await d.ok("restore", "job", "rd"), "the 11 bytes of input it had not read yet");
+    Deno.writeTextFileSync(go, "");
+    await waitFor(
+      () => existsSync(got) && Deno.readTextFileSync(got) === "got alpha\ngot beta\n",
+      "alpha, beta",
+    );
+  }),
+);

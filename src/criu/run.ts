@@ -36,6 +36,17 @@ const HINTS: [RegExp, string][] = [
     "keeps), or send its output to a file inside the container",
   ],
   [
+    /Can't dump half of stream unix connection/,
+    "hint: a process of the job has a unix stream socket connected to a process outside the job (an " +
+    "adopted service's output to journald, say): CRIU cannot checkpoint half a connection; start it with " +
+    "its output to a file or pipe (cedana run process), or include the peer in the job",
+  ],
+  [
+    /Can't (bind inet socket|connect inet socket back).*(Address already in use|Cannot assign requested address)/,
+    "hint: the job's TCP port or connection is held by another process, often the original still running " +
+    "(a copy restored beside it): stop that process, or restore once it is gone",
+  ],
+  [
     /SEIZE \d+: unsupported stop signal (21|22)\b/,
     "hint: a process of the job is stopped by its terminal (SIGTTIN/SIGTTOU: a background job that read " +
     "from or wrote to it): bring it to the foreground (fg) or send it SIGCONT, then dump",

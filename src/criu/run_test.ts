@@ -74,6 +74,15 @@ Deno.test("criuErrorLines: errors users meet get a hint after them, others none"
     true,
   );
   assertEquals(criuErrorLines(other).length, 1);
+  const half =
+    "(00.05) Error (criu/sk-unix.c:1012): unix: Can't dump half of stream unix connection. name: (null); peer name: /run/j.sock";
+  assertEquals(
+    criuErrorLines(half)[1].startsWith("hint: a process of the job has a unix stream socket"),
+    true,
+  );
+  const port =
+    "(00.3) 1: Error (criu/sk-inet.c:1040): inet: Can't bind inet socket (id 8): Address already in use";
+  assertEquals(criuErrorLines(port)[1].startsWith("hint: the job's TCP port or connection is held"), true);
   // (a managed runc container started with `runc run -d ... > /tmp/out.log`)
   const host = "(00.04) Error (criu/files-reg.c:1741): Can't lookup mount=421 for fd=1 path=/tmp/out.log";
   assertEquals(

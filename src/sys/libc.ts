@@ -27,6 +27,7 @@ const SYMBOLS = {
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
   // Nonblocking on the pipe side (SPLICE_F_NONBLOCK): called only once poll saw data.
   splice: { parameters: ["i32", "pointer", "i32", "pointer", "usize", "u32"], result: "isize" },
+  tee: { parameters: ["i32", "i32", "usize", "u32"], result: "isize" },
   lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   waitid: { parameters: ["i32", "u32", "buffer", "i32"], result: "i32" },
@@ -224,6 +225,33 @@ export function pipe(): { read: number; write: number } {
   const fds = new Int32Array(2);
   check("pipe2", lib().pipe2(fds, 0o2000000 /* O_CLOEXEC */));
   return { read: fds[0], write: fds[1] };
+}
+
+/**
+ * The bytes waiting in pipe `fd` (its read end), copied without taking them (tee(2), which never
+ * blocks here): a job's input it has not read yet. At most 64 KiB, what any new pipe holds.
+ */
+export function peekPipe(fd: number): Uint8Array {
+  const SPLICE_F_NONBLOCK = 2, MAX = 64 << 10;
+  const p = pipe();
+  try {
+    let n: number;
+    do n = Number(lib().tee(fd, p.write, BigInt(MAX), SPLICE_F_NONBLOCK)); while (
+      n < 0 && lastErrno() === EINTR
+    );
+    if (n <= 0) return new Uint8Array(); // (EAGAIN: nothing waiting)
+    const out = new Uint8Array(n);
+    let got = 0;
+    while (got < n) {
+      const r = Number(lib().read_now(p.read, out.subarray(got), BigInt(n - got)));
+      if (r <= 0) break;
+      got += r;
+    }
+    return out.subarray(0, got);
+  } finally {
+    lib().close(p.read);
+    lib().close(p.write);
+  }
 }
 
 /** A second fd for `fd`'s open file, close-on-exec. */

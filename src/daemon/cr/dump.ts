@@ -44,7 +44,8 @@ import { checkpointAll, detectGpu, type GpuDump, lockAll, resumeAll } from "./gp
 import { type CriuFlags, type JobPlugin, plugin } from "../../plugins/mod.ts";
 import type { CrHost } from "./host.ts";
 import { faultPoint } from "../fault.ts";
-import { sameOpenFile } from "../../sys/mod.ts";
+import { closeFd, peekPipe, pidfdGetfd, pidfdOpen, sameOpenFile } from "../../sys/mod.ts";
+import { STDIN_PENDING } from "../../checkpoint/manifest.ts";
 import { exists, type Salvaged, salvageImages, TMP_PREFIX, WORK_SUBDIR } from "./salvage.ts";
 import { runSteps, type Step } from "./steps.ts";
 
@@ -109,6 +110,22 @@ export async function requireCriu(host: CrHost): Promise<{ bin: string; version:
  * freezing the tree, or restore the extra open onto the old terminal (its shell's, by then).
  */
 const O_APPEND = 0o2000;
+
+/** Our copy of the read end of an attachable job's stdin pipe (the daemon's), or null. */
+function attachableStdin(c: DumpCtx): number | null {
+  const s = c.stdio["0"];
+  if (!c.row?.attachable || s?.kind !== "pipe" || s.outside) return null;
+  try {
+    const pidfd = pidfdOpen(c.pid);
+    try {
+      return pidfdGetfd(pidfd, 0);
+    } finally {
+      closeFd(pidfd);
+    }
+  } catch {
+    return null; // (gone, or no ptrace rights: its unread input is not kept)
+  }
+}
 
 function checkTerminals(c: DumpCtx): void {
   const f = c.facts!;
@@ -367,9 +384,19 @@ const steps: Step<DumpCtx>[] = [
         external: c.external,
         extra: parseCriuOpts(c.req.criuOpts),
       });
+      // Input an attachable job has not read yet waits in its stdin pipe, which is the daemon's
+      // (external to CRIU): copied (not taken) into the checkpoint, given back at restore. After
+      // CRIU when the dump ends the job (it can read no more), before it otherwise.
+      const stdin = attachableStdin(c);
+      let pending = stdin !== null && c.req.leaveRunning ? peekPipe(stdin) : null;
       try {
         await runCriu(c.criu, args, join(c.tmpDir, "dump.log"), "criu dump");
         c.imagesTaken = true;
+        if (stdin !== null && !c.req.leaveRunning) pending = peekPipe(stdin);
+        if (pending?.length) {
+          Deno.writeFileSync(join(c.tmpDir, STDIN_PENDING), pending);
+          c.detected.push(`${pending.length} bytes of input it had not read yet are kept for the restore`);
+        }
       } catch (e) {
         criuFailed(c, e as Error, join(c.tmpDir, "dump.log"));
         // CRIU may have killed the tree before failing (it does on some errors), or the process
@@ -379,6 +406,8 @@ const steps: Step<DumpCtx>[] = [
             `; the process ${c.pid} is gone (it died during the dump, or CRIU killed it)`;
         }
         throw e;
+      } finally {
+        if (stdin !== null) closeFd(stdin);
       }
     },
   },

@@ -13,6 +13,7 @@ import {
   type Manifest,
   type PipeStdio,
   readManifest,
+  STDIN_PENDING,
   type TtyStdio,
   verifySizes,
 } from "../../checkpoint/manifest.ts";
@@ -26,7 +27,7 @@ import type { CudaDriver } from "../../gpu/mod.ts";
 import { checkGpuRoom, currentPids, restoreAll } from "./gpu.ts";
 import { defaultLogPath } from "../../plugins/process/mod.ts";
 import { children, holdsPtyMaster, isSameProcess, killAll, readStat } from "../../proc/mod.ts";
-import { closeFd, dupFd, openAppend, openpty, openWriteAt, pipe } from "../../sys/mod.ts";
+import { closeFd, dupFd, openAppend, openpty, openWriteAt, pipe, writeFd } from "../../sys/mod.ts";
 import type { JobRow } from "../db.ts";
 import { exists, WORK_PREFIX } from "./salvage.ts";
 import { GATE_DIR, PID_FILE, writeIntent } from "./restore_intent.ts";
@@ -465,6 +466,13 @@ const steps: Step<RestoreCtx>[] = [
           if (ino !== undefined && !given.has(ino)) give(childEnd, `pipe:[${ino}]`);
           else closeFd(childEnd);
           if (ino !== undefined) given.add(ino);
+        }
+        // (input it had not read when dumped: there again, first; at most 64 KiB, what a pipe holds)
+        const pending = join(c.imagesDir, STDIN_PENDING);
+        if (byFd.has(0) && exists(pending)) {
+          const data = Deno.readFileSync(pending);
+          writeFd(made[0].write, data);
+          c.notes.push(`the ${data.length} bytes of input it had not read yet are there for it again`);
         }
         ({ io: c.io, keep: c.keep } = keptPipes(made[0].write, made[1].read, made[2].read));
         if (!c.row.attachable) {
