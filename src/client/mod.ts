@@ -24,8 +24,12 @@ export class DaemonClient {
   #unreachable(e: unknown): CedanaError {
     let why: string;
     try {
-      Deno.statSync(this.address);
-      why = (e as Error).message.includes("refused") ? "connection refused" : (e as Error).message;
+      const st = Deno.statSync(this.address);
+      why = !st.isSocket
+        ? "not a socket"
+        : (e as Error).message.includes("refused")
+        ? "connection refused"
+        : (e as Error).message;
     } catch {
       why = "no such socket";
     }

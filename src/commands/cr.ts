@@ -27,7 +27,7 @@ function dumpFlags(c: AnyCmd): AnyCmd {
   return c
     .option("--dir <dir>", "directory for the checkpoint (config: checkpoint.dir)")
     .option("--name <name>", "checkpoint name (default dump-<type>-<jid>-<unixtime>)")
-    .option("--leave-running", "keep the job running after the dump (default: config criu.leave_running)")
+    .option("--leave-running", "keep it running after the dump (default: config criu.leave_running)")
     .option("--no-leave-running", "stop the job with the dump, whatever criu.leave_running says")
     .addOption(
       new Option("--compression <c>", "none, tar, gzip, lz4 or zstd (config: checkpoint.compression)")

@@ -48,7 +48,7 @@ export function manageCommand() {
       else console.log(`managing container ${cid} (pid ${job.pid}) as job ${job.jid}`);
     });
   manage.command("containerd")
-    .description("Manage a running containerd container (its exit is noticed; its exit code is not known)")
+    .description("Manage a running containerd container (its exit is noticed; its exit code cannot be known)")
     .argument("<cid>", "container ID")
     .option("-j, --jid <jid>", "job ID (default: a random name)")
     .option("--address <socket>", "containerd socket (config: containerd.address)")
