@@ -28,8 +28,6 @@ export interface TreeFile {
   target: string;
   /** open(2) flags from fdinfo (O_ACCMODE: 0 read, 1 write, 2 both). */
   flags: number;
-  /** The file offset (regular files). */
-  pos?: number;
 }
 
 /** Whether `f` is a terminal: a pty slave, or the caller's controlling terminal as /dev/tty. */
@@ -72,9 +70,7 @@ export function inspectTree(root: number): TreeFacts {
       if (info.includes("\nlock:")) fileLocks = true;
       const flags = () => parseInt(/^flags:\s*([0-7]+)/m.exec(info)?.[1] ?? "0", 8);
       if (target.startsWith("pipe:") || isTerminal(target)) files.push({ pid, fd, target, flags: flags() });
-      else if (target.startsWith("/")) {
-        files.push({ pid, fd, target, flags: flags(), pos: Number(/^pos:\s*(\d+)/m.exec(info)?.[1] ?? 0) });
-      }
+      else if (target.startsWith("/")) files.push({ pid, fd, target, flags: flags() });
     }
   }
   let tcpEstablished = false, tcpListen = false;

@@ -46,6 +46,7 @@ import type { CrHost } from "./host.ts";
 import { faultPoint } from "../fault.ts";
 import { closeFd, peekPipe, pidfdGetfd, pidfdOpen, sameOpenFile } from "../../sys/mod.ts";
 import { STDIN_PENDING } from "../../checkpoint/manifest.ts";
+import { criuFilePositions } from "../../criu/images.ts";
 import { exists, type Salvaged, salvageImages, TMP_PREFIX, WORK_SUBDIR } from "./salvage.ts";
 import { runSteps, type Step } from "./steps.ts";
 
@@ -110,6 +111,22 @@ export async function requireCriu(host: CrHost): Promise<{ bin: string; version:
  * freezing the tree, or restore the extra open onto the old terminal (its shell's, by then).
  */
 const O_APPEND = 0o2000;
+
+/**
+ * The offset of each output file written at an offset (`> file`, not appending), as CRIU saw it in
+ * the frozen tree. Unknown (not one description in files.img): CRIU restores that file itself.
+ */
+function offsetsFromImages(c: DumpCtx): void {
+  for (const [fd, s] of Object.entries(c.stdio)) {
+    if (s.kind !== "file" || s.append !== false) continue;
+    let at: number[] = [];
+    try {
+      at = criuFilePositions(c.tmpDir, s.path);
+    } catch { /* unreadable: left to CRIU */ }
+    if (at.length === 1) c.stdio[fd] = { ...s, pos: at[0] };
+    else delete c.stdio[fd];
+  }
+}
 
 /** Our copy of the read end of an attachable job's stdin pipe (the daemon's), or null. */
 function attachableStdin(c: DumpCtx): number | null {
@@ -247,7 +264,8 @@ const steps: Step<DumpCtx>[] = [
           if (
             self && writeOnly && (append || opens.every((x) => sameOpenFile(c.pid, self.fd, x.pid, x.fd)))
           ) {
-            c.stdio[fd] = { kind: "file", path: target, ...(append ? {} : { append: false, pos: self.pos }) };
+            // (a non-appending one's offset is taken from CRIU's images: it moves until the freeze)
+            c.stdio[fd] = { kind: "file", path: target, ...(append ? {} : { append: false }) };
           }
         }
       }
@@ -393,6 +411,7 @@ const steps: Step<DumpCtx>[] = [
         await runCriu(c.criu, args, join(c.tmpDir, "dump.log"), "criu dump");
         c.imagesTaken = true;
         if (stdin !== null && !c.req.leaveRunning) pending = peekPipe(stdin);
+        offsetsFromImages(c);
         if (pending?.length) {
           Deno.writeFileSync(join(c.tmpDir, STDIN_PENDING), pending);
           c.detected.push(`${pending.length} bytes of input it had not read yet are kept for the restore`);

@@ -365,7 +365,9 @@ const steps: Step<RestoreCtx>[] = [
         let fd: number;
         try {
           // (a file the job wrote at an offset (`> file`, not appending): opened there again)
-          fd = s.append === false && target === path ? openWriteAt(target, s.pos ?? 0) : openAppend(target);
+          fd = s.append === false && s.pos !== undefined && target === path
+            ? openWriteAt(target, s.pos)
+            : openAppend(target);
         } catch (e) {
           throw failedPrecondition((e as Error).message);
         }

@@ -1,0 +1,50 @@
+import { assertEquals, assertThrows } from "../testing/asserts.ts";
+import { criuFilePositions } from "./images.ts";
+
+/** A files.img as CRIU writes it: two magic numbers, then size-prefixed file_entry messages. */
+function filesImg(entries: { name: string; pos: number }[]): Uint8Array {
+  const enc = new TextEncoder();
+  const varint = (v: number) => {
+    const out: number[] = [];
+    do {
+      out.push((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+      v = Math.floor(v / 128);
+    } while (v > 0);
+    return out;
+  };
+  const bytes = (n: number, b: number[]) => [(n << 3) | 2, ...varint(b.length), ...b];
+  const out: number[] = [0x19, 0x43, 0x56, 0x54, 0x38, 0x31, 0x30, 0x56];
+  entries.forEach((e, i) => {
+    // reg_file_entry: id, flags, pos, fown (empty), name
+    const reg = [
+      0x08,
+      i + 1,
+      0x10,
+      1,
+      0x18,
+      ...varint(e.pos),
+      ...bytes(5, []),
+      ...bytes(6, [...enc.encode(e.name)]),
+    ];
+    const entry = [0x08, 1, 0x10, i + 1, ...bytes(3, reg)];
+    out.push(entry.length & 0xff, (entry.length >> 8) & 0xff, 0, 0, ...entry);
+  });
+  return new Uint8Array(out);
+}
+
+Deno.test("criuFilePositions: the offset of each description of a file in files.img", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const img = filesImg([{ name: "/usr/bin/python3", pos: 0 }, {
+      name: "/tmp/out.log",
+      pos: 1_000_000_007,
+    }]);
+    Deno.writeFileSync(`${dir}/files.img`, img);
+    assertEquals(criuFilePositions(dir, "/tmp/out.log"), [1_000_000_007]);
+    assertEquals(criuFilePositions(dir, "/tmp/out"), []);
+    Deno.writeFileSync(`${dir}/files.img`, img.subarray(0, img.length - 3));
+    assertThrows(() => criuFilePositions(dir, "/tmp/out.log"), Error, "truncated");
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
