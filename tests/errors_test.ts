@@ -178,6 +178,16 @@ Deno.test(
         "/nonexistent/a.sock",
       );
       await expectError(d, 6, "at /nonexistent/b.sock", "job", "kill", "x", "--address=/nonexistent/b.sock");
+      await expectError(
+        d,
+        6,
+        "at /nonexistent/d.sock",
+        "--config-dir",
+        d.dir,
+        "ps",
+        "--address",
+        "/nonexistent/d.sock",
+      );
       // a job's own arguments are its own, and `run containerd --address` is containerd's socket
       await expectError(
         d,

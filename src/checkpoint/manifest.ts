@@ -36,9 +36,6 @@ export type TtyStdio = {
 /** `outside`: a pipe to a process outside the job (`job | tee`), not the daemon's. */
 export type PipeStdio = { kind: "pipe"; ino: number; outside?: boolean };
 
-/** Input an attachable job had not read when it was dumped (its stdin pipe's content). */
-export const STDIN_PENDING = "stdin-pending.bin";
-
 /** A file the job wrote its output to. `append` false: written at an offset (`> file`), at `pos`. */
 export type FileStdio = { kind: "file"; path: string; append?: boolean; pos?: number };
 

@@ -41,5 +41,7 @@ export async function stopDaemon(address: string, timeoutS: number): Promise<voi
 
 /** Its socket is gone or refuses connections (a daemon that does not answer yet is not gone). */
 function isGone(e: unknown): boolean {
-  return e instanceof CedanaError && e.code === "unavailable" && /cannot reach/.test(e.message);
+  // (not a socket we may not open: that daemon may well run)
+  return e instanceof CedanaError && e.code === "unavailable" &&
+    /cannot reach .*\((no such socket|connection refused)\)/.test(e.message);
 }

@@ -146,7 +146,10 @@ function renderPage(cmd: AnyCommand): string {
     if (positional) {
       const root = rootOf(cmd).name();
       out.push(
-        prose(`They go before the command's name: \`${root} [options] ${title.slice(root.length + 1)} ...\``),
+        prose(
+          `They go before the command's name (\`${root} [options] ${title.slice(root.length + 1)} ...\`); ` +
+            "--address and --config-dir may also follow it",
+        ),
         "",
       );
     }

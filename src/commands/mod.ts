@@ -100,13 +100,17 @@ const GLOBALS = ["--address", "--config-dir"];
  */
 function globalsFirst(program: Command, args: string[]): string[] {
   let cmd = program;
-  let i = 0;
+  let lead = 0; // (global options already before the command)
+  while (lead < args.length && GLOBALS.includes(args[lead].split("=")[0])) {
+    lead += args[lead].includes("=") ? 1 : 2;
+  }
+  let i = lead;
   for (; i < args.length; i++) {
     const sub = cmd.commands.find((c) => c.name() === args[i] || c.aliases().includes(args[i]));
     if (!sub) break;
     cmd = sub as Command;
   }
-  if (cmd === program) return args;
+  if (cmd === program || lead > args.length) return args;
   const own = new Set(cmd.options.map((o) => o.long));
   const takesValue = new Set(
     cmd.options.filter((o) => o.required || o.optional).flatMap((o) => [o.long, o.short]),
@@ -122,15 +126,17 @@ function globalsFirst(program: Command, args: string[]): string[] {
       break;
     }
     const name = a.split("=")[0];
-    if (GLOBALS.includes(name) && !own.has(name)) {
+    // (one without its value stays: commander says what is missing)
+    const valued = a.includes("=") || (j + 1 < args.length && !args[j + 1].startsWith("-"));
+    if (GLOBALS.includes(name) && !own.has(name) && valued) {
       moved.push(a);
-      if (!a.includes("=") && j + 1 < args.length) moved.push(args[++j]);
+      if (!a.includes("=")) moved.push(args[++j]);
     } else {
       rest.push(a);
       if (takesValue.has(a) && j + 1 < args.length) rest.push(args[++j]);
     }
   }
-  return moved.length ? [...moved, ...args.slice(0, i), ...rest] : args;
+  return moved.length ? [...args.slice(0, lead), ...moved, ...args.slice(lead, i), ...rest] : args;
 }
 
 function commandPath(cmd: Command): string {

@@ -67,10 +67,11 @@ export function inspectTree(root: number): TreeFacts {
       // /proc/locks: opening it takes a global lock that waits for an RCU grace period (7-11 ms).
       // (any fd: flock works on pipes too, and CRIU reads the fdinfo of every fd)
       const info = fdinfo(pid, fd);
+      if (info === "") continue; // (closed, or its process gone, since the listing)
       if (info.includes("\nlock:")) fileLocks = true;
-      const flags = () => parseInt(/^flags:\s*([0-7]+)/m.exec(info)?.[1] ?? "0", 8);
-      if (target.startsWith("pipe:") || isTerminal(target)) files.push({ pid, fd, target, flags: flags() });
-      else if (target.startsWith("/")) files.push({ pid, fd, target, flags: flags() });
+      if (target.startsWith("pipe:") || target.startsWith("/")) {
+        files.push({ pid, fd, target, flags: parseInt(/^flags:\s*([0-7]+)/m.exec(info)?.[1] ?? "0", 8) });
+      }
     }
   }
   let tcpEstablished = false, tcpListen = false;

@@ -73,3 +73,30 @@ export function criuFilePositions(imagesDir: string, path: string): number[] {
   }
   return out;
 }
+
+// pipe-data.proto: pipe_data_entry { pipe_id = 1; bytes = 2; size = 3 }, each followed by its bytes
+const PIPE_ID = 1, PIPE_BYTES = 2;
+
+/**
+ * What pipe `ino` held when CRIU froze the tree (pipes-data.img; CRIU saves it for every pipe of
+ * the tree, also one it was told is external, whose data it then does not restore), or null.
+ */
+export function criuPipeData(imagesDir: string, ino: number): Uint8Array | null {
+  let b: Uint8Array;
+  try {
+    b = Deno.readFileSync(join(imagesDir, "pipes-data.img"));
+  } catch {
+    return null; // (no pipe held data)
+  }
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  for (let i = 8; i + 4 <= b.length;) {
+    const size = view.getUint32(i, true);
+    const f = fields(b.subarray(i + 4, i + 4 + size));
+    const id = f.find((x) => x.n === PIPE_ID)?.varint, n = f.find((x) => x.n === PIPE_BYTES)?.varint ?? 0;
+    const data = i + 4 + size;
+    if (data + n > b.length) throw new Error("truncated pipe data");
+    if (id === ino) return b.subarray(data, data + n);
+    i = data + n;
+  }
+  return null;
+}

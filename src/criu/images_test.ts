@@ -1,5 +1,5 @@
 import { assertEquals, assertThrows } from "../testing/asserts.ts";
-import { criuFilePositions } from "./images.ts";
+import { criuFilePositions, criuPipeData } from "./images.ts";
 
 /** A files.img as CRIU writes it: two magic numbers, then size-prefixed file_entry messages. */
 function filesImg(entries: { name: string; pos: number }[]): Uint8Array {
@@ -44,6 +44,38 @@ Deno.test("criuFilePositions: the offset of each description of a file in files.
     assertEquals(criuFilePositions(dir, "/tmp/out"), []);
     Deno.writeFileSync(`${dir}/files.img`, img.subarray(0, img.length - 3));
     assertThrows(() => criuFilePositions(dir, "/tmp/out.log"), Error, "truncated");
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("criuPipeData: the bytes CRIU saved for one pipe, found by its inode", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const enc = new TextEncoder();
+    const entry = (ino: number[], data: string) => {
+      const pb = [0x08, ...ino, 0x10, data.length, 0x18, 0x80, 0x80, 0x04];
+      return [pb.length, 0, 0, 0, ...pb, ...enc.encode(data)];
+    };
+    // (pipe 21189497 as a varint: f9 a6 8d 0a; pipe 5)
+    const img = [
+      0x19,
+      0x43,
+      0x56,
+      0x54,
+      0x09,
+      0x37,
+      0x45,
+      0x56,
+      ...entry([5], "other"),
+      ...entry([0xf9, 0xa6, 0x8d, 0x0a], "line1\nline2\n"),
+    ];
+    Deno.writeFileSync(`${dir}/pipes-data.img`, new Uint8Array(img));
+    assertEquals(new TextDecoder().decode(criuPipeData(dir, 21189497)!), "line1\nline2\n");
+    assertEquals(new TextDecoder().decode(criuPipeData(dir, 5)!), "other");
+    assertEquals(criuPipeData(dir, 6), null);
+    Deno.removeSync(`${dir}/pipes-data.img`);
+    assertEquals(criuPipeData(dir, 5), null);
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

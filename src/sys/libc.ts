@@ -27,7 +27,6 @@ const SYMBOLS = {
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
   // Nonblocking on the pipe side (SPLICE_F_NONBLOCK): called only once poll saw data.
   splice: { parameters: ["i32", "pointer", "i32", "pointer", "usize", "u32"], result: "isize" },
-  tee: { parameters: ["i32", "i32", "usize", "u32"], result: "isize" },
   lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   waitid: { parameters: ["i32", "u32", "buffer", "i32"], result: "i32" },
@@ -74,6 +73,7 @@ const SIGINFO_SIZE = 128;
 const POLL_SLICE_MS = 1000;
 
 export const ESRCH = 3;
+const EBADF = 9;
 export const EINTR = 4;
 export const ECHILD = 10;
 export const EAGAIN = 11;
@@ -227,33 +227,6 @@ export function pipe(): { read: number; write: number } {
   return { read: fds[0], write: fds[1] };
 }
 
-/**
- * The bytes waiting in pipe `fd` (its read end), copied without taking them (tee(2), which never
- * blocks here): a job's input it has not read yet. At most 64 KiB, what any new pipe holds.
- */
-export function peekPipe(fd: number): Uint8Array {
-  const SPLICE_F_NONBLOCK = 2, MAX = 64 << 10;
-  const p = pipe();
-  try {
-    let n: number;
-    do n = Number(lib().tee(fd, p.write, BigInt(MAX), SPLICE_F_NONBLOCK)); while (
-      n < 0 && lastErrno() === EINTR
-    );
-    if (n <= 0) return new Uint8Array(); // (EAGAIN: nothing waiting)
-    const out = new Uint8Array(n);
-    let got = 0;
-    while (got < n) {
-      const r = Number(lib().read_now(p.read, out.subarray(got), BigInt(n - got)));
-      if (r <= 0) break;
-      got += r;
-    }
-    return out.subarray(0, got);
-  } finally {
-    lib().close(p.read);
-    lib().close(p.write);
-  }
-}
-
 /** A second fd for `fd`'s open file, close-on-exec. */
 export function dupFd(fd: number): number {
   const F_DUPFD_CLOEXEC = 1030;
@@ -373,13 +346,16 @@ export function pidfdGetfd(pidfd: number, targetFd: number): number {
 
 /**
  * Whether fd `a` of process `pa` and fd `b` of `pb` are one open file (kcmp KCMP_FILE: dup'ed or
- * inherited), not two opens of the same path. Needs ptrace rights over both (root).
+ * inherited), not two opens of the same path; null when either is gone (exited, fd closed).
+ * Needs ptrace rights over both (root).
  */
-export function sameOpenFile(pa: number, a: number, pb: number, b: number): boolean {
+export function sameOpenFile(pa: number, a: number, pb: number, b: number): boolean | null {
   const SYS_KCMP = Deno.build.arch === "aarch64" ? 272 : 312, KCMP_FILE = 0;
   const rc = Number(
     lib().syscall5(BigInt(SYS_KCMP), BigInt(pa), BigInt(pb), BigInt(KCMP_FILE), BigInt(a), BigInt(b)),
   );
+  // (a process of a tree listed a moment ago may have exited, or closed the fd, since)
+  if (rc < 0 && (lastErrno() === ESRCH || lastErrno() === EBADF)) return null;
   return check("kcmp", rc) === 0;
 }
 

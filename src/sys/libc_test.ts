@@ -7,15 +7,12 @@ import {
   ESRCH,
   getClockTicks,
   openpty,
-  peekPipe,
   pidfdOpen,
-  pipe,
   readNow,
   setChildSubreaper,
   setWindowSize,
   waitForExit,
   waitidPidfd,
-  writeFd,
 } from "./libc.ts";
 
 const decoder = new TextDecoder();
@@ -182,20 +179,5 @@ Deno.test("waitidPidfd returns the killing signal of an adopted orphan", async (
     assert.deepEqual(waitidPidfd(pidfd), { code: null, signal: 9 });
   } finally {
     closeFd(pidfd);
-  }
-});
-
-Deno.test("peekPipe copies what waits in a pipe without taking it; an empty pipe gives nothing", () => {
-  const p = pipe();
-  try {
-    assert.equal(peekPipe(p.read).length, 0);
-    writeFd(p.write, new TextEncoder().encode("typed ahead\n"));
-    assert.equal(decoder.decode(peekPipe(p.read)), "typed ahead\n");
-    const buf = new Uint8Array(64);
-    const n = readNow(p.read, buf);
-    assert.equal(decoder.decode(buf.subarray(0, n)), "typed ahead\n", "still there for the reader");
-  } finally {
-    closeFd(p.read);
-    closeFd(p.write);
   }
 });

@@ -44,9 +44,8 @@ import { checkpointAll, detectGpu, type GpuDump, lockAll, resumeAll } from "./gp
 import { type CriuFlags, type JobPlugin, plugin } from "../../plugins/mod.ts";
 import type { CrHost } from "./host.ts";
 import { faultPoint } from "../fault.ts";
-import { closeFd, peekPipe, pidfdGetfd, pidfdOpen, sameOpenFile } from "../../sys/mod.ts";
-import { STDIN_PENDING } from "../../checkpoint/manifest.ts";
-import { criuFilePositions } from "../../criu/images.ts";
+import { sameOpenFile } from "../../sys/mod.ts";
+import { criuFilePositions, criuPipeData } from "../../criu/images.ts";
 import { exists, type Salvaged, salvageImages, TMP_PREFIX, WORK_SUBDIR } from "./salvage.ts";
 import { runSteps, type Step } from "./steps.ts";
 
@@ -105,11 +104,6 @@ export async function requireCriu(host: CrHost): Promise<{ bin: string; version:
   return { bin, version };
 }
 
-/**
- * A job on a terminal it does not own comes back on a new one (see restore's io step), which CRIU
- * can do only for the terminal as the job got it: refused up front, where CRIU would fail after
- * freezing the tree, or restore the extra open onto the old terminal (its shell's, by then).
- */
 const O_APPEND = 0o2000;
 
 /**
@@ -128,22 +122,11 @@ function offsetsFromImages(c: DumpCtx): void {
   }
 }
 
-/** Our copy of the read end of an attachable job's stdin pipe (the daemon's), or null. */
-function attachableStdin(c: DumpCtx): number | null {
-  const s = c.stdio["0"];
-  if (!c.row?.attachable || s?.kind !== "pipe" || s.outside) return null;
-  try {
-    const pidfd = pidfdOpen(c.pid);
-    try {
-      return pidfdGetfd(pidfd, 0);
-    } finally {
-      closeFd(pidfd);
-    }
-  } catch {
-    return null; // (gone, or no ptrace rights: its unread input is not kept)
-  }
-}
-
+/**
+ * A job on a terminal it does not own comes back on a new one (see restore's io step), which CRIU
+ * can do only for the terminal as the job got it: refused up front, where CRIU would fail after
+ * freezing the tree, or restore the extra open onto the old terminal (its shell's, by then).
+ */
 function checkTerminals(c: DumpCtx): void {
   const f = c.facts!;
   const ttys = Object.entries(c.stdio).filter(([, s]) => s.kind === "tty" && !s.path);
@@ -160,7 +143,7 @@ function checkTerminals(c: DumpCtx): void {
   for (const fd of shell) {
     const path = f.stdio[fd];
     for (const file of f.files.filter((x) => x.target === path)) {
-      if (!sameOpenFile(c.pid, fd, file.pid, file.fd)) {
+      if (sameOpenFile(c.pid, fd, file.pid, file.fd) === false) {
         throw failedPrecondition(
           `process ${file.pid} opened its terminal ${path} itself (fd ${file.fd}; less and vim do that): ` +
             `CRIU can move only the terminal a shell gave the job to a new one: end that program first`,
@@ -262,7 +245,8 @@ const steps: Step<DumpCtx>[] = [
           const append = opens.every((x) => (x.flags & O_APPEND) !== 0);
           const writeOnly = opens.every((x) => (x.flags & 3) === 1);
           if (
-            self && writeOnly && (append || opens.every((x) => sameOpenFile(c.pid, self.fd, x.pid, x.fd)))
+            self && writeOnly &&
+            (append || opens.every((x) => sameOpenFile(c.pid, self.fd, x.pid, x.fd) !== false))
           ) {
             // (a non-appending one's offset is taken from CRIU's images: it moves until the freeze)
             c.stdio[fd] = { kind: "file", path: target, ...(append ? {} : { append: false }) };
@@ -402,19 +386,17 @@ const steps: Step<DumpCtx>[] = [
         external: c.external,
         extra: parseCriuOpts(c.req.criuOpts),
       });
-      // Input an attachable job has not read yet waits in its stdin pipe, which is the daemon's
-      // (external to CRIU): copied (not taken) into the checkpoint, given back at restore. After
-      // CRIU when the dump ends the job (it can read no more), before it otherwise.
-      const stdin = attachableStdin(c);
-      let pending = stdin !== null && c.req.leaveRunning ? peekPipe(stdin) : null;
       try {
         await runCriu(c.criu, args, join(c.tmpDir, "dump.log"), "criu dump");
         c.imagesTaken = true;
-        if (stdin !== null && !c.req.leaveRunning) pending = peekPipe(stdin);
         offsetsFromImages(c);
-        if (pending?.length) {
-          Deno.writeFileSync(join(c.tmpDir, STDIN_PENDING), pending);
-          c.detected.push(`${pending.length} bytes of input it had not read yet are kept for the restore`);
+        const stdin = c.stdio["0"];
+        if (c.row?.attachable && stdin?.kind === "pipe" && !stdin.outside) {
+          // (its stdin pipe is the daemon's: CRIU saved what waited in it, the restore gives it back)
+          const pending = criuPipeData(c.tmpDir, stdin.ino)?.length;
+          if (pending) {
+            c.detected.push(`${pending} bytes of input it had not read yet are kept for the restore`);
+          }
         }
       } catch (e) {
         criuFailed(c, e as Error, join(c.tmpDir, "dump.log"));
@@ -425,8 +407,6 @@ const steps: Step<DumpCtx>[] = [
             `; the process ${c.pid} is gone (it died during the dump, or CRIU killed it)`;
         }
         throw e;
-      } finally {
-        if (stdin !== null) closeFd(stdin);
       }
     },
   },

@@ -13,10 +13,10 @@ import {
   type Manifest,
   type PipeStdio,
   readManifest,
-  STDIN_PENDING,
   type TtyStdio,
   verifySizes,
 } from "../../checkpoint/manifest.ts";
+import { criuPipeData } from "../../criu/images.ts";
 import { restoreArgs } from "../../criu/options.ts";
 import { criuErrorLines, runCriu, spawnCriu } from "../../criu/run.ts";
 import { readRestoreStats } from "../../criu/stats.ts";
@@ -123,7 +123,7 @@ const ACTION_SCRIPT = (gate: string, daemon: { pid: number; startTime: number })
 daemon_alive() {
   if [ -e '${gate}/${HEARTBEAT}' ]; then
     # (restoring in a new PID namespace: this /proc is the namespace's; the daemon touches the file)
-    [ $(($(date +%s) - $(stat -c %Y '${gate}/${HEARTBEAT}'))) -lt ${HEARTBEAT_STALE_S} ]
+    [ $(($(date +%s) - $(stat -c %Y '${gate}/${HEARTBEAT}' 2>/dev/null || echo 0))) -lt ${HEARTBEAT_STALE_S} ]
   else
     [ "$(sed 's/.*) //' /proc/${daemon.pid}/stat 2>/dev/null | cut -d' ' -f20)" = "${daemon.startTime}" ]
   fi
@@ -469,12 +469,14 @@ const steps: Step<RestoreCtx>[] = [
           else closeFd(childEnd);
           if (ino !== undefined) given.add(ino);
         }
-        // (input it had not read when dumped: there again, first; at most 64 KiB, what a pipe holds)
-        const pending = join(c.imagesDir, STDIN_PENDING);
-        if (byFd.has(0) && exists(pending)) {
-          const data = Deno.readFileSync(pending);
-          writeFd(made[0].write, data);
-          c.notes.push(`the ${data.length} bytes of input it had not read yet are there for it again`);
+        // Input it had not read when dumped (CRIU saved the pipe's content, but does not put it
+        // back into a pipe it was handed): there again, first. (At most 64 KiB: what a pipe holds
+        // with nobody reading yet; a job dumped with more waiting is rare.)
+        const ino = byFd.get(0);
+        const pending = ino === undefined ? null : criuPipeData(c.imagesDir, ino)?.subarray(0, 64 << 10);
+        if (pending?.length) {
+          writeFd(made[0].write, pending);
+          c.notes.push(`the ${pending.length} bytes of input it had not read yet are there for it again`);
         }
         ({ io: c.io, keep: c.keep } = keptPipes(made[0].write, made[1].read, made[2].read));
         if (!c.row.attachable) {
