@@ -68,7 +68,8 @@ export async function attachJob(
   }
   const q = opts.since !== undefined ? `?since=${opts.since}` : "";
   const ws = client.websocket(`/v1/jobs/${encodeURIComponent(jid)}/attach${q}`);
-  const rawMode = job.tty && Deno.stdin.isTerminal();
+  // (--no-stdin: no keys are read, so the terminal stays cooked: Ctrl+C detaches)
+  const rawMode = job.tty && Deno.stdin.isTerminal() && opts.stdin !== false;
   const cleanups: (() => void)[] = [];
 
   // Input flow control (see AttachServerMessage): at most ATTACH_INPUT_WINDOW bytes the job has not
