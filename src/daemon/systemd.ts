@@ -74,6 +74,9 @@ export function renderUnit(exec: readonly string[], env: Record<string, string> 
     // Jobs are the daemon's children (same cgroup): stopping or restarting the daemon must kill only
     // the daemon, which re-adopts its running jobs when it comes back.
     "KillMode=process",
+    // A stop waits for the dumps and restores in progress (systemd's 90 s would cut a big one: its
+    // images are salvaged then, but the stop should not cost a finished checkpoint).
+    "TimeoutStopSec=15min",
     "Restart=on-failure",
     "RestartSec=2",
     "",
