@@ -1,7 +1,7 @@
 // `cedana completion bash|zsh|fish`: completion scripts generated from the command tree, so a new
 // command, alias or flag is completed without touching this file. JIDs are not known until TAB is
 // pressed: the scripts ask the daemon through the hidden `cedana __complete jids`.
-import { Argument, Command } from "@commander-js/extra-typings";
+import { Argument, Command, Option } from "@commander-js/extra-typings";
 import type { Job } from "../api/types.ts";
 import { invalidArgument } from "../errors.ts";
 import { clientOf } from "./context.ts";
@@ -41,7 +41,8 @@ function specOf(cmd: AnyCommand): Spec {
       flags: [o.short, o.long].filter((f): f is string => !!f),
       // An optional value (`[v]`) is never taken from the next word by these scripts.
       value: o.required,
-      choices: o.argChoices ?? [],
+      // (or values offered without being the only ones accepted: see completeWith)
+      choices: o.argChoices ?? (o as { completions?: string[] }).completions ?? [],
       description: o.description,
     })),
     args: cmd.registeredArguments.map((a) => argKind(a) + (a.variadic ? "..." : "")),
@@ -464,6 +465,12 @@ export function completionCommand() {
       if (!isShell(shell)) throw invalidArgument(`unknown shell "${shell}": use bash, zsh or fish`);
       Deno.stdout.writeSync(new TextEncoder().encode(completionScript(rootOf(cmd), shell)));
     });
+}
+
+/** An option whose values TAB offers, while it accepts others too (commander's choices() would not). */
+export function completeWith<T extends Option>(o: T, values: string[]): T {
+  (o as { completions?: string[] }).completions = values;
+  return o;
 }
 
 /** `cedana __complete jids`: what the scripts run at TAB time. Hidden from help, docs and completion. */

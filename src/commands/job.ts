@@ -1,8 +1,10 @@
 // `cedana job list|kill|delete|inspect|attach` and the top-level shortcuts (ps, jobs, attach).
-import { Command } from "@commander-js/extra-typings";
+import { Command, Option } from "@commander-js/extra-typings";
 import type { DeleteResult, Job, JobInspect, KillResult } from "../api/types.ts";
 import { invalidArgument } from "../errors.ts";
+import { SIGNALS } from "../daemon/signals.ts";
 import { attachAndExit } from "./attach_client.ts";
+import { completeWith } from "./completion.ts";
 import { checkpointCommand, checkpointsCommand } from "./cr.ts";
 import { clientOf } from "./context.ts";
 import { parsePid } from "./manage.ts";
@@ -124,7 +126,12 @@ export function jobCommand() {
   job.command("kill")
     .description("Send a signal to jobs (default SIGKILL, to the process group each job leads)")
     .argument("[jids...]")
-    .option("-s, --signal <signal>", "signal name or number", "SIGKILL")
+    .addOption(
+      completeWith(
+        new Option("-s, --signal <signal>", "signal name or number").default("SIGKILL"),
+        Object.keys(SIGNALS),
+      ),
+    )
     .option("--all", "every running job")
     .option("--json", "machine-readable output")
     .action(async (jids, opts, cmd) => {
