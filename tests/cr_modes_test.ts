@@ -21,6 +21,7 @@ import {
   pidAlive,
   sleep,
   TestDaemon,
+  typingClient,
   waitFor,
   withDaemon,
 } from "./helpers.ts";
@@ -503,17 +504,27 @@ Deno.test(
   },
 );
 
+/**
+ * A job `jid` of 128 MiB of random data being dumped with gzip (seconds: what a test does next
+ * falls inside the dump even on a loaded machine; a plain 512 MiB dump once ended first in CI).
+ * Resolves once the dump is under way, with the dump's CLI result to come.
+ */
+async function slowDumpUnderWay(d: TestDaemon, jid: string) {
+  await startWorkload(d, jid, "memory", "128");
+  const dumping = d.cli("dump", "job", jid, "--compression", "gzip");
+  await waitFor(
+    () => [...Deno.readDirSync(`${d.dir}/checkpoints`)].some((e) => e.name.startsWith(".cedana-tmp-")),
+    "the dump under way",
+    20_000,
+  );
+  return dumping;
+}
+
 Deno.test(
   "daemon stop during a dump: the dump ends and is recorded, no new work starts, then the daemon stops",
   crOpts,
   withDaemon(async (d) => {
-    await startWorkload(d, "busy", "memory", "128");
-    const dumping = d.cli("dump", "job", "busy", "--compression", "gzip");
-    await waitFor(
-      () => [...Deno.readDirSync(`${d.dir}/checkpoints`)].some((e) => e.name.startsWith(".cedana-tmp-")),
-      "the dump under way",
-      20_000,
-    );
+    const dumping = await slowDumpUnderWay(d, "busy");
     const stopping = d.cli("daemon", "stop");
     await waitFor(() => d.daemonLog.includes("stopping daemon; jobs keep running"), "the daemon stopping");
     const refused = await d.cli("run", "process", "--", "sleep", "60");
@@ -540,15 +551,7 @@ Deno.test(
   "job kill during a dump is refused (the dump goes on and succeeds)",
   crOpts,
   withDaemon(async (d) => {
-    // gzip of 128 MiB of random data: seconds, so both kills below fall inside the dump even on a
-    // loaded machine (a plain 512 MiB dump once ended between them in CI)
-    await startWorkload(d, "busy", "memory", "128");
-    const dumping = d.cli("dump", "job", "busy", "--compression", "gzip");
-    await waitFor(
-      () => [...Deno.readDirSync(`${d.dir}/checkpoints`)].some((e) => e.name.startsWith(".cedana-tmp-")),
-      "the dump under way",
-      20_000,
-    );
+    const dumping = await slowDumpUnderWay(d, "busy");
     // (`ps` said `halted`, with the old checkpoint's age, while CRIU's images were compressed)
     assertMatch(await d.ok("ps"), /busy\s+process\s+\d+\s+dumping/);
     const k = await d.cli("job", "kill", "busy");
@@ -978,13 +981,7 @@ Deno.test(
       "-c",
       `while [ ! -e ${go} ]; do sleep 0.05; done; while read l; do echo "got $l" >> ${got}; done`,
     );
-    const client = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", MAIN, "job", "attach", "rd"],
-      env: d.env,
-      stdin: "piped",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
+    const client = typingClient(d, "rd");
     const w = client.stdin.getWriter();
     await w.write(new TextEncoder().encode("alpha\nbeta\n"));
     await sleep(1500); // (through the daemon into the job's pipe)

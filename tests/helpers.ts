@@ -250,3 +250,14 @@ export async function attachedOutput(
   }
   return text;
 }
+
+/** `cedana job attach jid` with its stdin a pipe the test writes to (its output is dropped). */
+export function typingClient(d: TestDaemon, jid: string): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", MAIN, "job", "attach", jid],
+    env: d.env,
+    stdin: "piped",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+}

@@ -2,7 +2,16 @@
 import { existsSync } from "node:fs";
 import type { Job, JobInspect } from "../src/api/types.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "../src/testing/asserts.ts";
-import { attachedOutput, MAIN, opts, sleep, type TestDaemon, waitFor, withDaemon } from "./helpers.ts";
+import {
+  attachedOutput,
+  MAIN,
+  opts,
+  sleep,
+  type TestDaemon,
+  typingClient,
+  waitFor,
+  withDaemon,
+} from "./helpers.ts";
 
 Deno.test(
   "run process: output goes to the log, exit code shows in ps",
@@ -508,13 +517,7 @@ Deno.test(
     await d.ok("run", "process", "--attachable", "--jid", "nr", "--", "sleep", "600");
     const rss = () => daemonRss(d);
     const before = rss();
-    const client = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", MAIN, "job", "attach", "nr"],
-      env: d.env,
-      stdin: "piped",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
+    const client = typingClient(d, "nr");
     const w = client.stdin.getWriter();
     const chunk = new Uint8Array(1 << 20);
     let sent = 0;

@@ -1,7 +1,7 @@
 // `cedana completion bash|zsh|fish`: completion scripts generated from the command tree, so a new
 // command, alias or flag is completed without touching this file. JIDs are not known until TAB is
 // pressed: the scripts ask the daemon through the hidden `cedana __complete jids`.
-import { Argument, Command, Option } from "@commander-js/extra-typings";
+import { Argument, Command, type Option } from "@commander-js/extra-typings";
 import type { Job } from "../api/types.ts";
 import { invalidArgument } from "../errors.ts";
 import { clientOf } from "./context.ts";
