@@ -517,14 +517,14 @@ async function slowDumpUnderWay(d: TestDaemon, jid: string) {
     "the dump under way",
     20_000,
   );
-  return dumping;
+  return { dumping }; // (not the promise itself: an async function's caller would await it too)
 }
 
 Deno.test(
   "daemon stop during a dump: the dump ends and is recorded, no new work starts, then the daemon stops",
   crOpts,
   withDaemon(async (d) => {
-    const dumping = await slowDumpUnderWay(d, "busy");
+    const { dumping } = await slowDumpUnderWay(d, "busy");
     const stopping = d.cli("daemon", "stop");
     await waitFor(() => d.daemonLog.includes("stopping daemon; jobs keep running"), "the daemon stopping");
     const refused = await d.cli("run", "process", "--", "sleep", "60");
@@ -551,7 +551,7 @@ Deno.test(
   "job kill during a dump is refused (the dump goes on and succeeds)",
   crOpts,
   withDaemon(async (d) => {
-    const dumping = await slowDumpUnderWay(d, "busy");
+    const { dumping } = await slowDumpUnderWay(d, "busy");
     // (`ps` said `halted`, with the old checkpoint's age, while CRIU's images were compressed)
     assertMatch(await d.ok("ps"), /busy\s+process\s+\d+\s+dumping/);
     const k = await d.cli("job", "kill", "busy");
