@@ -2,7 +2,7 @@
 // wrong process: the CLI's PID namespace need not be the daemon's), then watched until it is gone.
 import type { StopResponse } from "../api/types.ts";
 import { DaemonClient } from "../client/mod.ts";
-import { CedanaError, unavailable } from "../errors.ts";
+import { CedanaError, failedPrecondition, unavailable } from "../errors.ts";
 
 const POLL_MS = 100;
 
@@ -16,6 +16,14 @@ export async function stopDaemon(address: string, timeoutS: number): Promise<voi
     if (isGone(e)) {
       console.log(`no cedana daemon is running at ${address}`);
       return;
+    }
+    if (e instanceof CedanaError && e.code === "not_found" && /no route/.test(e.message)) {
+      // (a daemon from before this command, still running after an upgrade)
+      const pid = await client.health(2_000).then((h) => h.pid, () => null);
+      throw failedPrecondition(
+        `the daemon at ${address} is an older version without \`daemon stop\`: ` +
+          `stop it with kill -TERM ${pid ?? "<its pid>"} (its jobs keep running)`,
+      );
     }
     throw e;
   }
