@@ -988,12 +988,35 @@ Deno.test(
     client.kill("SIGINT");
     await client.status;
     await d.ok("dump", "job", "rd");
-    assertStringIncludes(await d.ok("restore", "job", "rd"), "the 11 bytes of input it had not read yet");
+    assertStringIncludes(await d.ok("restore", "job", "rd"), "the 11 bytes of input waiting in its pipe");
     Deno.writeTextFileSync(go, "");
     await waitFor(
       () => existsSync(got) && Deno.readTextFileSync(got) === "got alpha\ngot beta\n",
       "alpha, beta",
     );
+    // restored with -o (no clients: its input ends), it still reads first what it had not read yet
+    const got2 = `${d.dir}/got2.txt`, go2 = `${d.dir}/go2`;
+    await d.ok(
+      "run",
+      "process",
+      "--attachable",
+      "--jid",
+      "rd2",
+      "--",
+      "sh",
+      "-c",
+      `while [ ! -e ${go2} ]; do sleep 0.05; done; while read l; do echo "got $l" >> ${got2}; done`,
+    );
+    const typing = typingClient(d, "rd2");
+    await typing.stdin.getWriter().write(new TextEncoder().encode("gamma\n"));
+    await sleep(1500);
+    typing.kill("SIGINT");
+    await typing.status;
+    await d.ok("dump", "job", "rd2");
+    const r = await d.ok("restore", "job", "rd2", "-o", `${d.dir}/rd2.log`);
+    assertStringIncludes(r, "after the 6 bytes it had not read yet");
+    Deno.writeTextFileSync(go2, "");
+    await waitFor(() => existsSync(got2) && Deno.readTextFileSync(got2) === "got gamma\n", "gamma");
   }),
 );
 

@@ -44,8 +44,7 @@ export function buildProgram(): Command {
       write(
         text.replace(/^error:/, "Error:").replace(
           /^(Error: unknown option '--(address|config-dir)')\n$/,
-          (_, msg, opt) =>
-            `${msg} (a global option: it goes before the command, e.g. cedana --${opt} X ps)\n`,
+          (_, msg, opt) => `${msg} (it needs a value: --${opt} ${opt === "address" ? "SOCKET" : "DIR"})\n`,
         ),
       ),
   };

@@ -46,16 +46,17 @@ function fields(b: Uint8Array): Field[] {
 
 // images/files.proto: file_entry { type = 1; id = 2; reg = 3 (reg_file_entry) };
 // regfile.proto: reg_file_entry { id = 1; flags = 2; pos = 3; fown = 5; name = 6; ... }
-const FILE_ENTRY_REG = 3, REG_POS = 3, REG_NAME = 6;
+const FILE_ENTRY_REG = 3, REG_FLAGS = 2, REG_POS = 3, REG_NAME = 6;
 
 /**
- * The offsets CRIU recorded for the regular file `path` (one per open file description of it in
- * the dumped tree), from `imagesDir`/files.img. Throws if the image cannot be read.
+ * The open file descriptions of the regular file `path` in the dumped tree as CRIU recorded them
+ * at the freeze (its open(2) flags and offset), from `imagesDir`/files.img. Throws if the image
+ * cannot be read.
  */
-export function criuFilePositions(imagesDir: string, path: string): number[] {
+export function criuFileOpens(imagesDir: string, path: string): { flags: number; pos: number }[] {
   const b = Deno.readFileSync(join(imagesDir, "files.img"));
   const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  const out: number[] = [];
+  const out: { flags: number; pos: number }[] = [];
   const name = new TextEncoder().encode(path);
   for (let i = 8; i < b.length;) { // (after the two magic numbers)
     if (i + 4 > b.length) throw new Error("truncated entry size");
@@ -68,7 +69,10 @@ export function criuFilePositions(imagesDir: string, path: string): number[] {
     const rf = fields(reg);
     const n = rf.find((f) => f.n === REG_NAME)?.bytes;
     if (n && n.length === name.length && n.every((c, k) => c === name[k])) {
-      out.push(rf.find((f) => f.n === REG_POS)?.varint ?? 0);
+      out.push({
+        flags: rf.find((f) => f.n === REG_FLAGS)?.varint ?? 0,
+        pos: rf.find((f) => f.n === REG_POS)?.varint ?? 0,
+      });
     }
   }
   return out;

@@ -1,5 +1,5 @@
 import { assertEquals, assertThrows } from "../testing/asserts.ts";
-import { criuFilePositions, criuPipeData } from "./images.ts";
+import { criuFileOpens, criuPipeData } from "./images.ts";
 
 /** A files.img as CRIU writes it: two magic numbers, then size-prefixed file_entry messages. */
 function filesImg(entries: { name: string; pos: number }[]): Uint8Array {
@@ -32,7 +32,7 @@ function filesImg(entries: { name: string; pos: number }[]): Uint8Array {
   return new Uint8Array(out);
 }
 
-Deno.test("criuFilePositions: the offset of each description of a file in files.img", () => {
+Deno.test("criuFileOpens: the flags and offset of each description of a file in files.img", () => {
   const dir = Deno.makeTempDirSync();
   try {
     const img = filesImg([{ name: "/usr/bin/python3", pos: 0 }, {
@@ -40,10 +40,10 @@ Deno.test("criuFilePositions: the offset of each description of a file in files.
       pos: 1_000_000_007,
     }]);
     Deno.writeFileSync(`${dir}/files.img`, img);
-    assertEquals(criuFilePositions(dir, "/tmp/out.log"), [1_000_000_007]);
-    assertEquals(criuFilePositions(dir, "/tmp/out"), []);
+    assertEquals(criuFileOpens(dir, "/tmp/out.log"), [{ flags: 1, pos: 1_000_000_007 }]);
+    assertEquals(criuFileOpens(dir, "/tmp/out"), []);
     Deno.writeFileSync(`${dir}/files.img`, img.subarray(0, img.length - 3));
-    assertThrows(() => criuFilePositions(dir, "/tmp/out.log"), Error, "truncated");
+    assertThrows(() => criuFileOpens(dir, "/tmp/out.log"), Error, "truncated");
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

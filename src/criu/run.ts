@@ -47,6 +47,12 @@ const HINTS: [RegExp, string][] = [
     "(a copy restored beside it): stop that process, or restore once it is gone",
   ],
   [
+    /File .* has bad size \d+ \(expect \d+\)/,
+    "hint: a file the job had open changed size since the dump (CRIU restores only the file it saw): often " +
+    "a log the original, left running, wrote on; restore once the file is as it was, or without that file " +
+    "open in the job",
+  ],
+  [
     /SEIZE \d+: unsupported stop signal (21|22)\b/,
     "hint: a process of the job is stopped by its terminal (SIGTTIN/SIGTTOU: a background job that read " +
     "from or wrote to it): bring it to the foreground (fg) or send it SIGCONT, then dump",

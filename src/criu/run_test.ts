@@ -83,6 +83,8 @@ Deno.test("criuErrorLines: errors users meet get a hint after them, others none"
   const port =
     "(00.3) 1: Error (criu/sk-inet.c:1040): inet: Can't bind inet socket (id 8): Address already in use";
   assertEquals(criuErrorLines(port)[1].startsWith("hint: the job's TCP port or connection is held"), true);
+  const size = "(00.2) 1: Error (criu/files-reg.c:2151): File tmp/t5.out has bad size 1634 (expect 1478)";
+  assertEquals(criuErrorLines(size)[1].startsWith("hint: a file the job had open changed size"), true);
   // (a managed runc container started with `runc run -d ... > /tmp/out.log`)
   const host = "(00.04) Error (criu/files-reg.c:1741): Can't lookup mount=421 for fd=1 path=/tmp/out.log";
   assertEquals(

@@ -45,7 +45,7 @@ import { type CriuFlags, type JobPlugin, plugin } from "../../plugins/mod.ts";
 import type { CrHost } from "./host.ts";
 import { faultPoint } from "../fault.ts";
 import { sameOpenFile } from "../../sys/mod.ts";
-import { criuFilePositions, criuPipeData } from "../../criu/images.ts";
+import { criuFileOpens, criuPipeData } from "../../criu/images.ts";
 import { exists, type Salvaged, salvageImages, TMP_PREFIX, WORK_SUBDIR } from "./salvage.ts";
 import { runSteps, type Step } from "./steps.ts";
 
@@ -107,17 +107,21 @@ export async function requireCriu(host: CrHost): Promise<{ bin: string; version:
 const O_APPEND = 0o2000;
 
 /**
- * The offset of each output file written at an offset (`> file`, not appending), as CRIU saw it in
- * the frozen tree. Unknown (not one description in files.img): CRIU restores that file itself.
+ * The output files to hand over, checked again against what CRIU saw at the freeze (the tree ran
+ * on after the daemon looked: a reader may have opened the file since): every open of it written
+ * through one description, or all appending; a non-appending one gets its offset at the freeze.
+ * Otherwise (or unreadable) CRIU restores the file itself.
  */
-function offsetsFromImages(c: DumpCtx): void {
+function checkFilesAtFreeze(c: DumpCtx): void {
   for (const [fd, s] of Object.entries(c.stdio)) {
-    if (s.kind !== "file" || s.append !== false) continue;
-    let at: number[] = [];
+    if (s.kind !== "file") continue;
+    let opens: { flags: number; pos: number }[] = [];
     try {
-      at = criuFilePositions(c.tmpDir, s.path);
+      opens = criuFileOpens(c.tmpDir, s.path);
     } catch { /* unreadable: left to CRIU */ }
-    if (at.length === 1) c.stdio[fd] = { ...s, pos: at[0] };
+    const writeOnly = opens.length > 0 && opens.every((o) => (o.flags & 3) === 1);
+    if (writeOnly && s.append !== false && opens.every((o) => (o.flags & O_APPEND) !== 0)) continue;
+    if (writeOnly && s.append === false && opens.length === 1) c.stdio[fd] = { ...s, pos: opens[0].pos };
     else delete c.stdio[fd];
   }
 }
@@ -389,7 +393,7 @@ const steps: Step<DumpCtx>[] = [
       try {
         await runCriu(c.criu, args, join(c.tmpDir, "dump.log"), "criu dump");
         c.imagesTaken = true;
-        offsetsFromImages(c);
+        checkFilesAtFreeze(c);
         const stdin = c.stdio["0"];
         if (c.row?.attachable && stdin?.kind === "pipe" && !stdin.outside) {
           // (its stdin pipe is the daemon's: CRIU saved what waited in it, the restore gives it back)

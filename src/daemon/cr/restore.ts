@@ -368,6 +368,13 @@ const steps: Step<RestoreCtx>[] = [
           fd = s.append === false && s.pos !== undefined && target === path
             ? openWriteAt(target, s.pos)
             : openAppend(target);
+          const size = Deno.statSync(target).size;
+          if (s.append === false && s.pos !== undefined && target === path && size < s.pos) {
+            c.notes.push(
+              `${target} is shorter than where the job was writing (${size} < ${s.pos} bytes: rotated or ` +
+                "truncated since the dump?); it writes on at its offset, after a gap of zero bytes",
+            );
+          }
         } catch (e) {
           throw failedPrecondition((e as Error).message);
         }
@@ -436,10 +443,16 @@ const steps: Step<RestoreCtx>[] = [
           given.add(s.ino);
           let end: number;
           if (fd === "0") {
+            // (what it had not read yet is still read first, then its input ends)
             const p = pipe();
+            const pending = criuPipeData(c.imagesDir, s.ino)?.subarray(0, 64 << 10);
+            if (pending?.length) writeFd(p.write, pending);
             closeFd(p.write);
             end = p.read;
-            c.notes.push("its input ends at once (it took attached clients' input; with -o there are none)");
+            c.notes.push(
+              "its input ends at once (it took attached clients' input; with -o there are none)" +
+                (pending?.length ? `, after the ${pending.length} bytes it had not read yet` : ""),
+            );
           } else {
             try {
               end = openAppend(c.req.log);
@@ -476,7 +489,9 @@ const steps: Step<RestoreCtx>[] = [
         const pending = ino === undefined ? null : criuPipeData(c.imagesDir, ino)?.subarray(0, 64 << 10);
         if (pending?.length) {
           writeFd(made[0].write, pending);
-          c.notes.push(`the ${pending.length} bytes of input it had not read yet are there for it again`);
+          c.notes.push(
+            `the ${pending.length} bytes of input waiting in its pipe, unread, are there for it again`,
+          );
         }
         ({ io: c.io, keep: c.keep } = keptPipes(made[0].write, made[1].read, made[2].read));
         if (!c.row.attachable) {
