@@ -4,6 +4,8 @@
 // `cedana` on PATH that is this checkout.
 import { assert, assertEquals, assertStringIncludes } from "../src/testing/asserts.ts";
 import { MAIN, opts, TestDaemon, withDaemon } from "./helpers.ts";
+import { HAVE_CRIU } from "./cr_helpers.ts";
+import type { DumpResult } from "../src/api/types.ts";
 
 /** A temp dir with a `cedana` wrapper, the three scripts, and what PATH needs to find it. */
 class Shells {
@@ -177,6 +179,14 @@ Deno.test(
       assertEquals(await c("cedana job checkpoint list b"), ["beta-2"]);
       assertEquals((await c("cedana checkpoints ")).sort(), ["alpha", "beta-2"]);
       assertEquals((await c("cedana restore job --attach ")).sort(), ["alpha", "beta-2"]);
+      // checkpoint IDs for `job checkpoint inspect|delete ID` (a dump needs CRIU)
+      if (HAVE_CRIU) {
+        const cp = await d.json<DumpResult>("dump", "job", "alpha", "--leave-running");
+        assertEquals(await c("cedana job checkpoint inspect "), [cp.checkpoint.id]);
+        assertEquals(await c("cedana job checkpoint delete " + cp.checkpoint.id.slice(0, 3)), [
+          cp.checkpoint.id,
+        ]);
+      }
 
       // The root's --address (given before the subcommand) is passed on to `__complete jids`.
       const elsewhere = NO_DAEMON(d);

@@ -1,6 +1,6 @@
 // `cedana completion bash|zsh|fish`: completion scripts generated from the command tree, so a new
 // command, alias or flag is completed without touching this file. JIDs are not known until TAB is
-// pressed: the scripts ask the daemon through the hidden `cedana __complete jids`.
+// pressed: the scripts ask the daemon through the hidden `cedana __complete jids` (and `checkpoints`).
 import { Argument, Command, type Option } from "@commander-js/extra-typings";
 import type { Job } from "../api/types.ts";
 import { invalidArgument } from "../errors.ts";
@@ -11,7 +11,7 @@ export const SHELLS = ["bash", "zsh", "fish"] as const;
 export type Shell = typeof SHELLS[number];
 
 /** What an operand completes to: job IDs from the daemon, its fixed choices, or file names. */
-type ArgKind = "jid" | "choice" | "file";
+type ArgKind = "jid" | "checkpoint" | "choice" | "file";
 
 interface Spec {
   path: string;
@@ -27,8 +27,11 @@ interface Spec {
   passThrough: boolean;
 }
 
-function argKind(a: Argument): ArgKind {
-  return /^jids?$/.test(a.name()) ? "jid" : a.argChoices?.length ? "choice" : "file";
+function argKind(a: Argument, cmd: AnyCommand): ArgKind {
+  if (/^jids?$/.test(a.name())) return "jid";
+  // (`job checkpoint inspect|delete ID`)
+  if (a.name() === "id" && cmd.parent?.name() === "checkpoint") return "checkpoint";
+  return a.argChoices?.length ? "choice" : "file";
 }
 
 function specOf(cmd: AnyCommand): Spec {
@@ -45,7 +48,7 @@ function specOf(cmd: AnyCommand): Spec {
       choices: o.argChoices ?? (o as { completions?: string[] }).completions ?? [],
       description: o.description,
     })),
-    args: cmd.registeredArguments.map((a) => argKind(a) + (a.variadic ? "..." : "")),
+    args: cmd.registeredArguments.map((a) => argKind(a, cmd) + (a.variadic ? "..." : "")),
     argChoices: cmd.registeredArguments.map((a) => a.argChoices ?? []),
     // Commander has no getter for it; without it, `run process sleep --<TAB>` offers cedana's flags.
     passThrough: (cmd as unknown as { _passThroughOptions?: boolean })._passThroughOptions === true,
@@ -208,10 +211,10 @@ ${fn}_items() {
     printf 'words\\n'
     ${fn}_argchoices "$p" "$i"
     ;;
-  jid)
+  jid | checkpoint)
     printf 'jids\\n'
     # Silent and empty when the daemon is down: completion must never print errors.
-    "$${fn}_prog" "\${${fn}_globals[@]}" __complete jids 2>/dev/null
+    "$${fn}_prog" "\${${fn}_globals[@]}" __complete "$kind"s 2>/dev/null
     ;;
   file) printf 'files\\n' ;;
   *) printf 'none\\n' ;;
@@ -407,9 +410,9 @@ function ${fn}_complete
     switch "$kind"
         case choice
             ${fn}_argchoices $cpath $i
-        case jid
+        case jid checkpoint
             # Silent and empty when the daemon is down: completion must never print errors.
-            $prog $globals __complete jids 2>/dev/null
+            $prog $globals __complete {$kind}s 2>/dev/null
         case file
             __fish_complete_path $cur
     end
@@ -473,24 +476,31 @@ export function completeWith<T extends Option>(o: T, values: string[]): T {
   return o;
 }
 
+/**
+ * One ID a line, from a list the daemon gives at `path`. Any failure (daemon down, bad config)
+ * prints nothing: the shell shows no candidates instead of an error in the middle of the command.
+ */
+async function printIds<T>(cmd: AnyCommand, path: string, id: (t: T) => string): Promise<void> {
+  try {
+    const client = clientOf(cmd);
+    try {
+      const items = await client.call<T[]>("GET", path, undefined, 2000);
+      if (items.length) console.log(items.map(id).join("\n"));
+    } finally {
+      client.close();
+    }
+  } catch { /* silent, see above */ }
+}
+
 /** `cedana __complete jids`: what the scripts run at TAB time. Hidden from help, docs and completion. */
 export function completeCommand() {
   const complete = new Command("__complete").description("Values for the shell completion scripts");
   complete.command("jids")
     .description("Print the JIDs of the daemon's jobs, one a line")
-    .action(async (_opts, cmd) => {
-      // Any failure (daemon down, bad config) prints nothing: the shell shows no candidates
-      // instead of an error in the middle of the command line.
-      try {
-        const client = clientOf(cmd);
-        try {
-          const jobs = await client.call<Job[]>("GET", "/v1/jobs", undefined, 2000);
-          if (jobs.length) console.log(jobs.map((j) => j.jid).join("\n"));
-        } finally {
-          client.close();
-        }
-      } catch { /* silent, see above */ }
-    });
+    .action((_opts, cmd) => printIds<Job>(cmd, "/v1/jobs", (j) => j.jid));
+  complete.command("checkpoints")
+    .description("Print the IDs of the daemon's checkpoints, one a line")
+    .action((_opts, cmd) => printIds<{ id: string }>(cmd, "/v1/checkpoints", (c) => c.id));
   // The program's command list registers commands without options; hiding it through a throwaway
   // parent sets commander's hidden flag on the command itself (addCommand documents that), and
   // the real parent's addCommand then takes it over.
