@@ -988,12 +988,37 @@ Deno.test(
     client.kill("SIGINT");
     await client.status;
     await d.ok("dump", "job", "rd");
-    assertStringIncludes(await d.ok("restore", "job", "rd"), "the 11 bytes of input waiting in its pipe");
+    assertStringIncludes(
+      await d.ok("restore", "job", "rd"),
+      "the 11 bytes of input it had not read yet are there",
+    );
     Deno.writeTextFileSync(go, "");
     await waitFor(
       () => existsSync(got) && Deno.readTextFileSync(got) === "got alpha\ngot beta\n",
       "alpha, beta",
     );
+    // more than its pipe holds: the rest waited in the daemon, and comes back too
+    const got3 = `${d.dir}/got3.bin`, go3 = `${d.dir}/go3`;
+    await d.ok(
+      "run",
+      "process",
+      "--attachable",
+      "--jid",
+      "rd3",
+      "--",
+      "sh",
+      "-c",
+      `while [ ! -e ${go3} ]; do sleep 0.05; done; head -c 204800 > ${got3}`,
+    );
+    const bulk = typingClient(d, "rd3");
+    await bulk.stdin.getWriter().write(new Uint8Array(204800).fill(120));
+    await sleep(2000);
+    bulk.kill("SIGINT");
+    await bulk.status;
+    assertStringIncludes(await d.ok("dump", "job", "rd3"), "204800 bytes of input it had not read yet");
+    await d.ok("restore", "job", "rd3");
+    Deno.writeTextFileSync(go3, "");
+    await waitFor(() => existsSync(got3) && Deno.statSync(got3).size === 204800, "all 200 KiB read");
     // restored with -o (no clients: its input ends), it still reads first what it had not read yet
     const got2 = `${d.dir}/got2.txt`, go2 = `${d.dir}/go2`;
     await d.ok(

@@ -36,6 +36,9 @@ export type TtyStdio = {
 /** `outside`: a pipe to a process outside the job (`job | tee`), not the daemon's. */
 export type PipeStdio = { kind: "pipe"; ino: number; outside?: boolean };
 
+/** Input clients sent an attachable job that the daemon still held when it was dumped (not in its pipe). */
+export const STDIN_QUEUED = "stdin-queued.bin";
+
 /** A file the job wrote its output to. `append` false: written at an offset (`> file`), at `pos`. */
 export type FileStdio = { kind: "file"; path: string; append?: boolean; pos?: number };
 

@@ -681,6 +681,14 @@ export class JobService implements CrHost {
     return { op: p.op, step: p.step, bytes, seconds: (Date.now() - p.since) / 1000 };
   }
 
+  queuedInput(jid: string): Uint8Array | null {
+    return this.#hubs.get(jid)?.io.queuedInput?.() ?? null;
+  }
+
+  holdInput(jid: string): () => void {
+    return this.#hubs.get(jid)?.io.holdInput?.() ?? (() => {});
+  }
+
   /** The dumps and restores in progress, for a daemon asked to stop ("dump of job web"). */
   operations(): string[] {
     return [...this.#busy].map(([jid, op]) =>

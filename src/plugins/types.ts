@@ -21,6 +21,10 @@ export interface JobIo {
   /** Input for the job; `done` once it is written (or dropped): clients wait for that (flow control). */
   write(data: Uint8Array, done?: () => void): void;
   endInput(): void;
+  /** Input taken from clients and not in the job's pipe yet (it is not reading): a copy. */
+  queuedInput?(): Uint8Array;
+  /** Writes no input into the job's pipe until the returned function is called. */
+  holdInput?(): () => void;
   resize?(cols: number, rows: number): void;
   /** Stop reading the job's output for now (a client is behind: the job waits on its pipe), and go on. */
   pause?(): void;

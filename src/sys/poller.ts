@@ -197,6 +197,7 @@ export function queuedWriter(fd: number, p: Poller = poller) {
   let stop: (() => void) | null = null; // waiting for the fd to be writable
   let closing: (() => void) | null = null;
   let closed = false;
+  let holds = 0; // (while held, nothing is written: see hold())
   const finish = () => {
     if (!closing) return;
     try {
@@ -207,6 +208,7 @@ export function queuedWriter(fd: number, p: Poller = poller) {
     closing = null;
   };
   const flush = () => {
+    if (holds) return;
     while (queue.length && !failed) {
       const n = writeNow(fd, queue[0].data);
       if (n === -EAGAIN) {
@@ -234,6 +236,29 @@ export function queuedWriter(fd: number, p: Poller = poller) {
       if (failed || closing || closed) return done?.();
       queue.push({ data: data.slice(), done }); // (the caller may reuse its buffer)
       if (!stop) flush();
+    },
+    /**
+     * Writes nothing until the returned function is called (queuing what comes meanwhile): what is
+     * queued stays put, e.g. while the reader is checkpointed.
+     */
+    hold(): () => void {
+      holds++;
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        if (--holds === 0 && !stop) flush();
+      };
+    },
+    /** What is queued and not written yet (a copy). */
+    queued(): Uint8Array {
+      const out = new Uint8Array(queue.reduce((n, q) => n + q.data.length, 0));
+      let at = 0;
+      for (const q of queue) {
+        out.set(q.data, at);
+        at += q.data.length;
+      }
+      return out;
     },
     close(): Promise<void> {
       if (closing || closed) return Promise.resolve();

@@ -46,6 +46,21 @@ Deno.test("poller: a writer queues what a full pipe cannot take, in order, and c
   assertEquals(p.size, 0);
 });
 
+Deno.test("poller: a held writer writes nothing and keeps its queue (a copy on request), then goes on", async () => {
+  const p = new Poller();
+  const q = pipe();
+  const w = queuedWriter(q.write, p);
+  const release = w.hold();
+  w.write(new TextEncoder().encode("held "));
+  w.write(new TextEncoder().encode("input"));
+  assertEquals(new TextDecoder().decode(w.queued()), "held input");
+  closeFd(q.read); // (the reader gone while held, as a job a dump ended: the queue is still there)
+  assertEquals(w.queued().length, 10);
+  release();
+  await w.close(); // (EPIPE once released: dropped, not thrown)
+  assertEquals(p.size, 0);
+});
+
 Deno.test("poller: a writer whose reader is gone drops the rest; a pty's reads end when its slave closes", async () => {
   const p = new Poller();
   const q = pipe();

@@ -18,6 +18,7 @@ import {
   MANIFEST_DRAFT,
   newCheckpointId,
   stampFiles,
+  STDIN_QUEUED,
   type StdioInfo,
   writeManifest,
 } from "../../checkpoint/manifest.ts";
@@ -390,14 +391,21 @@ const steps: Step<DumpCtx>[] = [
         external: c.external,
         extra: parseCriuOpts(c.req.criuOpts),
       });
+      // An attachable job's stdin pipe is the daemon's: CRIU saves what waits in it; what the
+      // daemon still queues for it (the pipe was full) is kept beside. Nothing moves from the one
+      // to the other meanwhile (and nothing is dropped when the dump ends the job).
+      const stdin = c.stdio["0"];
+      const input = c.row?.attachable && stdin?.kind === "pipe" && !stdin.outside ? stdin : null;
+      const releaseInput = input ? c.host.holdInput(c.row!.jid) : () => {};
       try {
         await runCriu(c.criu, args, join(c.tmpDir, "dump.log"), "criu dump");
         c.imagesTaken = true;
         checkFilesAtFreeze(c);
-        const stdin = c.stdio["0"];
-        if (c.row?.attachable && stdin?.kind === "pipe" && !stdin.outside) {
-          // (its stdin pipe is the daemon's: CRIU saved what waited in it, the restore gives it back)
-          const pending = criuPipeData(c.tmpDir, stdin.ino)?.length;
+        if (input) {
+          // (the restore gives both back)
+          const queued = c.host.queuedInput(c.row!.jid) ?? new Uint8Array();
+          if (queued.length) Deno.writeFileSync(join(c.tmpDir, STDIN_QUEUED), queued);
+          const pending = (criuPipeData(c.tmpDir, input.ino)?.length ?? 0) + queued.length;
           if (pending) {
             c.detected.push(`${pending} bytes of input it had not read yet are kept for the restore`);
           }
@@ -411,6 +419,8 @@ const steps: Step<DumpCtx>[] = [
             `; the process ${c.pid} is gone (it died during the dump, or CRIU killed it)`;
         }
         throw e;
+      } finally {
+        releaseInput();
       }
     },
   },

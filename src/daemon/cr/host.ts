@@ -17,6 +17,10 @@ export interface CrHost {
   /** The dump ended the job: tell attached clients, keep the record. */
   /** `checkpoint`: the one that ended the job (a restore must not silently use an older one). */
   dumped(jid: string, checkpoint?: string): void;
+  /** Input clients sent the job that is still queued in the daemon (not in its pipe yet). */
+  queuedInput(jid: string): Uint8Array | null;
+  /** No input goes into the job's pipe until the returned function is called. */
+  holdInput(jid: string): () => void;
   /** Record a restored process for a job and start watching it. */
   restored(row: JobRow, io: JobIo | null, reap: boolean, holdOutput?: boolean): void;
   /** Leave zombie orphans alone until the returned function is called (see JobService). */

@@ -13,6 +13,7 @@ import {
   type Manifest,
   type PipeStdio,
   readManifest,
+  STDIN_QUEUED,
   type TtyStdio,
   verifySizes,
 } from "../../checkpoint/manifest.ts";
@@ -143,6 +144,19 @@ post-resume) : > '${gate}/resumed' ;;
 esac
 exit 0
 `;
+
+/** Input an attachable job had not read when dumped: its pipe's, then what the daemon queued. */
+function unreadInput(imagesDir: string, ino: number): Uint8Array {
+  const inPipe = criuPipeData(imagesDir, ino) ?? new Uint8Array();
+  let queued = new Uint8Array();
+  try {
+    queued = Deno.readFileSync(join(imagesDir, STDIN_QUEUED));
+  } catch { /* none queued */ }
+  const all = new Uint8Array(inPipe.length + queued.length);
+  all.set(inPipe);
+  all.set(queued, inPipe.length);
+  return all;
+}
 
 function isDir(path: string): boolean {
   try {
@@ -445,7 +459,8 @@ const steps: Step<RestoreCtx>[] = [
           if (fd === "0") {
             // (what it had not read yet is still read first, then its input ends)
             const p = pipe();
-            const pending = criuPipeData(c.imagesDir, s.ino)?.subarray(0, 64 << 10);
+            // (at most what a pipe holds: nothing writes the rest once its input has ended)
+            const pending = unreadInput(c.imagesDir, s.ino).subarray(0, 64 << 10);
             if (pending?.length) writeFd(p.write, pending);
             closeFd(p.write);
             end = p.read;
@@ -482,18 +497,16 @@ const steps: Step<RestoreCtx>[] = [
           else closeFd(childEnd);
           if (ino !== undefined) given.add(ino);
         }
-        // Input it had not read when dumped (CRIU saved the pipe's content, but does not put it
-        // back into a pipe it was handed): there again, first. (At most 64 KiB: what a pipe holds
-        // with nobody reading yet; a job dumped with more waiting is rare.)
-        const ino = byFd.get(0);
-        const pending = ino === undefined ? null : criuPipeData(c.imagesDir, ino)?.subarray(0, 64 << 10);
-        if (pending?.length) {
-          writeFd(made[0].write, pending);
-          c.notes.push(
-            `the ${pending.length} bytes of input waiting in its pipe, unread, are there for it again`,
-          );
-        }
+        const ino0 = byFd.get(0);
         ({ io: c.io, keep: c.keep } = keptPipes(made[0].write, made[1].read, made[2].read));
+        // Input it had not read when dumped, there again first: what its pipe held (CRIU saved it,
+        // but puts nothing into a pipe it is handed) and what the daemon still queued for it. The
+        // pipe takes what fits now, the daemon writes the rest as the job reads.
+        const pending = ino0 === undefined ? new Uint8Array() : unreadInput(c.imagesDir, ino0);
+        if (pending.length) {
+          c.io!.write(pending);
+          c.notes.push(`the ${pending.length} bytes of input it had not read yet are there for it again`);
+        }
         if (!c.row.attachable) {
           c.notes.push(
             "its pipe to a process outside it (not in the checkpoint) is the daemon's now: " +

@@ -74,6 +74,8 @@ export function pipesIo(
       inputOpen = false;
       onEndInput();
     },
+    queuedInput: () => w?.queued() ?? new Uint8Array(),
+    holdInput: () => w?.hold() ?? (() => {}),
   };
 }
 
