@@ -6,6 +6,7 @@ import { checkCommand } from "./check.ts";
 import { completeCommand, completionCommand } from "./completion.ts";
 import { checkpointsCommand, dumpCommand, restoreCommand } from "./cr.ts";
 import { daemonCommand } from "./daemon.ts";
+import { commandPath } from "./docs.ts";
 import { attachPidCommand, jobCommand, jobsCommand, psCommand } from "./job.ts";
 import { manageCommand } from "./manage.ts";
 import { execCommand, runCommand } from "./run.ts";
@@ -80,14 +81,16 @@ function helpArgs(program: Command, args: string[]): string[] {
   if (args[0] !== "help" || args.length < 2) return args;
   let cmd = program;
   for (const word of args.slice(1)) {
-    const sub = cmd.commands.find((c) => c.name() === word || c.aliases().includes(word));
-    if (!sub) {
-      const at = cmd === program ? "" : ` ${commandPath(cmd)}`;
-      throw invalidArgument(`unknown command "${word}" (see: cedana${at} --help)`);
-    }
-    cmd = sub as Command;
+    const sub = subcommand(cmd, word);
+    if (!sub) throw invalidArgument(`unknown command "${word}" (see: ${commandPath(cmd).join(" ")} --help)`);
+    cmd = sub;
   }
   return [...args.slice(1), "--help"];
+}
+
+/** The subcommand `word` names (or is an alias of) under `cmd`. */
+function subcommand(cmd: Command, word: string): Command | undefined {
+  return cmd.commands.find((c) => c.name() === word || c.aliases().includes(word)) as Command | undefined;
 }
 
 const GLOBALS = ["--address", "--config-dir"];
@@ -104,11 +107,7 @@ function globalsFirst(program: Command, args: string[]): string[] {
     lead += args[lead].includes("=") ? 1 : 2;
   }
   let i = lead;
-  for (; i < args.length; i++) {
-    const sub = cmd.commands.find((c) => c.name() === args[i] || c.aliases().includes(args[i]));
-    if (!sub) break;
-    cmd = sub as Command;
-  }
+  for (let sub; i < args.length && (sub = subcommand(cmd, args[i])); i++) cmd = sub;
   if (cmd === program || lead > args.length) return args;
   const own = new Set(cmd.options.map((o) => o.long));
   const takesValue = new Set(
@@ -136,12 +135,6 @@ function globalsFirst(program: Command, args: string[]): string[] {
     }
   }
   return moved.length ? [...args.slice(0, lead), ...moved, ...args.slice(lead, i), ...rest] : args;
-}
-
-function commandPath(cmd: Command): string {
-  const names: string[] = [];
-  for (let c: Command | null = cmd; c?.parent; c = c.parent as Command | null) names.unshift(c.name());
-  return names.join(" ");
 }
 
 export async function main(args: string[]): Promise<number> {

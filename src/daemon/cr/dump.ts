@@ -108,10 +108,11 @@ export async function requireCriu(host: CrHost): Promise<{ bin: string; version:
 const O_APPEND = 0o2000;
 
 /**
- * The output files to hand over, checked again against what CRIU saw at the freeze (the tree ran
- * on after the daemon looked: a reader may have opened the file since): every open of it written
- * through one description, or all appending; a non-appending one gets its offset at the freeze.
- * Otherwise (or unreadable) CRIU restores the file itself.
+ * The output files to hand over, decided on what CRIU saw at the freeze (the tree runs on until
+ * then: a reader may open the file after the daemon looked). CRIU gives the one description it is
+ * handed to EVERY open of the path in the tree, so only when all are written through one, or all
+ * append (a reader, or a writer at its own offset, would get the wrong one); a non-appending one
+ * gets its offset at the freeze. Otherwise (or unreadable) CRIU restores the file itself.
  */
 function checkFilesAtFreeze(c: DumpCtx): void {
   for (const [fd, s] of Object.entries(c.stdio)) {
@@ -242,18 +243,10 @@ const steps: Step<DumpCtx>[] = [
         ) {
           // A log file (ours, or any file a process writes its output to) is handed to CRIU at
           // restore, opened as it was: it may have grown in the meantime (CRIU would refuse its
-          // size). CRIU gives that one description to EVERY open of the path in the tree: only
-          // when all are written through it, or all append (a reader, or a writer at its own
-          // offset, would get the wrong one: CRIU restores those files itself).
-          const opens = f.files.filter((x) => x.target === link);
-          const self = opens.find((x) => x.pid === c.pid && x.fd === Number(fd));
-          const append = opens.every((x) => (x.flags & O_APPEND) !== 0);
-          const writeOnly = opens.every((x) => (x.flags & 3) === 1);
-          if (
-            self && writeOnly &&
-            (append || opens.every((x) => sameOpenFile(c.pid, self.fd, x.pid, x.fd) !== false))
-          ) {
-            // (a non-appending one's offset is taken from CRIU's images: it moves until the freeze)
+          // size). Whether it can be is decided on CRIU's images (see checkFilesAtFreeze).
+          const self = f.files.find((x) => x.pid === c.pid && x.fd === Number(fd));
+          if (self) {
+            const append = (self.flags & O_APPEND) !== 0;
             c.stdio[fd] = { kind: "file", path: target, ...(append ? {} : { append: false }) };
           }
         }

@@ -379,13 +379,12 @@ const steps: Step<RestoreCtx>[] = [
         let fd: number;
         try {
           // (a file the job wrote at an offset (`> file`, not appending): opened there again)
-          fd = s.append === false && s.pos !== undefined && target === path
-            ? openWriteAt(target, s.pos)
-            : openAppend(target);
-          const size = Deno.statSync(target).size;
-          if (s.append === false && s.pos !== undefined && target === path && size < s.pos) {
+          const at = s.append === false && target === path ? s.pos : undefined;
+          fd = at !== undefined ? openWriteAt(target, at) : openAppend(target);
+          const size = at !== undefined ? Deno.statSync(target).size : 0;
+          if (at !== undefined && size < at) {
             c.notes.push(
-              `${target} is shorter than where the job was writing (${size} < ${s.pos} bytes: rotated or ` +
+              `${target} is shorter than where the job was writing (${size} < ${at} bytes: rotated or ` +
                 "truncated since the dump?); it writes on at its offset, after a gap of zero bytes",
             );
           }
@@ -461,12 +460,12 @@ const steps: Step<RestoreCtx>[] = [
             const p = pipe();
             // (at most what a pipe holds: nothing writes the rest once its input has ended)
             const pending = unreadInput(c.imagesDir, s.ino).subarray(0, 64 << 10);
-            if (pending?.length) writeFd(p.write, pending);
+            if (pending.length) writeFd(p.write, pending);
             closeFd(p.write);
             end = p.read;
             c.notes.push(
               "its input ends at once (it took attached clients' input; with -o there are none)" +
-                (pending?.length ? `, after the ${pending.length} bytes it had not read yet` : ""),
+                (pending.length ? `, after the ${pending.length} bytes it had not read yet` : ""),
             );
           } else {
             try {
