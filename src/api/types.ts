@@ -246,6 +246,8 @@ export interface RestoreResult {
   criuStats: Record<string, number> | null;
   /** What the user should know about how the job came back (e.g. it has a new terminal). */
   notes?: string[];
+  /** CRIU had been started ahead, when the dump ended the job (see src/daemon/cr/warm.ts). */
+  warm?: boolean;
 }
 
 export interface CheckpointInspect extends CheckpointInfo {

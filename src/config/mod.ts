@@ -11,8 +11,11 @@ export interface Config {
   /** Where log files of non-attachable jobs go by default. */
   output_dir: string;
   db: { path: string };
-  /** verify: "auto" re-hashes only images that changed since this daemon hashed them; "full" always. */
-  checkpoint: { dir: string; compression: string; verify: string };
+  /**
+   * verify: "auto" re-hashes only images that changed since this daemon hashed them; "full" always.
+   * warm_restore: after a dump ends a job, start the CRIU that restores it ahead (see cr/warm.ts).
+   */
+  checkpoint: { dir: string; compression: string; verify: string; warm_restore: boolean };
   /** log_level: CRIU's -v (2: errors and warnings, CRIU's default; 4: everything, ~5% slower dumps). */
   criu: { binary_path: string; leave_running: boolean; log_level: number };
   gpu: { lock_timeout: number };
@@ -31,7 +34,7 @@ export function defaults(): Config {
     log_level: "info",
     output_dir: "/var/log",
     db: { path: "/tmp/cedana.db" },
-    checkpoint: { dir: "/tmp", compression: "none", verify: "auto" },
+    checkpoint: { dir: "/tmp", compression: "none", verify: "auto", warm_restore: true },
     criu: { binary_path: "", leave_running: false, log_level: 2 },
     gpu: { lock_timeout: 10_000 },
     containerd: { address: "/run/containerd/containerd.sock", namespace: "default" },

@@ -176,7 +176,11 @@ export async function runCriu(
   what: string,
   opts: RunCriuOptions = {},
 ): Promise<CriuRun> {
-  const r = await spawnCriu(bin, args, opts).done;
+  return criuOutcome(await spawnCriu(bin, args, opts).done, logPath, what);
+}
+
+/** A finished CRIU run, or the error that quotes its log when it failed. */
+export function criuOutcome(r: CriuRun & { output: string }, logPath: string, what: string): CriuRun {
   if (r.code !== 0) {
     let log: string | null = null;
     try {

@@ -49,11 +49,12 @@ import { processFrozen } from "../sys/freezer.ts";
 import type { CheckpointRow, JobDb, JobRow } from "./db.ts";
 import { detectCompression } from "../checkpoint/archive.ts";
 import type { CrHost } from "./cr/host.ts";
-import { dump as runDump } from "./cr/dump.ts";
+import { dump as runDump, requireCriu } from "./cr/dump.ts";
 import { clearTemps, keeperPids } from "./cr/salvage.ts";
 import { setKeeperTag, stopStrayKeepers } from "./keeper.ts";
 import { type IoKeep, reclaimIo, releaseIo } from "../plugins/process/io.ts";
-import { restore as runRestore } from "./cr/restore.ts";
+import { restore as runRestore, warmCriuArgs } from "./cr/restore.ts";
+import { WarmRestores } from "./cr/warm.ts";
 import { Checksums } from "./cr/checksums.ts";
 import { CudaDriver, findCudaPids } from "../gpu/mod.ts";
 import { IoHub } from "./io_hub.ts";
@@ -156,9 +157,11 @@ export class JobService implements CrHost {
   }
 
   readonly checksums: Checksums;
+  readonly warm: WarmRestores;
 
   constructor(readonly db: JobDb, readonly config: Config, readonly log: Logger) {
     this.checksums = new Checksums(db, log);
+    this.warm = new WarmRestores(this, (m, a) => warmCriuArgs(m, a, config.criu.log_level));
     setKeeperTag(config.db.path);
   }
 
@@ -595,6 +598,7 @@ export class JobService implements CrHost {
       this.#hubs.delete(row.jid);
       this.#sources.delete(row.jid);
       releaseIo(row.details.ioKeepers as IoKeep | undefined);
+      this.warm.drop(row.jid);
       const kept = this.db.listCheckpoints(row.jid).length;
       this.db.deleteJob(row.jid);
       out.deleted.push(row.jid);
@@ -764,7 +768,24 @@ export class JobService implements CrHost {
     } else if (req.pid !== undefined) {
       row = this.db.listJobs().find((r) => r.pid === req.pid && this.#status(r) !== "halted") ?? null;
     } else throw invalidArgument("name a job (jid) or a process (pid) to dump");
-    return await this.#exclusive(row?.jid ?? `pid:${req.pid}`, "dump", () => runDump(this, req, row));
+    const r = await this.#exclusive(row?.jid ?? `pid:${req.pid}`, "dump", () => runDump(this, req, row));
+    if (row && !r.leftRunning && r.checkpoint.compression === "none") this.#prepareRestore(row.jid, r);
+    return r;
+  }
+
+  /** Starts the CRIU for the next restore of a job its dump ended, once the answer is out (warm.ts). */
+  #prepareRestore(jid: string, r: DumpResult): void {
+    setTimeout(async () => {
+      const row = this.db.getJob(jid);
+      if (!row || this.#busy.has(jid) || this.db.listCheckpoints(jid)[0]?.path !== r.checkpoint.path) return;
+      try {
+        const { bin } = await requireCriu(this);
+        if (this.#busy.has(jid)) return; // (a restore came first)
+        this.warm.prepare(row, r.checkpoint.path, readManifest(r.checkpoint.path), bin);
+      } catch (e) {
+        this.log.debug("no warm restore", { jid, error: String(e) });
+      }
+    }, 0);
   }
 
   /** Reports every dump/restore (outcome, duration, bytes) to the listeners (metrics). */
@@ -936,6 +957,7 @@ export class JobService implements CrHost {
       throw failedPrecondition(`checkpoint ${id} is being restored: delete it when that restore ends`);
     }
     await this.checksums.settled(c.path); // the background hasher must not read deleted files
+    this.warm.dropPath(c.path);
     const kept = removeCheckpointFiles(c);
     this.db.deleteCheckpoint(id);
     if (kept) this.log.warn("checkpoint deleted; files at its path kept", { id, path: c.path, why: kept });
@@ -943,6 +965,7 @@ export class JobService implements CrHost {
   }
 
   shutdown(): void {
+    this.warm.dropAll();
     for (const cancel of this.#watchers.values()) cancel();
     this.#watchers.clear();
     this.#exits.close();

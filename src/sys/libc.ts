@@ -220,6 +220,13 @@ export function tryLockFile(path: string): number | null {
   throw new ErrnoError(`flock(${path})`, errno);
 }
 
+/** Bytes waiting to be read in a pipe or FIFO (FIONREAD). */
+export function pendingBytes(fd: number): number {
+  const n = new Int32Array(1);
+  check("ioctl(FIONREAD)", lib().ioctl(fd, 0x541bn, /* FIONREAD */ new Uint8Array(n.buffer)));
+  return n[0];
+}
+
 /** A pipe as raw fds, both ends close-on-exec (children get them only through explicit stdio). */
 export function pipe(): { read: number; write: number } {
   const fds = new Int32Array(2);

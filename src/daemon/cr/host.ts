@@ -4,12 +4,15 @@ import type { JobIo } from "../../plugins/mod.ts";
 import type { JobDb, JobRow } from "../db.ts";
 import type { Logger } from "../log.ts";
 import type { Checksums } from "./checksums.ts";
+import type { WarmRestores } from "./warm.ts";
 
 export interface CrHost {
   db: JobDb;
   config: Config;
   log: Logger;
   checksums: Checksums;
+  /** CRIUs started ahead for the restores of jobs a dump ended. */
+  warm: WarmRestores;
   /** Stop recording the job's exit (CRIU is about to kill it on purpose). */
   unwatch(jid: string): void;
   /** Watch the job's current process again (after a failed or leave-running dump). */

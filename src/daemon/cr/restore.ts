@@ -19,7 +19,7 @@ import {
 } from "../../checkpoint/manifest.ts";
 import { criuPipeData } from "../../criu/images.ts";
 import { restoreArgs } from "../../criu/options.ts";
-import { criuErrorLines, runCriu, spawnCriu } from "../../criu/run.ts";
+import { criuErrorLines, criuOutcome, runCriu, spawnCriu } from "../../criu/run.ts";
 import { readRestoreStats } from "../../criu/stats.ts";
 import { type CedanaError, failedPrecondition, invalidArgument, notFound } from "../../errors.ts";
 import { type IoKeep, keptPipes, keptPty, releaseIo } from "../../plugins/process/io.ts";
@@ -37,6 +37,7 @@ import type { CrHost } from "./host.ts";
 import { runSteps, type Step } from "./steps.ts";
 import { requireCriu } from "./dump.ts";
 import { restoreInSession } from "./session.ts";
+import type { WarmArgs, WarmCriu } from "./warm.ts";
 
 interface RestoreCtx {
   req: RestoreRequest;
@@ -67,6 +68,10 @@ interface RestoreCtx {
   gpuDriver: CudaDriver | null;
   stats: Record<string, number> | null;
   notes: string[];
+  /** The CRIU started ahead for this restore (warm.ts), while the restore may still use it. */
+  warm: WarmCriu | null;
+  /** A warm CRIU restored it. */
+  warmed?: boolean;
 }
 
 function restoreOptions(req: RestoreRequest) {
@@ -251,6 +256,8 @@ const steps: Step<RestoreCtx>[] = [
         ? check()
         : Promise.resolve();
       c.verified.catch(() => {});
+      // (a warm CRIU has no gate: one to hold the tasks at means a CRIU with the action script)
+      if (c.gated) await dropWarm(c);
       // A restore refused at the gate comes after CRIU rebuilt the TCP connections: killing the tree
       // then resets them for good. With established connections, check first.
       if (check && m.criu.flags.tcpEstablished) await c.verified;
@@ -269,6 +276,7 @@ const steps: Step<RestoreCtx>[] = [
     when: (c) => !plugin(c.row.type).restore,
     async run(c) {
       c.pidNamespace = !(await pidsFree(c));
+      if (c.pidNamespace) await dropWarm(c);
       if (c.pidNamespace && shellTty(c.manifest!)) {
         // (CRIU would have to be both the namespace's init and a member of the terminal's session)
         throw failedPrecondition(
@@ -348,6 +356,12 @@ const steps: Step<RestoreCtx>[] = [
           } catch { /* closed */ }
         }
       });
+      if (c.warm) {
+        // (a warm CRIU has the job's output files already: see warm.ts; they are ours to close now)
+        c.inherit.push(...c.warm.inherit);
+        c.childFds.push(...c.warm.childFds.splice(0));
+        return;
+      }
       const give = (fd: number, resource: string) => {
         c.inherit.push({ fd: 3 + c.childFds.length, resource });
         c.childFds.push(fd);
@@ -532,24 +546,17 @@ const steps: Step<RestoreCtx>[] = [
       );
       const pidFile = join(c.workDir, PID_FILE);
       const args = (ns: boolean) =>
-        restoreArgs({
+        criuArgs(m, {
           imagesDir: c.imagesDir,
           workDir: c.workDir,
-          logFile: "restore.log",
+          inherit: c.inherit,
           verbosity: c.host.config.criu.log_level,
-          shellJob: !!m.criu.flags.shellJob,
-          tcpEstablished: !!m.criu.flags.tcpEstablished,
-          fileLocks: !!m.criu.flags.fileLocks,
-          extUnixSk: !!m.criu.flags.extUnixSk,
-          linkRemap: !!m.criu.flags.linkRemap,
           // The script costs CRIU a shell per hook (~6 ms a restore): only when something must
           // wait at the gate, or (in a new PID namespace) to learn that the tasks resumed.
-          actionScript: c.gated || ns ? script : undefined,
-          detach: !ns,
+          script: c.gated || ns ? script : undefined,
+          ns,
           // (a shell job's root is CRIU's child, re-parented to the daemon: see session.ts)
-          restoreSibling: !ns && c.sessionTty === undefined,
-          pidFile: ns ? undefined : pidFile,
-          inheritFds: c.inherit,
+          sibling: !ns && c.sessionTty === undefined,
         });
       c.verified!.then(
         () => Deno.writeTextFileSync(join(gate, "ok"), ""),
@@ -596,15 +603,24 @@ const steps: Step<RestoreCtx>[] = [
           c.pid = Number(Deno.readTextFileSync(pidFile).trim());
         } else if (!c.pidNamespace) {
           try {
-            // (CRIU outlives the daemon: the restore finishes, the next daemon adopts or kills it)
-            await runCriu(c.criu, args(false), logPath, "criu restore", {
-              extraFds: c.childFds,
-              pdeathsig: false,
-              onSpawn: () => {
-                faultPoint("restore-criu-started");
-                faultPointWhen("restore-criu-holding", () => exists(pidFile));
-              },
-            });
+            if (c.warm) {
+              // (started with the same options when the dump ended the job: see warm.ts)
+              const done = c.host.warm.go(c.warm);
+              c.warm = null;
+              c.warmed = true;
+              faultPoint("restore-criu-started");
+              criuOutcome(await done, logPath, "criu restore");
+            } else {
+              // (CRIU outlives the daemon: the restore finishes, the next daemon adopts or kills it)
+              await runCriu(c.criu, args(false), logPath, "criu restore", {
+                extraFds: c.childFds,
+                pdeathsig: false,
+                onSpawn: () => {
+                  faultPoint("restore-criu-started");
+                  faultPointWhen("restore-criu-holding", () => exists(pidFile));
+                },
+              });
+            }
             c.pid = Number(Deno.readTextFileSync(pidFile).trim());
           } catch (e) {
             // A PID can look free in /proc yet still be allocated (someone holds a pidfd of the
@@ -632,6 +648,42 @@ const steps: Step<RestoreCtx>[] = [
     },
   },
 ];
+
+/** CRIU's restore options for checkpoint `m`; `ns`: as init of a new PID namespace. */
+function criuArgs(
+  m: Manifest,
+  o: WarmArgs & { verbosity: number; script?: string; ns: boolean; sibling: boolean },
+): string[] {
+  return restoreArgs({
+    imagesDir: o.imagesDir,
+    workDir: o.workDir,
+    logFile: "restore.log",
+    verbosity: o.verbosity,
+    shellJob: !!m.criu.flags.shellJob,
+    tcpEstablished: !!m.criu.flags.tcpEstablished,
+    fileLocks: !!m.criu.flags.fileLocks,
+    extUnixSk: !!m.criu.flags.extUnixSk,
+    linkRemap: !!m.criu.flags.linkRemap,
+    actionScript: o.script,
+    detach: !o.ns,
+    restoreSibling: o.sibling,
+    pidFile: o.ns ? undefined : join(o.workDir, PID_FILE),
+    inheritFds: o.inherit,
+  });
+}
+
+/** A warm CRIU's options (warm.ts): a restore under the original PIDs, nothing held at a gate. */
+export function warmCriuArgs(m: Manifest, a: WarmArgs, verbosity: number): string[] {
+  return criuArgs(m, { ...a, verbosity, ns: false, sibling: true });
+}
+
+/** The restore will not use its warm CRIU after all (it must wait at a gate, or take new PIDs). */
+async function dropWarm(c: RestoreCtx): Promise<void> {
+  if (!c.warm) return;
+  const w = c.warm;
+  c.warm = null;
+  await c.host.warm.release(w, true);
+}
 
 /**
  * CRIU as init of a new PID namespace (it must stay alive as long as the job runs). The host PID
@@ -745,8 +797,11 @@ export async function restore(
   } catch {
     throw notFound(`checkpoint ${target.path} does not exist`);
   }
-  const workDir = Deno.makeTempDirSync({ dir: host.config.checkpoint.dir, prefix: WORK_PREFIX });
-  host.db.addTemp(workDir, "work");
+  // (a CRIU started ahead when the dump ended the job, if it fits this restore: see warm.ts)
+  const warm = target.isNew ? null : host.warm.take(target.row, target.path, req);
+  const workDir = warm?.workDir ??
+    Deno.makeTempDirSync({ dir: host.config.checkpoint.dir, prefix: WORK_PREFIX });
+  if (!warm) host.db.addTemp(workDir, "work");
   const c: RestoreCtx = {
     req,
     host,
@@ -767,6 +822,7 @@ export async function restore(
     reap: true,
     stats: null,
     notes: [],
+    warm,
   };
   const timings: Record<string, number> = {};
   // a restored container's init is our orphan until recorded (see JobService.pauseReaping)
@@ -784,6 +840,7 @@ export async function restore(
     restored = true;
     faultPoint("restore-before-record");
   } catch (e) {
+    await dropWarm(c);
     // (a plugin's restore holds its keepers in the details: a GPU restore failing after it must
     // release them too, or a keeper outlives the killed job)
     releaseIo(c.keep ?? c.row.details.ioKeepers as IoKeep | undefined);
@@ -847,6 +904,7 @@ export async function restore(
     from: target.path,
     ms: timings.total,
     pidns: c.pidNamespace,
+    warm: !!c.warmed,
   });
   return {
     job: null as never, // filled in by the job service, which renders jobs
@@ -855,5 +913,6 @@ export async function restore(
     timings,
     criuStats: c.stats,
     ...(c.notes.length ? { notes: c.notes } : {}),
+    ...(c.warmed ? { warm: true } : {}),
   };
 }
