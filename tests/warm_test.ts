@@ -1,41 +1,65 @@
-// Warm restores (src/daemon/cr/warm.ts): the CRIU started when a dump ends a job restores it, and
-// one that is not used goes without a trace (no CRIU left waiting, no work dir, no output).
+// Warm CRIUs (src/daemon/cr/warm.ts): the CRIU started when a dump ends a job restores it, the one
+// started for a running job dumps it, and one that is not used goes without a trace (no CRIU left
+// waiting, no work dir, nothing done to the job).
+import { existsSync } from "node:fs";
 import type { DumpResult, RestoreResult } from "../src/api/types.ts";
 import { assert, assertEquals } from "../src/testing/asserts.ts";
 import { assertContinues, crOpts, lastTick, readLog, startWorkload, verify } from "./cr_helpers.ts";
 import { sleep, TestDaemon, waitFor, withDaemon } from "./helpers.ts";
 
-/** CRIU processes working for this daemon (their command lines name its directory). */
-function criusOf(d: TestDaemon): number[] {
+type Op = "restore" | "dump";
+
+/** CRIU processes working for this daemon (their command lines name its directory), by operation. */
+function criusOf(d: TestDaemon, op: Op = "restore"): number[] {
   const out: number[] = [];
   for (const e of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(e.name)) continue;
     try {
       const argv = Deno.readTextFileSync(`/proc/${e.name}/cmdline`).split("\0");
-      if (
-        argv.some((a) => a.endsWith("criu") || a.endsWith("criu.real")) && argv.some((a) => a.includes(d.dir))
-      ) {
-        out.push(Number(e.name));
-      }
+      const criu = argv.findIndex((a) => a.endsWith("/criu") || a.endsWith("criu.real"));
+      if (criu >= 0 && argv[criu + 1] === op && argv.some((a) => a.includes(d.dir))) out.push(Number(e.name));
     } catch { /* gone */ }
   }
   return out;
 }
 
-/** The restores' scratch dirs in the checkpoint dir. */
-function workDirs(d: TestDaemon): string[] {
-  return [...Deno.readDirSync(`${d.dir}/checkpoints`)].map((e) => e.name).filter((n) =>
-    n.startsWith(".cedana-work-")
+/** Scratch dirs in the checkpoint dir: of restores, or of warm dumps (those have a work/ dir). */
+function workDirs(d: TestDaemon, op: Op = "restore"): string[] {
+  const dir = `${d.dir}/checkpoints`;
+  return [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) =>
+    n.startsWith(".cedana-work-") && existsSync(`${dir}/${n}/work`) === (op === "dump")
   );
 }
 
-/** After a dump ended the job: its CRIU is there, waiting. */
-async function warmUp(d: TestDaemon): Promise<number> {
-  return await waitFor(() => criusOf(d)[0], "the CRIU started ahead");
+/** Whether CRIU `pid` has a file open whose path ends with `tail`. */
+function holds(pid: number, tail: string): boolean {
+  try {
+    return [...Deno.readDirSync(`/proc/${pid}/fd`)].some((e) => {
+      try {
+        return Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`).endsWith(tail);
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return false;
+  }
 }
 
-async function noneLeft(d: TestDaemon, what: string): Promise<void> {
-  await waitFor(() => !criusOf(d).length && !workDirs(d).length, `no CRIU or work dir left (${what})`, 5000);
+/** A CRIU started ahead for the job's next restore (or dump) is there, waiting (a dump's: at its FIFO). */
+async function warmUp(d: TestDaemon, op: Op = "restore"): Promise<number> {
+  return await waitFor(
+    () => criusOf(d, op).find((p) => op === "restore" || holds(p, "/work/irmap-cache")),
+    `the CRIU started ahead (${op})`,
+  );
+}
+
+async function noneLeft(d: TestDaemon, what: string, op: Op = "restore"): Promise<void> {
+  await waitFor(
+    () => !criusOf(d, op).length && !workDirs(d, op).length,
+    `no ${op} CRIU or work dir left (${what})`,
+    5000,
+  );
 }
 
 Deno.test(
@@ -139,10 +163,10 @@ Deno.test(
 );
 
 Deno.test(
-  "checkpoint.warm_restore=false: no CRIU is started ahead",
+  "checkpoint.warm=false: no CRIU is started ahead",
   crOpts,
   async () => {
-    const d = new TestDaemon({ CEDANA_CHECKPOINT_WARM_RESTORE: "false" });
+    const d = new TestDaemon({ CEDANA_CHECKPOINT_WARM: "false" });
     await d.start();
     try {
       const job = await startWorkload(d, "n", "counter");
@@ -153,6 +177,90 @@ Deno.test(
       const r = await d.json<RestoreResult>("restore", "job", "n");
       assertEquals(r.warm, undefined);
       await assertContinues(job.log!, before);
+    } finally {
+      await d.cleanup();
+    }
+  },
+);
+
+Deno.test(
+  "a dump of a job that has run a moment uses the CRIU started ahead; so does the next after a restore",
+  crOpts,
+  withDaemon(async (d) => {
+    const job = await startWorkload(d, "wd", "memory", "32");
+    for (let i = 0; i < 2; i++) {
+      await warmUp(d, "dump");
+      const before = lastTick(readLog(job.log!));
+      const r = await d.json<DumpResult>("dump", "job", "wd");
+      assertEquals(r.warm, true, "dumped by the CRIU started ahead");
+      assert(r.criuStats?.frozenTimeUs, "CRIU's stats are with the checkpoint");
+      const files = [...Deno.readDirSync(r.checkpoint.path)].map((e) => e.name);
+      assert(!files.includes("irmap-cache"), `the FIFO stayed out of the checkpoint: ${files}`);
+      await noneLeft(d, "after the dump", "dump");
+      await d.ok("restore", "job", "wd");
+      await assertContinues(job.log!, before);
+    }
+    await verify(d, "wd", job.log!);
+  }),
+);
+
+Deno.test(
+  "a CRIU started ahead for a dump is not used when the dump asks for more or the job changed, and goes",
+  crOpts,
+  withDaemon(async (d) => {
+    // --leave-running: not the options it was started with
+    const job = await startWorkload(d, "wl", "counter");
+    await warmUp(d, "dump");
+    let r = await d.json<DumpResult>("dump", "job", "wl", "--leave-running");
+    assertEquals(r.warm, undefined);
+    // the job keeps running, and gets a new one
+    await warmUp(d, "dump");
+    // (one at a time; a CRIU probing the kernel has a child for a moment)
+    await waitFor(() => criusOf(d, "dump").length === 1, "one warm dump");
+    // the job took a file lock after it was started: the dump needs --file-locks now
+    const lock = `${d.dir}/lockfile`;
+    const sh = await d.json<{ jid: string; log: string }>(
+      "run",
+      "process",
+      "--jid",
+      "lk",
+      "--",
+      "sh",
+      "-c",
+      `i=0; while :; do echo tick $i; i=$((i+1)); [ $i = 8 ] && exec 9>>${lock} && flock 9; sleep 0.2; done`,
+    );
+    await warmUp(d, "dump");
+    await waitFor(() => lastTick(readLog(sh.log)) >= 9, "the lock taken");
+    r = await d.json<DumpResult>("dump", "job", "lk");
+    assertEquals(r.warm, undefined);
+    assert(r.detected.some((l) => l.includes("--file-locks")), r.detected.join("; "));
+    await d.ok("restore", "job", "lk");
+    const before = lastTick(readLog(sh.log));
+    await waitFor(() => lastTick(readLog(sh.log)) > before + 1, "the shell ticks on");
+    // a job that exits, or is killed: its warm dump goes
+    await d.ok("job", "kill", "wl", "lk");
+    await noneLeft(d, "jobs killed", "dump");
+    assert(lastTick(readLog(job.log!)) > 0);
+  }),
+);
+
+Deno.test(
+  "a CRIU started ahead for a dump dies with its daemon, even killed, and never touches the job",
+  crOpts,
+  async () => {
+    const d = new TestDaemon();
+    await d.start();
+    try {
+      const job = await startWorkload(d, "k", "counter");
+      await warmUp(d, "dump");
+      const dirs = workDirs(d, "dump");
+      await d.stop("SIGKILL");
+      await waitFor(() => !criusOf(d, "dump").length, "the waiting CRIU died with its daemon", 5000);
+      const before = lastTick(readLog(job.log!));
+      await waitFor(() => lastTick(readLog(job.log!)) > before + 2, "the job runs on, never frozen");
+      await d.start();
+      await waitFor(() => dirs.every((n) => !existsSync(`${d.dir}/checkpoints/${n}`)), "its dir cleared");
+      await verify(d, "k", job.log!);
     } finally {
       await d.cleanup();
     }

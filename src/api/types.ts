@@ -214,6 +214,8 @@ export interface DumpResult {
   criuStats: Record<string, number> | null;
   /** GPU jobs: the CUDA processes checkpointed and the GPU memory moved into host memory. */
   gpu?: { pids: number[]; total: number };
+  /** CRIU had been started ahead, when the daemon began watching the job (src/daemon/cr/warm_dump.ts). */
+  warm?: boolean;
 }
 
 export interface RestoreRequest {

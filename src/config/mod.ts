@@ -13,9 +13,9 @@ export interface Config {
   db: { path: string };
   /**
    * verify: "auto" re-hashes only images that changed since this daemon hashed them; "full" always.
-   * warm_restore: after a dump ends a job, start the CRIU that restores it ahead (see cr/warm.ts).
+   * warm: start the CRIU of a job's next dump or restore ahead (see daemon/cr/warm.ts).
    */
-  checkpoint: { dir: string; compression: string; verify: string; warm_restore: boolean };
+  checkpoint: { dir: string; compression: string; verify: string; warm: boolean };
   /** log_level: CRIU's -v (2: errors and warnings, CRIU's default; 4: everything, ~5% slower dumps). */
   criu: { binary_path: string; leave_running: boolean; log_level: number };
   gpu: { lock_timeout: number };
@@ -34,7 +34,7 @@ export function defaults(): Config {
     log_level: "info",
     output_dir: "/var/log",
     db: { path: "/tmp/cedana.db" },
-    checkpoint: { dir: "/tmp", compression: "none", verify: "auto", warm_restore: true },
+    checkpoint: { dir: "/tmp", compression: "none", verify: "auto", warm: true },
     criu: { binary_path: "", leave_running: false, log_level: 2 },
     gpu: { lock_timeout: 10_000 },
     containerd: { address: "/run/containerd/containerd.sock", namespace: "default" },

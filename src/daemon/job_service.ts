@@ -49,12 +49,13 @@ import { processFrozen } from "../sys/freezer.ts";
 import type { CheckpointRow, JobDb, JobRow } from "./db.ts";
 import { detectCompression } from "../checkpoint/archive.ts";
 import type { CrHost } from "./cr/host.ts";
-import { dump as runDump, requireCriu } from "./cr/dump.ts";
+import { dump as runDump, plainDumpArgs, requireCriu } from "./cr/dump.ts";
 import { clearTemps, keeperPids } from "./cr/salvage.ts";
 import { setKeeperTag, stopStrayKeepers } from "./keeper.ts";
 import { type IoKeep, reclaimIo, releaseIo } from "../plugins/process/io.ts";
 import { restore as runRestore, warmCriuArgs } from "./cr/restore.ts";
-import { WarmRestores } from "./cr/warm.ts";
+import { WarmRestores } from "./cr/warm_restore.ts";
+import { WarmDumps } from "./cr/warm_dump.ts";
 import { Checksums } from "./cr/checksums.ts";
 import { CudaDriver, findCudaPids } from "../gpu/mod.ts";
 import { IoHub } from "./io_hub.ts";
@@ -127,6 +128,9 @@ export interface OperationEvent {
   reason: string | null;
 }
 
+/** How long a job runs before the CRIU of its next dump is started (see #prepareDump). */
+const WARM_DUMP_AFTER_MS = 1000;
+
 export class JobService implements CrHost {
   readonly #hubs = new Map<string, IoHub>();
   /** Cancels the exit watch of each job being watched. */
@@ -158,10 +162,12 @@ export class JobService implements CrHost {
 
   readonly checksums: Checksums;
   readonly warm: WarmRestores;
+  readonly warmDumps: WarmDumps;
 
   constructor(readonly db: JobDb, readonly config: Config, readonly log: Logger) {
     this.checksums = new Checksums(db, log);
     this.warm = new WarmRestores(this, (m, a) => warmCriuArgs(m, a, config.criu.log_level));
+    this.warmDumps = new WarmDumps(this, (row, dir) => plainDumpArgs(this, row, dir));
     setKeeperTag(config.db.path);
   }
 
@@ -330,6 +336,7 @@ export class JobService implements CrHost {
     const { jid, pid } = row;
     if (pid === null) return;
     this.#watchers.get(jid)?.();
+    this.#prepareDump(jid, pid);
     const src = this.#sources.get(jid);
     const source = src?.pid === pid ? src : undefined;
     let cancelled = false;
@@ -342,6 +349,7 @@ export class JobService implements CrHost {
         return;
       }
       this.#watchers.delete(jid);
+      this.warmDumps.drop(jid);
       if (this.#sources.get(jid)?.pid === pid) this.#sources.delete(jid);
       // Not our child, so its status is unknown; but SIGKILL cannot be caught: one this daemon
       // sent is what ended it (`job kill` of an adopted process or container).
@@ -381,6 +389,25 @@ export class JobService implements CrHost {
       cancelled = true;
       cancel();
     });
+  }
+
+  /**
+   * Starts the CRIU of the job's next dump (warm_dump.ts) once it has run a moment: not while it
+   * starts up, nor while the command that started or restored it is still printing and exiting.
+   */
+  #prepareDump(jid: string, pid: number): void {
+    if (!this.config.checkpoint.warm) return;
+    const t = setTimeout(async () => {
+      const row = this.db.getJob(jid);
+      if (!row || row.pid !== pid || row.state !== "running" || this.#busy.has(jid)) return;
+      try {
+        const { bin } = await requireCriu(this);
+        if (!this.#busy.has(jid) && this.#watchers.has(jid)) this.warmDumps.prepare(row, bin);
+      } catch (e) {
+        this.log.debug("no warm dump", { jid, error: String(e) });
+      }
+    }, WARM_DUMP_AFTER_MS);
+    Deno.unrefTimer(t);
   }
 
   /** Still to be watched: there, zombies included (their exit status is yet to be collected). */
@@ -599,6 +626,7 @@ export class JobService implements CrHost {
       this.#sources.delete(row.jid);
       releaseIo(row.details.ioKeepers as IoKeep | undefined);
       this.warm.drop(row.jid);
+      this.warmDumps.drop(row.jid);
       const kept = this.db.listCheckpoints(row.jid).length;
       this.db.deleteJob(row.jid);
       out.deleted.push(row.jid);
@@ -966,6 +994,7 @@ export class JobService implements CrHost {
 
   shutdown(): void {
     this.warm.dropAll();
+    this.warmDumps.dropAll();
     for (const cancel of this.#watchers.values()) cancel();
     this.#watchers.clear();
     this.#exits.close();

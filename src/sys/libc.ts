@@ -29,6 +29,7 @@ const SYMBOLS = {
   splice: { parameters: ["i32", "pointer", "i32", "pointer", "usize", "u32"], result: "isize" },
   lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
   waitid: { parameters: ["i32", "u32", "buffer", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   flock: { parameters: ["i32", "i32"], result: "i32" },
@@ -218,6 +219,17 @@ export function tryLockFile(path: string): number | null {
   closeFd(fd);
   if (errno === EWOULDBLOCK) return null;
   throw new ErrnoError(`flock(${path})`, errno);
+}
+
+/**
+ * Makes a FIFO at `path` (0600) and opens it read-write, close-on-exec: that never blocks, and the
+ * FIFO has a writer for as long as this process holds the fd (a reader waits for data until then).
+ */
+export function openFifo(path: string): number {
+  const O_RDWR = 2, O_CLOEXEC = 0o2000000;
+  const name = new TextEncoder().encode(path + "\0");
+  if (lib().mkfifo(name, 0o600) !== 0) throw new ErrnoError(`mkfifo(${path})`, lastErrno());
+  return check(`open(${path})`, lib().open(name, O_RDWR | O_CLOEXEC, 0));
 }
 
 /** Bytes waiting to be read in a pipe or FIFO (FIONREAD). */

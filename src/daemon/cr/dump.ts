@@ -26,7 +26,8 @@ import { inspectTree, pipeLeavesTree, type TreeFacts, ttyExternalId } from "../.
 import { criuVersion, findCriu, MIN_CRIU, versionAtLeast } from "../../criu/mod.ts";
 import { criuConfigFile, dumpArgs, parseCriuOpts } from "../../criu/options.ts";
 import { checkCriuOpts } from "../../criu/check_opts.ts";
-import { runCriu } from "../../criu/run.ts";
+import { criuOutcome, runCriu } from "../../criu/run.ts";
+import type { WarmDump } from "./warm_dump.ts";
 import { readDumpStats } from "../../criu/stats.ts";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, osReason } from "../../errors.ts";
 import {
@@ -83,6 +84,10 @@ interface DumpCtx {
   size: number;
   time: number;
   stats: Record<string, number> | null;
+  /** The CRIU started ahead for this dump (warm_dump.ts), while the dump may still use it. */
+  warm?: WarmDump | null;
+  /** A warm CRIU dumped it. */
+  warmed?: boolean;
 }
 
 const versionCache = new Map<string, string>();
@@ -256,7 +261,7 @@ const steps: Step<DumpCtx>[] = [
   },
   {
     name: "prepare",
-    run(c, undo) {
+    async run(c, undo) {
       const inside = enclosingCheckpoint(c.baseDir);
       if (inside) throw invalidArgument(`${c.baseDir} is inside checkpoint ${inside}: choose another --dir`);
       try {
@@ -273,9 +278,19 @@ const steps: Step<DumpCtx>[] = [
           if (!(e instanceof Deno.errors.NotFound)) throw e;
         }
       }
+      if (c.warm && !c.host.warmDumps.fits(c.warm, (dir) => criuDumpArgs(c, dir))) {
+        // (the job changed since it was started: other options now)
+        await c.host.warmDumps.release(c.warm);
+        c.warm = null;
+      }
+      if (c.warm) {
+        const w = c.warm;
+        undo(() => c.host.warmDumps.release(w));
+      }
       // 0700: the images hold the job's whole memory
       try {
-        Deno.mkdirSync(c.tmpDir, { mode: 0o700 });
+        if (c.warm) c.host.warmDumps.adopt(c.warm, c.tmpDir); // (its images dir, 0700 too)
+        else Deno.mkdirSync(c.tmpDir, { mode: 0o700 });
       } catch (e) {
         // (another dump with this --name, right now)
         if (e instanceof Deno.errors.AlreadyExists) {
@@ -374,16 +389,7 @@ const steps: Step<DumpCtx>[] = [
         }
         return;
       }
-      const args = dumpArgs({
-        pid: c.pid,
-        imagesDir: c.tmpDir,
-        logFile: "dump.log",
-        verbosity: c.host.config.criu.log_level,
-        leaveRunning: !!c.req.leaveRunning,
-        ...c.flags,
-        external: c.external,
-        extra: parseCriuOpts(c.req.criuOpts),
-      });
+      const args = criuDumpArgs(c, c.tmpDir);
       // An attachable job's stdin pipe is the daemon's: CRIU saves what waits in it; what the
       // daemon still queues for it (the pipe was full) is kept beside. Nothing moves from the one
       // to the other meanwhile (and nothing is dropped when the dump ends the job).
@@ -391,7 +397,17 @@ const steps: Step<DumpCtx>[] = [
       const input = c.row?.attachable && stdin?.kind === "pipe" && !stdin.outside ? stdin : null;
       const releaseInput = input ? c.host.holdInput(c.row!.jid) : () => {};
       try {
-        await runCriu(c.criu, args, join(c.tmpDir, "dump.log"), "criu dump");
+        if (c.warm) {
+          // (started with these options when the daemon began watching the job: see warm_dump.ts)
+          const w = c.warm;
+          c.warm = null;
+          c.warmed = true;
+          try {
+            criuOutcome(await c.host.warmDumps.go(w), join(c.tmpDir, "dump.log"), "criu dump");
+          } finally {
+            await c.host.warmDumps.release(w, c.tmpDir);
+          }
+        } else await runCriu(c.criu, args, join(c.tmpDir, "dump.log"), "criu dump");
         c.imagesTaken = true;
         checkFilesAtFreeze(c);
         if (input) {
@@ -584,6 +600,44 @@ function runtimeExtras(req: DumpRequest): string[] {
   ];
 }
 
+/** CRIU's options for this dump, with its images in `imagesDir`. */
+function criuDumpArgs(c: DumpCtx, imagesDir: string): string[] {
+  return dumpArgs({
+    pid: c.pid,
+    imagesDir,
+    logFile: "dump.log",
+    verbosity: c.host.config.criu.log_level,
+    leaveRunning: !!c.req.leaveRunning,
+    ...c.flags,
+    external: c.external,
+    extra: parseCriuOpts(c.req.criuOpts),
+  });
+}
+
+/**
+ * The options a plain `cedana dump job` of `row` would give CRIU now (its inspection of the job,
+ * as the dump runs it), or null when that dump would be refused: for a warm dump (warm_dump.ts).
+ */
+export function plainDumpArgs(host: CrHost, row: JobRow, imagesDir: string): string[] | null {
+  const c = {
+    req: { jid: row.jid, leaveRunning: false },
+    host,
+    row,
+    pid: row.pid!,
+    plugin: plugin(row.type),
+    flags: { shellJob: false, tcpEstablished: false, fileLocks: false, extUnixSk: false, linkRemap: false },
+    external: [],
+    stdio: {},
+    detected: [],
+  } as unknown as DumpCtx;
+  try {
+    steps.find((s) => s.name === "inspect")!.run(c, () => {});
+  } catch {
+    return null;
+  }
+  return criuDumpArgs(c, imagesDir);
+}
+
 export async function dump(host: CrHost, request: DumpRequest, row: JobRow | null): Promise<DumpResult> {
   // config criu.leave_running is the default of --leave-running
   const req = { ...request, leaveRunning: request.leaveRunning ?? host.config.criu.leave_running };
@@ -689,6 +743,8 @@ export async function dump(host: CrHost, request: DumpRequest, row: JobRow | nul
     size: 0,
     time,
     stats: null,
+    // (a CRIU started ahead for this job's next dump, if it fits this one: see warm_dump.ts)
+    warm: row ? host.warmDumps.take(row, req) : null,
   };
   const timings: Record<string, number> = {};
   try {
@@ -696,6 +752,7 @@ export async function dump(host: CrHost, request: DumpRequest, row: JobRow | nul
       if (row) host.progress(row.jid, "dump", step, step === "compress" ? undefined : c.tmpDir);
     });
   } catch (e) {
+    if (c.warm) await host.warmDumps.release(c.warm); // (refused before it got to use it)
     const s = c.salvaged;
     if (s && s.kind !== "useless" && e instanceof Error) {
       e.message += s.kind === "recorded"
@@ -716,7 +773,7 @@ export async function dump(host: CrHost, request: DumpRequest, row: JobRow | nul
     timings.criu_memdump_time = c.stats.memdumpTimeUs / 1000;
     timings.criu_memwrite_time = c.stats.memwriteTimeUs / 1000;
   }
-  host.log.info("dumped", { jid: row?.jid, pid, path: c.finalPath, ms: timings.total });
+  host.log.info("dumped", { jid: row?.jid, pid, path: c.finalPath, ms: timings.total, warm: !!c.warmed });
   return {
     checkpoint: {
       id: c.id,
@@ -731,5 +788,6 @@ export async function dump(host: CrHost, request: DumpRequest, row: JobRow | nul
     gpu: c.gpu ? { pids: c.gpu.pids, total: c.gpu.manifest.total } : undefined,
     timings,
     criuStats: c.stats,
+    ...(c.warmed ? { warm: true } : {}),
   };
 }

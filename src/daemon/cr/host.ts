@@ -4,7 +4,8 @@ import type { JobIo } from "../../plugins/mod.ts";
 import type { JobDb, JobRow } from "../db.ts";
 import type { Logger } from "../log.ts";
 import type { Checksums } from "./checksums.ts";
-import type { WarmRestores } from "./warm.ts";
+import type { WarmDumps } from "./warm_dump.ts";
+import type { WarmRestores } from "./warm_restore.ts";
 
 export interface CrHost {
   db: JobDb;
@@ -13,6 +14,8 @@ export interface CrHost {
   checksums: Checksums;
   /** CRIUs started ahead for the restores of jobs a dump ended. */
   warm: WarmRestores;
+  /** CRIUs started ahead for the dumps of running jobs. */
+  warmDumps: WarmDumps;
   /** Stop recording the job's exit (CRIU is about to kill it on purpose). */
   unwatch(jid: string): void;
   /** Watch the job's current process again (after a failed or leave-running dump). */

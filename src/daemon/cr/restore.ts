@@ -37,7 +37,7 @@ import type { CrHost } from "./host.ts";
 import { runSteps, type Step } from "./steps.ts";
 import { requireCriu } from "./dump.ts";
 import { restoreInSession } from "./session.ts";
-import type { WarmArgs, WarmCriu } from "./warm.ts";
+import type { WarmArgs, WarmCriu } from "./warm_restore.ts";
 
 interface RestoreCtx {
   req: RestoreRequest;

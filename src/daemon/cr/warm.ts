@@ -1,256 +1,107 @@
-// Warm restores. A restore's CRIU spends its first ~25-30 ms (on a 2-core VM) before it reads one
-// image: it starts, loads its libraries and probes the kernel (it creates a network namespace and
-// a veth pair among other things; CRIU keeps what it learns only where /run is a tmpfs). Right
-// after a dump ends a job, the daemon starts the CRIU that will restore it and lets it get that far:
-// CRIU is given a staging images dir of links to the checkpoint's files, but inventory.img (the
-// first image CRIU reads) leads to a pipe the daemon holds (/proc/<daemon>/fd/N), so CRIU waits
-// there. `cedana restore job` then puts the real inventory there (a link to it replaces that one,
-// and the pipe gets its bytes, for a CRIU that opened the pipe already) and CRIU goes straight on.
-//
-// Nothing of the job exists before that, so a warm CRIU that is not wanted just goes: the link is
-// removed and the pipe closed, and CRIU reads end-of-file or finds no inventory, and exits having
-// done nothing. So it does when the daemon dies, even killed: the kernel closes the pipe, and
-// /proc/<daemon> is gone. (Not a FIFO: one that no process holds open blocks its opener forever.)
-// Only the plain case is prepared: a process job whose output goes to a log appended to (no
-// terminal, no pipes, no GPU), restored as it was dumped (`cedana restore job JID`, its latest
-// checkpoint, uncompressed, trusted without re-hashing, its PIDs free). Anything else finds no
-// warm CRIU, or drops it, and restores as before.
+// Warm CRIUs. CRIU spends its first ~25 ms (on a 2-core VM) before it does anything to a process
+// or reads a checkpoint: it starts, loads its libraries and probes the kernel (it makes a network
+// namespace and a veth pair among other things; it keeps what it learns only where /run is a
+// tmpfs). So the daemon starts the CRIU of a job's next dump (warm_dump.ts) or restore
+// (warm_restore.ts) ahead, with the options that operation will use, and holds it at the first file
+// it reads, which leads to a pipe or FIFO of the daemon's. The dump or restore then lets it go on,
+// and costs only its own work. A warm CRIU whose operation asks for something else (other options,
+// another checkpoint, the job changed) is ended, having done nothing, and the operation runs as
+// before. Config checkpoint.warm turns this off.
 
-import { join } from "node:path";
-import type { RestoreRequest } from "../../api/types.ts";
-import type { FileStdio, Manifest } from "../../checkpoint/manifest.ts";
-import { type CriuRun, spawnCriu } from "../../criu/run.ts";
-import { closeFd, openAppend, pendingBytes, pipe, writeFd } from "../../sys/mod.ts";
-import type { JobRow } from "../db.ts";
-import type { CrHost } from "./host.ts";
-import { WORK_PREFIX } from "./salvage.ts";
+import type { CriuRun } from "../../criu/run.ts";
+import { closeFd, pendingBytes } from "../../sys/mod.ts";
 
-/** A warm CRIU is dropped after this long unused (it holds the job's log open). */
-const WARM_TTL_MS = 10 * 60_000;
-/** At most this many at once (the oldest goes). */
-const WARM_MAX = 4;
-const INVENTORY = "inventory.img";
-const STAGING = "images";
-
-export interface WarmCriu {
+/** What every warm CRIU is. */
+export interface Held {
   jid: string;
-  /** The checkpoint it restores. */
-  path: string;
-  /** The job's log as it was when this was prepared. */
-  log: string;
-  /** The files CRIU was handed (the job's output), with the inode each fd has open. */
-  files: { path: string; ino: number }[];
-  workDir: string;
-  /** The images dir CRIU was given (links to the checkpoint's files, and to the pipe). */
-  staging: string;
   run: { pid: number; done: Promise<CriuRun & { output: string }> };
-  /** The pipe inventory.img leads to until the restore; null once closed. */
-  wait: { read: number; write: number } | null;
-  /** The fds CRIU was handed (--inherit-fd), as the daemon holds them until the restore ends. */
-  childFds: number[];
-  inherit: { fd: number; resource: string }[];
+  /** CRIU has exited (used, failed, or ended). */
   exited: boolean;
   timer: number;
 }
 
-/** The CRIU options a restore of this checkpoint uses with no gate, under its own PIDs (restore.ts). */
-export interface WarmArgs {
-  imagesDir: string;
-  workDir: string;
-  inherit: { fd: number; resource: string }[];
+/** Warm CRIUs by job, each dropped after `ttlMs` unused (0: kept); at most `max` (the oldest goes). */
+export class WarmPool<W extends Held> {
+  readonly #byJid = new Map<string, W>();
+
+  constructor(readonly ttlMs: number, readonly max: number, readonly end: (w: W) => Promise<void>) {}
+
+  add(w: W): void {
+    this.drop(w.jid);
+    if (this.ttlMs) {
+      w.timer = setTimeout(() => this.drop(w.jid), this.ttlMs) as unknown as number;
+      Deno.unrefTimer(w.timer);
+    }
+    // (one that ends on its own, before anything wanted it, is cleared away)
+    w.run.done.then(() => {
+      w.exited = true;
+      if (this.#byJid.get(w.jid) === w) this.drop(w.jid);
+    });
+    this.#byJid.set(w.jid, w);
+    if (this.#byJid.size > this.max) this.drop(this.#byJid.keys().next().value!);
+  }
+
+  /** Out of the pool: the caller uses it or ends it. */
+  take(jid: string): W | null {
+    const w = this.#byJid.get(jid);
+    if (!w) return null;
+    this.#byJid.delete(jid);
+    clearTimeout(w.timer);
+    return w;
+  }
+
+  has(jid: string): boolean {
+    return this.#byJid.has(jid);
+  }
+
+  get full(): boolean {
+    return this.#byJid.size >= this.max;
+  }
+
+  drop(jid: string): void {
+    const w = this.take(jid);
+    if (w) this.end(w);
+  }
+
+  dropWhere(pred: (w: W) => boolean): void {
+    for (const w of [...this.#byJid.values()]) if (pred(w)) this.drop(w.jid);
+  }
 }
 
-type ArgsOf = (m: Manifest, a: WarmArgs) => string[];
-
-/** A restore that asks for nothing but the job back as it was dumped. */
-export function plainRestore(req: RestoreRequest, path: string): boolean {
-  const { jid: _j, path: p, ...rest } = req;
-  return (p === undefined || p === path) && Object.values(rest).every((v) => v === undefined || v === false);
+/**
+ * Closes the daemon's ends of a pipe or FIFO once CRIU has read what was written into it (or has
+ * exited): closed before CRIU opened it, it would drop what it holds.
+ */
+export function closeWhenRead(w: Held, wait: { read: number; write: number }): void {
+  (async () => {
+    // (a dump's CRIU reads on to end-of-file: as soon as it has read, it is waiting for that)
+    while (!w.exited && pendingBytes(wait.read) > 0) await new Promise((r) => setTimeout(r, 0));
+    closeFd(wait.read);
+    if (wait.write !== wait.read) closeFd(wait.write);
+  })();
 }
 
-function inode(path: string): number | null {
+/** Waits for a warm CRIU that was told to end (`kill`: SIGKILL now); SIGKILL if not gone within `ms`. */
+export async function endRun(w: Held, ms: number, kill = false): Promise<void> {
+  const hard = () => {
+    if (w.exited) return; // (its PID may be another process's by now)
+    try {
+      // (its process group: CRIU leads one, and a child it forked to probe the kernel would be
+      // left stopped for ever without it)
+      Deno.kill(-w.run.pid, "SIGKILL");
+    } catch { /* gone */ }
+  };
+  if (kill) hard();
+  const t = setTimeout(hard, ms);
+  await w.run.done;
+  w.exited = true;
+  clearTimeout(t);
+}
+
+export function inode(path: string): number | null {
   try {
     return Deno.statSync(path).ino ?? null;
   } catch {
     return null;
-  }
-}
-
-export class WarmRestores {
-  readonly #byJid = new Map<string, WarmCriu>();
-
-  constructor(readonly host: CrHost, readonly argsOf: ArgsOf) {}
-
-  /** After a dump ended job `row` with checkpoint `path` (never throws: a warm CRIU is a bonus). */
-  prepare(row: JobRow, path: string, manifest: Manifest, criu: string): void {
-    this.drop(row.jid);
-    const cfg = this.host.config;
-    if (!cfg.checkpoint.warm_restore || cfg.checkpoint.verify === "full") return;
-    const stdio = Object.values(manifest.stdio ?? {});
-    const plain = row.type === "process" && !row.tty && !row.attachable && !row.gpu && !!row.log &&
-      !manifest.gpu && manifest.job.log === row.log && stdio.length > 0 &&
-      stdio.every((s) => s.kind === "file" && s.append !== false);
-    if (!plain) return;
-    let workDir: string | null = null;
-    const fds: number[] = [];
-    try {
-      workDir = Deno.makeTempDirSync({ dir: cfg.checkpoint.dir, prefix: WORK_PREFIX });
-      this.host.db.addTemp(workDir, "work");
-      const staging = join(workDir, STAGING);
-      Deno.mkdirSync(staging);
-      for (const e of Deno.readDirSync(path)) {
-        if (e.name !== INVENTORY) Deno.symlinkSync(join(path, e.name), join(staging, e.name));
-      }
-      // (as restore.ts's io step hands them over: each file once, the job's log at the job's log)
-      const inherit: WarmCriu["inherit"] = [];
-      const files: WarmCriu["files"] = [];
-      for (const file of new Set((stdio as FileStdio[]).map((s) => s.path))) {
-        const fd = openAppend(file);
-        fds.push(fd);
-        inherit.push({ fd: 3 + inherit.length, resource: file.replace(/^\//, "") });
-        files.push({ path: file, ino: inode(`/proc/self/fd/${fd}`) ?? -1 });
-      }
-      const wait = pipe();
-      Deno.symlinkSync(`/proc/${Deno.pid}/fd/${wait.read}`, join(staging, INVENTORY));
-      const args = this.argsOf(manifest, { imagesDir: staging, workDir, inherit });
-      let run;
-      try {
-        run = spawnCriu(criu, args, { extraFds: fds, pdeathsig: false });
-      } catch (e) {
-        closeFd(wait.read);
-        closeFd(wait.write);
-        throw e;
-      }
-      const w: WarmCriu = {
-        jid: row.jid,
-        path,
-        log: row.log!,
-        files,
-        workDir,
-        staging,
-        run,
-        wait,
-        childFds: fds,
-        inherit,
-        exited: false,
-        timer: 0,
-      };
-      w.timer = setTimeout(() => this.drop(row.jid), WARM_TTL_MS) as unknown as number;
-      Deno.unrefTimer(w.timer);
-      // (one that ends on its own, before any restore wanted it, is cleared away)
-      run.done.then(() => {
-        w.exited = true;
-        if (this.#byJid.get(row.jid) === w) this.drop(row.jid);
-      });
-      this.#byJid.set(row.jid, w);
-      if (this.#byJid.size > WARM_MAX) this.drop(this.#byJid.keys().next().value!);
-      this.host.log.debug("restore prepared", { jid: row.jid, checkpoint: path, criu: run.pid });
-    } catch (e) {
-      for (const fd of fds) closeFd(fd);
-      if (workDir) this.#removeDir(workDir);
-      this.host.log.debug("no warm restore", { jid: row.jid, error: String(e) });
-    }
-  }
-
-  /**
-   * The warm CRIU for a restore of job `row` from `path`, if it fits what the restore asks for and
-   * where the job's log is now; any other is dropped.
-   */
-  take(row: JobRow, path: string, req: RestoreRequest): WarmCriu | null {
-    const w = this.#byJid.get(row.jid);
-    if (!w) return null;
-    this.#byJid.delete(row.jid);
-    clearTimeout(w.timer);
-    // (a log rotated or removed since: the job writes to the file at its path now, as restores do)
-    const fits = !w.exited && w.path === path && plainRestore(req, path) && row.log === w.log &&
-      w.files.every((f) => inode(f.path) === f.ino);
-    if (fits) return w;
-    this.#end(w, true);
-    return null;
-  }
-
-  /**
-   * Lets a taken warm CRIU restore: its images are the checkpoint's, read from here on. Returns
-   * how it ended (see criuOutcome).
-   */
-  go(w: WarmCriu): Promise<CriuRun & { output: string }> {
-    const wait = w.wait!;
-    w.wait = null;
-    try {
-      // (a CRIU that has not opened the pipe yet opens the real file; one that has reads it from the pipe)
-      const link = join(w.staging, `.${INVENTORY}`);
-      Deno.symlinkSync(join(w.path, INVENTORY), link);
-      Deno.renameSync(link, join(w.staging, INVENTORY));
-      writeFd(wait.write, Deno.readFileSync(join(w.path, INVENTORY)));
-    } catch (e) {
-      closeFd(wait.read);
-      closeFd(wait.write);
-      throw e;
-    }
-    // The pipe stays open until CRIU has read it (or is done): closed, it would drop what it holds.
-    (async () => {
-      while (!w.exited && pendingBytes(wait.read) > 0) await new Promise((r) => setTimeout(r, 2));
-      closeFd(wait.read);
-      closeFd(wait.write);
-    })();
-    return w.run.done;
-  }
-
-  /** A taken warm CRIU the restore does not use after all; `keepDir`: the restore works in it. */
-  async release(w: WarmCriu, keepDir: boolean): Promise<void> {
-    await this.#end(w, !keepDir);
-    // (its log says it read an empty inventory: not the log of the restore that follows)
-    if (keepDir) {
-      try {
-        Deno.removeSync(join(w.workDir, "restore.log"));
-      } catch { /* none */ }
-    }
-  }
-
-  /** Drops job `jid`'s warm CRIU, if any (its checkpoint or the job is going, or it expired). */
-  drop(jid: string): void {
-    const w = this.#byJid.get(jid);
-    if (!w) return;
-    this.#byJid.delete(jid);
-    clearTimeout(w.timer);
-    this.#end(w, true);
-  }
-
-  /** Drops every warm CRIU whose checkpoint is `path`. */
-  dropPath(path: string): void {
-    for (const w of [...this.#byJid.values()]) if (w.path === path) this.drop(w.jid);
-  }
-
-  dropAll(): void {
-    for (const jid of [...this.#byJid.keys()]) this.drop(jid);
-  }
-
-  /** Ends a warm CRIU (no inventory, or end-of-file in the pipe), then SIGKILL if not gone within 2 s. */
-  async #end(w: WarmCriu, removeDir: boolean): Promise<void> {
-    if (w.wait) {
-      // (the link first: the fd number is free for other files once closed)
-      try {
-        Deno.removeSync(join(w.staging, INVENTORY));
-      } catch { /* gone */ }
-      closeFd(w.wait.read);
-      closeFd(w.wait.write);
-      w.wait = null;
-    }
-    for (const fd of w.childFds.splice(0)) closeFd(fd);
-    const t = setTimeout(() => {
-      try {
-        Deno.kill(w.run.pid, "SIGKILL");
-      } catch { /* gone */ }
-    }, 2000);
-    await w.run.done;
-    clearTimeout(t);
-    if (removeDir) this.#removeDir(w.workDir);
-  }
-
-  #removeDir(dir: string): void {
-    try {
-      Deno.removeSync(dir, { recursive: true });
-    } catch { /* gone */ }
-    this.host.db.removeTemp(dir);
   }
 }
