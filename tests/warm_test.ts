@@ -23,11 +23,11 @@ function criusOf(d: TestDaemon, op: Op = "restore"): number[] {
   return out;
 }
 
-/** Scratch dirs in the checkpoint dir: of restores, or of warm dumps (those have a work/ dir). */
+/** Scratch dirs in the checkpoint dir: of restores, or of warm dumps (those have images/.work). */
 function workDirs(d: TestDaemon, op: Op = "restore"): string[] {
   const dir = `${d.dir}/checkpoints`;
   return [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) =>
-    n.startsWith(".cedana-work-") && existsSync(`${dir}/${n}/work`) === (op === "dump")
+    n.startsWith(".cedana-work-") && existsSync(`${dir}/${n}/images/.work`) === (op === "dump")
   );
 }
 
@@ -49,7 +49,7 @@ function holds(pid: number, tail: string): boolean {
 /** A CRIU started ahead for the job's next restore (or dump) is there, waiting (a dump's: at its FIFO). */
 async function warmUp(d: TestDaemon, op: Op = "restore"): Promise<number> {
   return await waitFor(
-    () => criusOf(d, op).find((p) => op === "restore" || holds(p, "/work/irmap-cache")),
+    () => criusOf(d, op).find((p) => op === "restore" || holds(p, "/.work/irmap-cache")),
     `the CRIU started ahead (${op})`,
   );
 }
@@ -261,6 +261,35 @@ Deno.test(
       await d.start();
       await waitFor(() => dirs.every((n) => !existsSync(`${d.dir}/checkpoints/${n}`)), "its dir cleared");
       await verify(d, "k", job.log!);
+    } finally {
+      await d.cleanup();
+    }
+  },
+);
+
+Deno.test(
+  "the daemon killed as a CRIU started ahead finished its dump: the next daemon records the checkpoint",
+  crOpts,
+  async () => {
+    const d = new TestDaemon({ CEDANA_FAULT: "dump-after-criu" });
+    await d.start();
+    try {
+      const job = await startWorkload(d, "cut", "counter");
+      await warmUp(d, "dump");
+      const r = await d.cli("dump", "job", "cut");
+      assert(r.code !== 0, "the daemon died in the dump");
+      delete d.env.CEDANA_FAULT;
+      await d.start();
+      // (CRIU's stats were in its work dir inside the images: the dump is known to have finished)
+      const cps = await waitFor(async () => {
+        const l = await d.json<{ path: string }[]>("job", "checkpoint", "list", "cut");
+        return l.length ? l : null;
+      }, "the checkpoint recorded");
+      assert(existsSync(`${cps[0].path}/stats-dump`));
+      const before = lastTick(readLog(job.log!));
+      await d.ok("restore", "job", "cut");
+      await assertContinues(job.log!, before);
+      await verify(d, "cut", job.log!);
     } finally {
       await d.cleanup();
     }

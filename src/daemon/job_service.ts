@@ -402,7 +402,11 @@ export class JobService implements CrHost {
       if (!row || row.pid !== pid || row.state !== "running" || this.#busy.has(jid)) return;
       try {
         const { bin } = await requireCriu(this);
-        if (!this.#busy.has(jid) && this.#watchers.has(jid)) this.warmDumps.prepare(row, bin);
+        // (as it is now: it may have been deleted, restored or dumped meanwhile)
+        const now = this.db.getJob(jid);
+        if (now?.pid === pid && now.state === "running" && !this.#busy.has(jid) && this.#watchers.has(jid)) {
+          this.warmDumps.prepare(now, bin);
+        }
       } catch (e) {
         this.log.debug("no warm dump", { jid, error: String(e) });
       }
@@ -808,8 +812,10 @@ export class JobService implements CrHost {
       if (!row || this.#busy.has(jid) || this.db.listCheckpoints(jid)[0]?.path !== r.checkpoint.path) return;
       try {
         const { bin } = await requireCriu(this);
-        if (this.#busy.has(jid)) return; // (a restore came first)
-        this.warm.prepare(row, r.checkpoint.path, readManifest(r.checkpoint.path), bin);
+        // (as it is now: a restore may have come first, or the job been deleted)
+        const now = this.db.getJob(jid);
+        if (!now || now.state !== "halted" || this.#busy.has(jid)) return;
+        this.warm.prepare(now, r.checkpoint.path, readManifest(r.checkpoint.path), bin);
       } catch (e) {
         this.log.debug("no warm restore", { jid, error: String(e) });
       }

@@ -289,8 +289,17 @@ const steps: Step<DumpCtx>[] = [
       }
       // 0700: the images hold the job's whole memory
       try {
-        if (c.warm) c.host.warmDumps.adopt(c.warm, c.tmpDir); // (its images dir, 0700 too)
-        else Deno.mkdirSync(c.tmpDir, { mode: 0o700 });
+        if (c.warm) {
+          try {
+            c.host.warmDumps.adopt(c.warm, c.tmpDir); // (its images dir, 0700 too)
+          } catch (e) {
+            if (e instanceof Deno.errors.AlreadyExists) throw e;
+            // (its dir gone, say a /tmp cleaner took it: this dump goes without)
+            await c.host.warmDumps.release(c.warm);
+            c.warm = null;
+          }
+        }
+        if (!c.warm) Deno.mkdirSync(c.tmpDir, { mode: 0o700 });
       } catch (e) {
         // (another dump with this --name, right now)
         if (e instanceof Deno.errors.AlreadyExists) {
@@ -404,10 +413,14 @@ const steps: Step<DumpCtx>[] = [
           c.warmed = true;
           try {
             criuOutcome(await c.host.warmDumps.go(w), join(c.tmpDir, "dump.log"), "criu dump");
+            faultPoint("dump-after-criu"); // (its stats still in its work dir: see salvage.ts)
           } finally {
             await c.host.warmDumps.release(w, c.tmpDir);
           }
-        } else await runCriu(c.criu, args, join(c.tmpDir, "dump.log"), "criu dump");
+        } else {
+          await runCriu(c.criu, args, join(c.tmpDir, "dump.log"), "criu dump");
+          faultPoint("dump-after-criu");
+        }
         c.imagesTaken = true;
         checkFilesAtFreeze(c);
         if (input) {
@@ -744,7 +757,7 @@ export async function dump(host: CrHost, request: DumpRequest, row: JobRow | nul
     time,
     stats: null,
     // (a CRIU started ahead for this job's next dump, if it fits this one: see warm_dump.ts)
-    warm: row ? host.warmDumps.take(row, req) : null,
+    warm: row ? host.warmDumps.take(row, req, bin) : null,
   };
   const timings: Record<string, number> = {};
   try {

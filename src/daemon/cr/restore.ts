@@ -798,7 +798,7 @@ export async function restore(
     throw notFound(`checkpoint ${target.path} does not exist`);
   }
   // (a CRIU started ahead when the dump ended the job, if it fits this restore: see warm.ts)
-  const warm = target.isNew ? null : host.warm.take(target.row, target.path, req);
+  const warm = target.isNew ? null : host.warm.take(target.row, target.path, req, bin);
   const workDir = warm?.workDir ??
     Deno.makeTempDirSync({ dir: host.config.checkpoint.dir, prefix: WORK_PREFIX });
   if (!warm) host.db.addTemp(workDir, "work");

@@ -74,8 +74,11 @@ export class WarmPool<W extends Held> {
  */
 export function closeWhenRead(w: Held, wait: { read: number; write: number }): void {
   (async () => {
-    // (a dump's CRIU reads on to end-of-file: as soon as it has read, it is waiting for that)
-    while (!w.exited && pendingBytes(wait.read) > 0) await new Promise((r) => setTimeout(r, 0));
+    // (a dump's CRIU reads on to end-of-file: as soon as it has read, it waits for that; a restore's
+    // that opened the real file instead never reads it: checked less and less often)
+    for (let ms = 0; !w.exited && pendingBytes(wait.read) > 0; ms = Math.min(50, ms * 2 || 1)) {
+      await new Promise((r) => setTimeout(r, ms));
+    }
     closeFd(wait.read);
     if (wait.write !== wait.read) closeFd(wait.write);
   })();
@@ -96,6 +99,15 @@ export async function endRun(w: Held, ms: number, kill = false): Promise<void> {
   await w.run.done;
   w.exited = true;
   clearTimeout(t);
+}
+
+/** A CRIU binary as it is now (path and mtime): a warm CRIU of an older one is not used. */
+export function criuStamp(bin: string): string {
+  try {
+    return `${bin}@${Deno.statSync(bin).mtime?.getTime() ?? 0}`;
+  } catch {
+    return `${bin}@?`;
+  }
 }
 
 export function inode(path: string): number | null {

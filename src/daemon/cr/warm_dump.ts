@@ -1,10 +1,11 @@
 // Warm dumps (see warm.ts). The CRIU that will dump a running process job is started ahead, with
 // the options a plain `cedana dump job JID` would choose now (the dump's own inspection, run on the
 // job as it is), its images dir a scratch dir in the checkpoint dir. The first file a dump reads,
-// irmap-cache (CRIU's optional cache of file paths) in its work dir, is a FIFO the daemon holds
-// open there: CRIU waits on it. The dump renames the images dir to its own temporary dir (CRIU
-// works in it through its fd; its log was opened by path there), writes an empty cache into the
-// FIFO, and CRIU goes on to freeze the job.
+// irmap-cache (CRIU's optional cache of file paths) in its work dir (.work in the images dir, as a
+// runtime's dump has it: a daemon killed after CRIU finds its stats there, see salvage.ts), is a
+// FIFO the daemon holds open: CRIU waits on it. The dump renames the images dir to its own
+// temporary dir (CRIU works in it through its fds), writes an empty cache into the FIFO, and CRIU
+// goes on to freeze the job.
 //
 // Before that, CRIU has not touched the job. A warm dump that is not wanted is killed. It dies with
 // the daemon too (the daemon-death signal), and were it not, it would wait on the FIFO for ever and
@@ -19,8 +20,8 @@ import { type CriuRun, spawnCriu } from "../../criu/run.ts";
 import { closeFd, openFifo, writeFd } from "../../sys/mod.ts";
 import type { JobRow } from "../db.ts";
 import type { CrHost } from "./host.ts";
-import { WORK_PREFIX } from "./salvage.ts";
-import { closeWhenRead, endRun, type Held, WarmPool } from "./warm.ts";
+import { exists, WORK_PREFIX, WORK_SUBDIR } from "./salvage.ts";
+import { closeWhenRead, criuStamp, endRun, type Held, WarmPool } from "./warm.ts";
 
 /**
  * At most this many at once (~9 MiB each); then jobs go without until one is used or its job ends
@@ -30,7 +31,6 @@ import { closeWhenRead, endRun, type Held, WarmPool } from "./warm.ts";
 const MAX = 4;
 const IRMAP_CACHE = "irmap-cache";
 const IMAGES = "images";
-const WORK = "work";
 /** An empty irmap-cache: CRIU's service-file magic, then the cache's (criu/include/magic.h). */
 const EMPTY_IRMAP_CACHE = new Uint8Array(new Uint32Array([0x55105940, 0x57004059]).buffer);
 
@@ -38,8 +38,10 @@ export interface WarmDump extends Held {
   /** The job's process it was started for. */
   pid: number;
   startTime: number | null;
-  /** Its scratch dir (images/ and work/ in it), and its options as a dump with those images has them. */
+  /** Its scratch dir (images/ in it), and its options as a dump with those images has them. */
   root: string;
+  /** The CRIU binary it runs, as it was (path and mtime): an upgraded one is not that. */
+  criu: string;
   args: string[];
   /** Our end of the FIFO; -1 once given over to the dump. */
   fifo: number;
@@ -63,16 +65,19 @@ export class WarmDumps {
   /** For job `row`, running now (never throws: a warm CRIU is a bonus). */
   prepare(row: JobRow, criu: string): void {
     const cfg = this.host.config;
+    // (criu.leave_running: every dump asks for --leave-running, which a warm dump is not)
     if (
-      !cfg.checkpoint.warm || row.type !== "process" || row.gpu || row.state !== "running" ||
-      row.pid === null || row.details.pidNamespace || this.#pool.has(row.jid) || this.#pool.full
+      !cfg.checkpoint.warm || cfg.criu.leave_running || row.type !== "process" || row.gpu ||
+      row.state !== "running" || row.pid === null || row.details.pidNamespace || this.#pool.has(row.jid) ||
+      this.#pool.full
     ) return;
     let root: string | null = null;
     let fifo = -1;
+    let run: WarmDump["run"] | null = null;
     try {
       root = Deno.makeTempDirSync({ dir: cfg.checkpoint.dir, prefix: WORK_PREFIX });
       this.host.db.addTemp(root, "work");
-      const images = join(root, IMAGES), work = join(root, WORK);
+      const images = join(root, IMAGES), work = join(images, WORK_SUBDIR);
       Deno.mkdirSync(images, { mode: 0o700 }); // (as the dump's own: the images hold the job's memory)
       Deno.mkdirSync(work);
       const args = this.argsOf(row, images);
@@ -81,12 +86,14 @@ export class WarmDumps {
       // (its log by path in the images dir, as a dump's is: the fd follows the dir's rename)
       const log = args.indexOf("-o") + 1;
       const argv = args.map((a, i) => i === log ? join(images, a) : a).concat("-W", work);
-      const run = spawnCriu(criu, argv);
+      const stamp = criuStamp(criu);
+      run = spawnCriu(criu, argv);
       const w: WarmDump = {
         jid: row.jid,
         pid: row.pid,
         startTime: row.startTime,
         root,
+        criu: stamp,
         args,
         fifo,
         run,
@@ -96,6 +103,8 @@ export class WarmDumps {
       this.#pool.add(w);
       this.host.log.debug("dump prepared", { jid: row.jid, criu: run.pid });
     } catch (e) {
+      // (a CRIU started must not go on: with no irmap cache it would dump)
+      if (run) endRun({ jid: row.jid, run, exited: false, timer: 0 }, 0, true);
       if (fifo >= 0) closeFd(fifo);
       if (root) this.#removeDir(root);
       this.host.log.debug("no warm dump", { jid: row.jid, error: String(e) });
@@ -103,11 +112,11 @@ export class WarmDumps {
   }
 
   /** The warm dump for this dump of job `row`, if it is of the job's process now; any other goes. */
-  take(row: JobRow, req: DumpRequest): WarmDump | null {
+  take(row: JobRow, req: DumpRequest, criu: string): WarmDump | null {
     const w = this.#pool.take(row.jid);
     if (!w) return null;
     if (
-      !w.exited && w.pid === row.pid && w.startTime === row.startTime &&
+      !w.exited && w.pid === row.pid && w.startTime === row.startTime && w.criu === criuStamp(criu) &&
       plainDump(req, this.host.config.checkpoint.dir)
     ) return w;
     this.#end(w);
@@ -119,35 +128,38 @@ export class WarmDumps {
     return JSON.stringify(args(join(w.root, IMAGES))) === JSON.stringify(w.args);
   }
 
-  /** Its images dir becomes the dump's temporary dir `tmpDir` (not there yet): CRIU still waits. */
+  /**
+   * Its images dir becomes the dump's temporary dir `tmpDir`, CRIU still waiting. Throws
+   * Deno.errors.AlreadyExists when `tmpDir` is there (as mkdir would: rename replaces an empty dir).
+   */
   adopt(w: WarmDump, tmpDir: string): void {
+    if (exists(tmpDir)) throw new Deno.errors.AlreadyExists(tmpDir);
     Deno.renameSync(join(w.root, IMAGES), tmpDir);
   }
 
   /** Lets an adopted warm dump go: CRIU dumps the job. Returns how it ended (see criuOutcome). */
   go(w: WarmDump): Promise<CriuRun & { output: string }> {
+    writeFd(w.fifo, EMPTY_IRMAP_CACHE); // (on failure the fd stays ours: release kills CRIU)
     const fifo = w.fifo;
     w.fifo = -1;
-    try {
-      writeFd(fifo, EMPTY_IRMAP_CACHE);
-    } catch (e) {
-      closeFd(fifo);
-      throw e;
-    }
     closeWhenRead(w, { read: fifo, write: fifo });
     return w.run.done;
   }
 
   /**
    * After a warm dump's CRIU is done (or the dump did not use it): its stats go with its images
-   * (CRIU wrote them into its work dir), and its scratch dir goes.
+   * (CRIU wrote them into its work dir, .work in there), and its scratch dir goes.
    */
   async release(w: WarmDump, tmpDir?: string): Promise<void> {
     await this.#end(w);
     if (tmpDir) {
+      const work = join(tmpDir, WORK_SUBDIR);
       try {
-        Deno.renameSync(join(w.root, WORK, "stats-dump"), join(tmpDir, "stats-dump"));
+        Deno.renameSync(join(work, "stats-dump"), join(tmpDir, "stats-dump"));
       } catch { /* none written */ }
+      try {
+        Deno.removeSync(work, { recursive: true });
+      } catch { /* gone */ }
     }
     this.#removeDir(w.root);
   }

@@ -22,7 +22,7 @@ import { closeFd, openAppend, pipe, writeFd } from "../../sys/mod.ts";
 import type { JobRow } from "../db.ts";
 import type { CrHost } from "./host.ts";
 import { WORK_PREFIX } from "./salvage.ts";
-import { closeWhenRead, endRun, type Held, inode, WarmPool } from "./warm.ts";
+import { closeWhenRead, criuStamp, endRun, type Held, inode, WarmPool } from "./warm.ts";
 
 /** A warm restore is dropped after this long unused (it holds the job's log open). */
 const TTL_MS = 10 * 60_000;
@@ -34,6 +34,8 @@ const STAGING = "images";
 export interface WarmCriu extends Held {
   /** The checkpoint it restores. */
   path: string;
+  /** The CRIU binary it runs, as it was (see criuStamp). */
+  criu: string;
   /** The job's log as it was when this was prepared. */
   log: string;
   /** The files CRIU was handed (the job's output), with the inode each fd has open. */
@@ -80,6 +82,7 @@ export class WarmRestores {
     if (!plain) return;
     let workDir: string | null = null;
     const fds: number[] = [];
+    let wait: { read: number; write: number } | null = null;
     try {
       workDir = Deno.makeTempDirSync({ dir: cfg.checkpoint.dir, prefix: WORK_PREFIX });
       this.host.db.addTemp(workDir, "work");
@@ -97,20 +100,15 @@ export class WarmRestores {
         inherit.push({ fd: 3 + inherit.length, resource: file.replace(/^\//, "") });
         files.push({ path: file, ino: inode(`/proc/self/fd/${fd}`) ?? -1 });
       }
-      const wait = pipe();
+      wait = pipe();
       Deno.symlinkSync(`/proc/${Deno.pid}/fd/${wait.read}`, join(staging, INVENTORY));
       const args = this.argsOf(manifest, { imagesDir: staging, workDir, inherit });
-      let run;
-      try {
-        run = spawnCriu(criu, args, { extraFds: fds, pdeathsig: false });
-      } catch (e) {
-        closeFd(wait.read);
-        closeFd(wait.write);
-        throw e;
-      }
+      const stamp = criuStamp(criu);
+      const run = spawnCriu(criu, args, { extraFds: fds, pdeathsig: false });
       const w: WarmCriu = {
         jid: row.jid,
         path,
+        criu: stamp,
         log: row.log!,
         files,
         workDir,
@@ -125,8 +123,13 @@ export class WarmRestores {
       this.#pool.add(w);
       this.host.log.debug("restore prepared", { jid: row.jid, checkpoint: path, criu: run.pid });
     } catch (e) {
-      for (const fd of fds) closeFd(fd);
+      // (the dir first, the link in it with it: the pipe's fd number is free for other files once closed)
       if (workDir) this.#removeDir(workDir);
+      for (const fd of fds) closeFd(fd);
+      if (wait) {
+        closeFd(wait.read);
+        closeFd(wait.write);
+      }
       this.host.log.debug("no warm restore", { jid: row.jid, error: String(e) });
     }
   }
@@ -135,12 +138,12 @@ export class WarmRestores {
    * The warm CRIU for a restore of job `row` from `path`, if it fits what the restore asks for and
    * where the job's log is now; any other is dropped.
    */
-  take(row: JobRow, path: string, req: RestoreRequest): WarmCriu | null {
+  take(row: JobRow, path: string, req: RestoreRequest, criu: string): WarmCriu | null {
     const w = this.#pool.take(row.jid);
     if (!w) return null;
     // (a log rotated or removed since: the job writes to the file at its path now, as restores do)
     const fits = !w.exited && w.path === path && plainRestore(req, path) && row.log === w.log &&
-      w.files.every((f) => inode(f.path) === f.ino);
+      w.criu === criuStamp(criu) && w.files.every((f) => inode(f.path) === f.ino);
     if (fits) return w;
     this.#end(w, true);
     return null;
@@ -160,6 +163,10 @@ export class WarmRestores {
       Deno.renameSync(link, join(w.staging, INVENTORY));
       writeFd(wait.write, Deno.readFileSync(join(w.path, INVENTORY)));
     } catch (e) {
+      // (no inventory then, rather than a link to whatever file gets the pipe's fd number next)
+      try {
+        Deno.removeSync(join(w.staging, INVENTORY));
+      } catch { /* gone */ }
       closeFd(wait.read);
       closeFd(wait.write);
       throw e;
