@@ -3,7 +3,7 @@
 // waiting, no work dir, nothing done to the job).
 import { existsSync } from "node:fs";
 import type { DumpResult, RestoreResult } from "../src/api/types.ts";
-import { assert, assertEquals } from "../src/testing/asserts.ts";
+import { assert, assertEquals, assertStringIncludes } from "../src/testing/asserts.ts";
 import { assertContinues, crOpts, lastTick, readLog, startWorkload, verify } from "./cr_helpers.ts";
 import { sleep, TestDaemon, waitFor, withDaemon } from "./helpers.ts";
 
@@ -78,6 +78,12 @@ Deno.test(
       await assertContinues(job.log!, before);
       await noneLeft(d, "after the restore");
     }
+    // what the user reads says so
+    await d.ok("dump", "job", "w");
+    await warmUp(d);
+    const plain = await d.cli("restore", "job", "w");
+    assertEquals(plain.code, 0, plain.stderr);
+    assertStringIncludes(plain.stdout, "criu (started ahead)");
     await verify(d, "w", job.log!);
     // the daemon still learns the job's exit
     await d.ok("job", "kill", "w");

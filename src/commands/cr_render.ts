@@ -29,7 +29,8 @@ export function printDump(r: DumpResult, what: string, json?: boolean) {
       ["criu_frozen_time", "frozen"],
       ["criu_memdump_time", "memory dump"],
       ["criu_memwrite_time", "write"],
-      ["criu_dump", "criu"],
+      // (its CRIU started ahead: see src/daemon/cr/warm.ts)
+      ["criu_dump", r.warm ? "criu (started ahead)" : "criu"],
       ["manifest", "checksums"],
       ["gpu_resume", "GPU resume"],
       ["compress", "compress"],
@@ -61,7 +62,7 @@ export function printRestore(r: RestoreResult, json?: boolean) {
       ["pids", "waiting for the original PIDs", 5],
       ["criu_forking_time", "fork"],
       ["criu_restore_time", "restore"],
-      ["criu_restore", "criu"],
+      ["criu_restore", r.warm ? "criu (started ahead)" : "criu"],
       ["plugin_restore", "runtime"],
       ["gpu_restore", "GPU restore"],
       ["gpu_unlock", "GPU unlock"],
