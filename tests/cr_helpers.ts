@@ -1,5 +1,6 @@
 // Helpers for the checkpoint/restore matrix: self-checking workloads (tests/workloads) whose log
 // tells whether they continued correctly after a restore.
+import { existsSync } from "node:fs";
 import type { Job } from "../src/api/types.ts";
 import { assert, assertEquals } from "../src/testing/asserts.ts";
 import { fileURLToPath } from "node:url";
@@ -122,4 +123,15 @@ export async function assertContinues(log: string, before: number): Promise<void
 
 export async function jobOf(d: TestDaemon, jid: string): Promise<Job> {
   return (await d.json<Job[]>("ps")).find((j) => j.jid === jid)!;
+}
+
+/**
+ * What is in the daemon's checkpoint dir but the scratch dirs of warm dumps (src/daemon/cr/warm_dump.ts:
+ * a running job gets one a second after the daemon starts watching it).
+ */
+export function checkpointDirEntries(d: TestDaemon): string[] {
+  const dir = `${d.dir}/checkpoints`;
+  return [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) =>
+    !(n.startsWith(".cedana-work-") && existsSync(`${dir}/${n}/images/.work`))
+  );
 }

@@ -4,6 +4,7 @@ import type { CheckpointInfo, CheckpointInspect, DumpResult, Job, RestoreResult 
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "../src/testing/asserts.ts";
 import {
   assertContinues,
+  checkpointDirEntries,
   crOpts,
   jobOf,
   lastTick,
@@ -426,7 +427,7 @@ Deno.test("daemon SIGKILLed in the middle of a dump: no half checkpoint, job not
     const j = await jobOf(d, "victim");
     assertEquals(j.status !== "halted", true);
     assertEquals(j.checkpoint, null);
-    assertEquals([...Deno.readDirSync(`${d.dir}/checkpoints`)].length, 0, "temporary files cleaned up");
+    assertEquals(checkpointDirEntries(d), [], "temporary files cleaned up");
     const before = lastTick(readLog(job.log!));
     await waitTicks(job.log!, before + 2);
     await verify(d, "victim", job.log!);

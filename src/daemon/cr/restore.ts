@@ -360,6 +360,7 @@ const steps: Step<RestoreCtx>[] = [
         // (a warm CRIU has the job's output files already: see warm.ts; they are ours to close now)
         c.inherit.push(...c.warm.inherit);
         c.childFds.push(...c.warm.childFds.splice(0));
+        faultPoint("restore-io-ready");
         return;
       }
       const give = (fd: number, resource: string) => {
