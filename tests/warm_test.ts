@@ -146,6 +146,14 @@ Deno.test(
       await warmUp(d);
       await d.ok("job", "checkpoint", "delete", dump.checkpoint.id);
       await noneLeft(d, "checkpoint deleted");
+      // removed by hand: the restore says so, and its warm CRIU goes too
+      await startWorkload(d, "b2", "counter");
+      const byHand = await d.json<DumpResult>("dump", "job", "b2");
+      await warmUp(d);
+      Deno.removeSync(byHand.checkpoint.path, { recursive: true });
+      const r2 = await d.cli("restore", "job", "b2");
+      assertEquals(r2.code, 3, r2.stderr);
+      await noneLeft(d, "checkpoint removed by hand");
 
       const c = await startWorkload(d, "c", "counter");
       await d.ok("dump", "job", "c");
@@ -162,10 +170,41 @@ Deno.test(
       await assertContinues(c.log!, before);
       await noneLeft(d, "next daemon");
       await verify(d, "c", c.log!);
+      // `daemon stop`: the warm CRIUs and their dirs go with it
+      await d.ok("dump", "job", "c");
+      await warmUp(d);
+      await d.ok("daemon", "stop");
+      assertEquals(await d.exited(), 0);
+      await noneLeft(d, "daemon stopped");
+      await noneLeft(d, "daemon stopped", "dump");
+      await d.start();
     } finally {
       await d.cleanup();
     }
   },
+);
+
+Deno.test(
+  "a place for a warm dump that comes free goes to a running job that has none",
+  crOpts,
+  withDaemon(async (d) => {
+    const jobs = [];
+    for (const jid of ["p1", "p2", "p3", "p4", "p5"]) jobs.push(await startWorkload(d, jid, "counter"));
+    // at most 4 at a time
+    const warmPids = () =>
+      criusOf(d, "dump").filter((p) => holds(p, "/.work/irmap-cache")).map((p) => {
+        const argv = Deno.readTextFileSync(`/proc/${p}/cmdline`).split("\0");
+        return Number(argv[argv.indexOf("-t") + 1]);
+      });
+    await waitFor(() => warmPids().length === 4, "4 warm dumps");
+    await sleep(1500);
+    assertEquals(warmPids().length, 4, "no more than 4");
+    const without = jobs.find((j) => !warmPids().includes(j.pid!))!;
+    const withOne = jobs.find((j) => warmPids().includes(j.pid!))!;
+    await d.ok("job", "kill", withOne.jid);
+    await waitFor(() => warmPids().includes(without.pid!), `job ${without.jid} gets the place`);
+    assertEquals(warmPids().length, 4);
+  }),
 );
 
 Deno.test(

@@ -167,7 +167,11 @@ export class JobService implements CrHost {
   constructor(readonly db: JobDb, readonly config: Config, readonly log: Logger) {
     this.checksums = new Checksums(db, log);
     this.warm = new WarmRestores(this, (m, a) => warmCriuArgs(m, a, config.criu.log_level));
-    this.warmDumps = new WarmDumps(this, (row, dir) => plainDumpArgs(this, row, dir));
+    this.warmDumps = new WarmDumps(
+      this,
+      (row, dir) => plainDumpArgs(this, row, dir),
+      () => this.#refillDumps(),
+    );
     setKeeperTag(config.db.path);
   }
 
@@ -396,12 +400,13 @@ export class JobService implements CrHost {
    * starts up, nor while the command that started or restored it is still printing and exiting.
    */
   #prepareDump(jid: string, pid: number): void {
-    if (!this.config.checkpoint.warm) return;
+    if (!this.config.checkpoint.warm || this.#stopping) return;
     const t = setTimeout(async () => {
       const row = this.db.getJob(jid);
       if (!row || row.pid !== pid || row.state !== "running" || this.#busy.has(jid)) return;
       try {
         const { bin } = await requireCriu(this);
+        if (this.#stopping) return;
         // (as it is now: it may have been deleted, restored or dumped meanwhile)
         const now = this.db.getJob(jid);
         if (now?.pid === pid && now.state === "running" && !this.#busy.has(jid) && this.#watchers.has(jid)) {
@@ -412,6 +417,19 @@ export class JobService implements CrHost {
       }
     }, WARM_DUMP_AFTER_MS);
     Deno.unrefTimer(t);
+  }
+
+  /** True once the daemon stops: no more warm CRIUs. */
+  #stopping = false;
+
+  /** A place for a warm dump came free: the next running process job without one gets it. */
+  #refillDumps(): void {
+    if (this.#stopping) return;
+    const row = this.db.listJobs().find((r) =>
+      r.type === "process" && r.state === "running" && r.pid !== null && !r.gpu && !r.details.pidNamespace &&
+      !this.warmDumps.has(r.jid) && !this.#busy.has(r.jid) && this.#watchers.has(r.jid)
+    );
+    if (row) this.#prepareDump(row.jid, row.pid!);
   }
 
   /** Still to be watched: there, zombies included (their exit status is yet to be collected). */
@@ -800,7 +818,15 @@ export class JobService implements CrHost {
     } else if (req.pid !== undefined) {
       row = this.db.listJobs().find((r) => r.pid === req.pid && this.#status(r) !== "halted") ?? null;
     } else throw invalidArgument("name a job (jid) or a process (pid) to dump");
-    const r = await this.#exclusive(row?.jid ?? `pid:${req.pid}`, "dump", () => runDump(this, req, row));
+    let r: DumpResult;
+    try {
+      r = await this.#exclusive(row?.jid ?? `pid:${req.pid}`, "dump", () => runDump(this, req, row));
+    } catch (e) {
+      // (a dump refused or failed may have taken the job's warm dump: the job runs on, it gets another)
+      const now = row && this.db.getJob(row.jid);
+      if (now?.state === "running" && now.pid !== null) this.#prepareDump(now.jid, now.pid);
+      throw e;
+    }
     if (row && !r.leftRunning && r.checkpoint.compression === "none") this.#prepareRestore(row.jid, r);
     return r;
   }
@@ -999,6 +1025,7 @@ export class JobService implements CrHost {
   }
 
   shutdown(): void {
+    this.#stopping = true;
     this.warm.dropAll();
     this.warmDumps.dropAll();
     for (const cancel of this.#watchers.values()) cancel();

@@ -793,13 +793,14 @@ export async function restore(
   target: RestoreTarget,
 ): Promise<RestoreResult> {
   const { bin } = await requireCriu(host);
+  // (a CRIU started ahead when the dump ended the job, if it fits this restore: see warm.ts)
+  const warm = target.isNew ? null : host.warm.take(target.row, target.path, req, bin);
   try {
     Deno.statSync(target.path);
   } catch {
+    if (warm) await host.warm.release(warm, false); // (its checkpoint removed by hand)
     throw notFound(`checkpoint ${target.path} does not exist`);
   }
-  // (a CRIU started ahead when the dump ended the job, if it fits this restore: see warm.ts)
-  const warm = target.isNew ? null : host.warm.take(target.row, target.path, req, bin);
   const workDir = warm?.workDir ??
     Deno.makeTempDirSync({ dir: host.config.checkpoint.dir, prefix: WORK_PREFIX });
   if (!warm) host.db.addTemp(workDir, "work");

@@ -24,7 +24,12 @@ export interface Held {
 export class WarmPool<W extends Held> {
   readonly #byJid = new Map<string, W>();
 
-  constructor(readonly ttlMs: number, readonly max: number, readonly end: (w: W) => Promise<void>) {}
+  constructor(
+    readonly ttlMs: number,
+    readonly max: number,
+    readonly end: (w: W) => Promise<void>,
+    readonly onFree: () => void = () => {},
+  ) {}
 
   add(w: W): void {
     this.drop(w.jid);
@@ -47,6 +52,7 @@ export class WarmPool<W extends Held> {
     if (!w) return null;
     this.#byJid.delete(jid);
     clearTimeout(w.timer);
+    queueMicrotask(this.onFree); // (after the caller is done with it)
     return w;
   }
 

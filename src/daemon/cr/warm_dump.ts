@@ -58,9 +58,13 @@ export function plainDump(req: DumpRequest, checkpointDir: string): boolean {
 }
 
 export class WarmDumps {
-  readonly #pool = new WarmPool<WarmDump>(0, MAX, (w) => this.#end(w));
+  readonly #pool = new WarmPool<WarmDump>(0, MAX, (w) => this.#end(w), () => this.onFree());
 
-  constructor(readonly host: CrHost, readonly argsOf: DumpArgsOf) {}
+  /** Jobs whose warm dump's CRIU ended on its own, before any dump: not tried again for them. */
+  readonly #gaveUp = new Set<string>();
+
+  /** `onFree`: a place in the pool came free (another running job may have one now). */
+  constructor(readonly host: CrHost, readonly argsOf: DumpArgsOf, readonly onFree: () => void = () => {}) {}
 
   /** For job `row`, running now (never throws: a warm CRIU is a bonus). */
   prepare(row: JobRow, criu: string): void {
@@ -69,7 +73,7 @@ export class WarmDumps {
     if (
       !cfg.checkpoint.warm || cfg.criu.leave_running || row.type !== "process" || row.gpu ||
       row.state !== "running" || row.pid === null || row.details.pidNamespace || this.#pool.has(row.jid) ||
-      this.#pool.full
+      this.#pool.full || this.#gaveUp.has(row.jid)
     ) return;
     let root: string | null = null;
     let fifo = -1;
@@ -100,6 +104,16 @@ export class WarmDumps {
         exited: false,
         timer: 0,
       };
+      // (before the pool's own handler, which drops it)
+      run.done.then((r) => {
+        if (!this.#pool.has(w.jid) || w.fifo < 0) return;
+        this.#gaveUp.add(w.jid);
+        this.host.log.debug("warm dump ended on its own; none again for this job", {
+          jid: w.jid,
+          code: r.code,
+          output: r.output.slice(-500),
+        });
+      });
       this.#pool.add(w);
       this.host.log.debug("dump prepared", { jid: row.jid, criu: run.pid });
     } catch (e) {
@@ -164,6 +178,10 @@ export class WarmDumps {
     this.#removeDir(w.root);
   }
 
+  has(jid: string): boolean {
+    return this.#pool.has(jid);
+  }
+
   drop(jid: string): void {
     this.#pool.drop(jid);
   }
@@ -172,14 +190,20 @@ export class WarmDumps {
     this.#pool.dropWhere(() => true);
   }
 
-  /** Kills a warm dump that was not let go (it has touched nothing), and clears its dir. */
+  /**
+   * Kills a warm dump that was not let go (it has touched nothing) and clears its dir, at once (a
+   * daemon stopping does not wait for more), then waits for CRIU to be gone.
+   */
   async #end(w: WarmDump): Promise<void> {
-    if (w.fifo >= 0) {
-      await endRun(w, 2000, true);
-      closeFd(w.fifo);
-      w.fifo = -1;
-      this.#removeDir(w.root);
-    } else await w.run.done;
+    if (w.fifo < 0) {
+      await w.run.done;
+      return;
+    }
+    const gone = endRun(w, 2000, true); // (killed now)
+    closeFd(w.fifo);
+    w.fifo = -1;
+    this.#removeDir(w.root);
+    await gone;
   }
 
   #removeDir(dir: string): void {

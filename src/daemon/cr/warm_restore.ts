@@ -212,8 +212,9 @@ export class WarmRestores {
       w.wait = null;
     }
     for (const fd of w.childFds.splice(0)) closeFd(fd);
-    await endRun(w, 2000);
+    // (the dir at once: a daemon stopping does not wait for CRIU; CRIU then finds no inventory)
     if (removeDir) this.#removeDir(w.workDir);
+    await endRun(w, 2000);
   }
 
   #removeDir(dir: string): void {
