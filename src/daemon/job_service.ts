@@ -400,11 +400,14 @@ export class JobService implements CrHost {
    * starts up, nor while the command that started or restored it is still printing and exiting.
    */
   #prepareDump(jid: string, pid: number): void {
-    if (!this.config.checkpoint.warm || this.#stopping) return;
+    if (!this.config.checkpoint.warm || this.#stopping || this.#pendingDumps.has(jid)) return;
+    this.#pendingDumps.add(jid);
+    // (nothing here may throw out of the timer: an unhandled error would end the daemon)
     const t = setTimeout(async () => {
-      const row = this.db.getJob(jid);
-      if (!row || row.pid !== pid || row.state !== "running" || this.#busy.has(jid)) return;
+      this.#pendingDumps.delete(jid);
       try {
+        const row = this.db.getJob(jid);
+        if (!row || row.pid !== pid || row.state !== "running" || this.#busy.has(jid)) return;
         const { bin } = await requireCriu(this);
         if (this.#stopping) return;
         // (as it is now: it may have been deleted, restored or dumped meanwhile)
@@ -421,15 +424,26 @@ export class JobService implements CrHost {
 
   /** True once the daemon stops: no more warm CRIUs. */
   #stopping = false;
+  /** Jobs whose warm dump is to be prepared (a timer runs). */
+  readonly #pendingDumps = new Set<string>();
 
   /** A place for a warm dump came free: the next running process job without one gets it. */
   #refillDumps(): void {
     if (this.#stopping) return;
-    const row = this.db.listJobs().find((r) =>
-      r.type === "process" && r.state === "running" && r.pid !== null && !r.gpu && !r.details.pidNamespace &&
-      !this.warmDumps.has(r.jid) && !this.#busy.has(r.jid) && this.#watchers.has(r.jid)
-    );
-    if (row) this.#prepareDump(row.jid, row.pid!);
+    try {
+      // (as many as there are places, counting those already on their way)
+      const rows = this.db.listJobs().filter((r) =>
+        r.type === "process" && r.state === "running" && r.pid !== null && !r.gpu &&
+        !r.details.pidNamespace &&
+        this.warmDumps.wants(r) && !this.#pendingDumps.has(r.jid) && !this.#busy.has(r.jid) &&
+        this.#watchers.has(r.jid)
+      );
+      const places = this.warmDumps.free - this.#pendingDumps.size;
+      for (const r of rows.slice(0, Math.max(0, places))) this.#prepareDump(r.jid, r.pid!);
+    } catch (e) {
+      // (a microtask's error would end the daemon; the DB busy, say: no warm dump then)
+      this.log.debug("no warm dump", { error: String(e) });
+    }
   }
 
   /** Still to be watched: there, zombies included (their exit status is yet to be collected). */
@@ -823,8 +837,10 @@ export class JobService implements CrHost {
       r = await this.#exclusive(row?.jid ?? `pid:${req.pid}`, "dump", () => runDump(this, req, row));
     } catch (e) {
       // (a dump refused or failed may have taken the job's warm dump: the job runs on, it gets another)
-      const now = row && this.db.getJob(row.jid);
-      if (now?.state === "running" && now.pid !== null) this.#prepareDump(now.jid, now.pid);
+      try {
+        const now = row && this.db.getJob(row.jid);
+        if (now?.state === "running" && now.pid !== null) this.#prepareDump(now.jid, now.pid);
+      } catch { /* the DB busy: none then; the dump's own error is the one to tell */ }
       throw e;
     }
     if (row && !r.leftRunning && r.checkpoint.compression === "none") this.#prepareRestore(row.jid, r);
@@ -833,11 +849,16 @@ export class JobService implements CrHost {
 
   /** Starts the CRIU for the next restore of a job its dump ended, once the answer is out (warm.ts). */
   #prepareRestore(jid: string, r: DumpResult): void {
+    // (nothing here may throw out of the timer: an unhandled error would end the daemon)
     setTimeout(async () => {
-      const row = this.db.getJob(jid);
-      if (!row || this.#busy.has(jid) || this.db.listCheckpoints(jid)[0]?.path !== r.checkpoint.path) return;
       try {
+        if (this.#stopping) return;
+        const row = this.db.getJob(jid);
+        if (!row || this.#busy.has(jid) || this.db.listCheckpoints(jid)[0]?.path !== r.checkpoint.path) {
+          return;
+        }
         const { bin } = await requireCriu(this);
+        if (this.#stopping) return;
         // (as it is now: a restore may have come first, or the job been deleted)
         const now = this.db.getJob(jid);
         if (!now || now.state !== "halted" || this.#busy.has(jid)) return;

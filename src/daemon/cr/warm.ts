@@ -64,9 +64,14 @@ export class WarmPool<W extends Held> {
     return this.#byJid.size >= this.max;
   }
 
+  get size(): number {
+    return this.#byJid.size;
+  }
+
   drop(jid: string): void {
     const w = this.take(jid);
-    if (w) this.end(w);
+    // (its cleanup is best effort: an unhandled rejection would end the daemon)
+    if (w) this.end(w).catch(() => {});
   }
 
   dropWhere(pred: (w: W) => boolean): void {

@@ -57,10 +57,15 @@ export function plainDump(req: DumpRequest, checkpointDir: string): boolean {
     Object.values(rest).every((v) => v === undefined || v === false || (Array.isArray(v) && !v.length));
 }
 
+/** A job's process (a restored one is another), for #gaveUp. */
+function gaveUpKey(j: { jid: string; pid: number | null; startTime: number | null }): string {
+  return `${j.jid}\0${j.pid}\0${j.startTime}`;
+}
+
 export class WarmDumps {
   readonly #pool = new WarmPool<WarmDump>(0, MAX, (w) => this.#end(w), () => this.onFree());
 
-  /** Jobs whose warm dump's CRIU ended on its own, before any dump: not tried again for them. */
+  /** Job processes whose warm dump's CRIU ended on its own, before any dump: not tried again for them. */
   readonly #gaveUp = new Set<string>();
 
   /** `onFree`: a place in the pool came free (another running job may have one now). */
@@ -73,7 +78,7 @@ export class WarmDumps {
     if (
       !cfg.checkpoint.warm || cfg.criu.leave_running || row.type !== "process" || row.gpu ||
       row.state !== "running" || row.pid === null || row.details.pidNamespace || this.#pool.has(row.jid) ||
-      this.#pool.full || this.#gaveUp.has(row.jid)
+      this.#pool.full || this.#gaveUp.has(gaveUpKey(row))
     ) return;
     let root: string | null = null;
     let fifo = -1;
@@ -107,7 +112,7 @@ export class WarmDumps {
       // (before the pool's own handler, which drops it)
       run.done.then((r) => {
         if (!this.#pool.has(w.jid) || w.fifo < 0) return;
-        this.#gaveUp.add(w.jid);
+        this.#gaveUp.add(gaveUpKey(w));
         this.host.log.debug("warm dump ended on its own; none again for this job", {
           jid: w.jid,
           code: r.code,
@@ -133,7 +138,7 @@ export class WarmDumps {
       !w.exited && w.pid === row.pid && w.startTime === row.startTime && w.criu === criuStamp(criu) &&
       plainDump(req, this.host.config.checkpoint.dir)
     ) return w;
-    this.#end(w);
+    this.#end(w).catch(() => {}); // (best effort, as the pool's)
     return null;
   }
 
@@ -178,12 +183,20 @@ export class WarmDumps {
     this.#removeDir(w.root);
   }
 
-  has(jid: string): boolean {
-    return this.#pool.has(jid);
+  /** Whether job `row` could be given a warm dump now (none yet, none that gave up). */
+  wants(row: JobRow): boolean {
+    return !this.#pool.has(row.jid) && !this.#gaveUp.has(gaveUpKey(row));
   }
 
+  /** How many more warm dumps there may be now. */
+  get free(): number {
+    return MAX - this.#pool.size;
+  }
+
+  /** The job ended or is deleted. */
   drop(jid: string): void {
     this.#pool.drop(jid);
+    for (const k of this.#gaveUp) if (k.startsWith(`${jid}\0`)) this.#gaveUp.delete(k);
   }
 
   dropAll(): void {
@@ -210,6 +223,8 @@ export class WarmDumps {
     try {
       Deno.removeSync(dir, { recursive: true });
     } catch { /* gone */ }
-    this.host.db.removeTemp(dir);
+    try {
+      this.host.db.removeTemp(dir);
+    } catch { /* the DB busy: the next daemon clears the record */ }
   }
 }

@@ -145,7 +145,7 @@ export class WarmRestores {
     const fits = !w.exited && w.path === path && plainRestore(req, path) && row.log === w.log &&
       w.criu === criuStamp(criu) && w.files.every((f) => inode(f.path) === f.ino);
     if (fits) return w;
-    this.#end(w, true);
+    this.#end(w, true).catch(() => {}); // (best effort, as the pool's)
     return null;
   }
 
@@ -221,6 +221,8 @@ export class WarmRestores {
     try {
       Deno.removeSync(dir, { recursive: true });
     } catch { /* gone */ }
-    this.host.db.removeTemp(dir);
+    try {
+      this.host.db.removeTemp(dir);
+    } catch { /* the DB busy: the next daemon clears the record */ }
   }
 }
