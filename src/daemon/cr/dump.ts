@@ -398,7 +398,6 @@ const steps: Step<DumpCtx>[] = [
         }
         return;
       }
-      const args = criuDumpArgs(c, c.tmpDir);
       // An attachable job's stdin pipe is the daemon's: CRIU saves what waits in it; what the
       // daemon still queues for it (the pipe was full) is kept beside. Nothing moves from the one
       // to the other meanwhile (and nothing is dropped when the dump ends the job).
@@ -418,7 +417,7 @@ const steps: Step<DumpCtx>[] = [
             await c.host.warmDumps.release(w, c.tmpDir);
           }
         } else {
-          await runCriu(c.criu, args, join(c.tmpDir, "dump.log"), "criu dump");
+          await runCriu(c.criu, criuDumpArgs(c, c.tmpDir), join(c.tmpDir, "dump.log"), "criu dump");
           faultPoint("dump-after-criu");
         }
         c.imagesTaken = true;

@@ -10,6 +10,7 @@
 
 import type { CriuRun } from "../../criu/run.ts";
 import { closeFd, pendingBytes } from "../../sys/mod.ts";
+import type { CrHost } from "./host.ts";
 
 /** What every warm CRIU is. */
 export interface Held {
@@ -119,6 +120,16 @@ export function criuStamp(bin: string): string {
   } catch {
     return `${bin}@?`;
   }
+}
+
+/** Removes a warm CRIU's scratch dir and its record; never throws (cleanups run unawaited). */
+export function removeScratch(host: CrHost, dir: string): void {
+  try {
+    Deno.removeSync(dir, { recursive: true });
+  } catch { /* gone */ }
+  try {
+    host.db.removeTemp(dir);
+  } catch { /* the DB busy: the next daemon clears the record */ }
 }
 
 export function inode(path: string): number | null {

@@ -21,7 +21,7 @@ import { closeFd, openFifo, writeFd } from "../../sys/mod.ts";
 import type { JobRow } from "../db.ts";
 import type { CrHost } from "./host.ts";
 import { exists, WORK_PREFIX, WORK_SUBDIR } from "./salvage.ts";
-import { closeWhenRead, criuStamp, endRun, type Held, WarmPool } from "./warm.ts";
+import { closeWhenRead, criuStamp, endRun, type Held, removeScratch, WarmPool } from "./warm.ts";
 
 /**
  * At most this many at once (~9 MiB each); then jobs go without until one is used or its job ends
@@ -220,11 +220,6 @@ export class WarmDumps {
   }
 
   #removeDir(dir: string): void {
-    try {
-      Deno.removeSync(dir, { recursive: true });
-    } catch { /* gone */ }
-    try {
-      this.host.db.removeTemp(dir);
-    } catch { /* the DB busy: the next daemon clears the record */ }
+    removeScratch(this.host, dir);
   }
 }

@@ -22,7 +22,7 @@ import { closeFd, openAppend, pipe, writeFd } from "../../sys/mod.ts";
 import type { JobRow } from "../db.ts";
 import type { CrHost } from "./host.ts";
 import { WORK_PREFIX } from "./salvage.ts";
-import { closeWhenRead, criuStamp, endRun, type Held, inode, WarmPool } from "./warm.ts";
+import { closeWhenRead, criuStamp, endRun, type Held, inode, removeScratch, WarmPool } from "./warm.ts";
 
 /** A warm restore is dropped after this long unused (it holds the job's log open). */
 const TTL_MS = 10 * 60_000;
@@ -218,11 +218,6 @@ export class WarmRestores {
   }
 
   #removeDir(dir: string): void {
-    try {
-      Deno.removeSync(dir, { recursive: true });
-    } catch { /* gone */ }
-    try {
-      this.host.db.removeTemp(dir);
-    } catch { /* the DB busy: the next daemon clears the record */ }
+    removeScratch(this.host, dir);
   }
 }
